@@ -1,0 +1,59 @@
+# sluice — the two commands of the README are `make run` and `make test`.
+GO      ?= go
+BIN     := bin/sluice
+# Packages with goroutines on the message path: run under the race detector.
+RACE_PKGS := ./orchestrator/... ./errorlog/... ./dispatch/... ./api/...
+
+.PHONY: all build run test vet test-race test-rest test-accounting postgres fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sluice
+
+## run: the whole system on this machine (embedded NATS, local Postgres, sinks, API, workers)
+run: postgres build
+	./$(BIN) dev
+
+## test: vet, the pipeline packages under -race (short sizes), the rest, and the full 100k accounting test
+test: postgres vet test-race test-rest test-accounting
+
+vet:
+	$(GO) vet ./...
+
+test-race:
+	$(GO) test -race -short -count=1 -timeout 15m $(RACE_PKGS)
+
+test-rest:
+	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v -e /orchestrator -e /errorlog -e /dispatch -e /api)
+
+# The 100k-message accounting test at full size, without the race detector's
+# 10x cost (the race run above covers it at 10k).
+test-accounting:
+	$(GO) test -count=1 -timeout 10m -run 'TestAccountingExact$$' ./orchestrator/
+
+## postgres: make sure PostgreSQL server binaries (initdb, pg_ctl, postgres) are installed
+postgres:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "PostgreSQL server binaries not found: installing Debian's postgresql"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	else \
+		echo "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found."; \
+		echo "Install them with: sudo apt-get install -y postgresql"; exit 1; \
+	fi
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./dispatch/ -run '^$$' -fuzz '^FuzzValidateEmail$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dispatch/ -run '^$$' -fuzz '^FuzzValidatePhone$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dispatch/ -run '^$$' -fuzz '^FuzzValidatePushToken$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./orchestrator/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+
+## bench: worker throughput, all-valid and all-invalid batches
+bench:
+	$(GO) test -run '^$$' -bench 'BenchmarkPipeline' -benchtime 50000x -count 3 ./orchestrator/
+
+clean:
+	rm -rf bin

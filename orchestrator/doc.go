@@ -1,0 +1,38 @@
+// Package orchestrator is sluice's worker pipeline: it consumes activations
+// from the JetStream stream SLUICE_ACTIVATIONS, decodes and validates them,
+// hands valid ones to a channel provider and invalid ones to the error log,
+// and acknowledges each message only once its outcome is durable.
+//
+// # Stream and subjects
+//
+// One stream, SLUICE_ACTIVATIONS, file storage, WorkQueue retention (a message
+// is removed once acked or terminated), subjects
+// sluice.act.<lane>.<tenant>.<conversation>, and a duplicate window so that a
+// retried publish with the same Nats-Msg-Id (the activation id) is stored once.
+//
+// # Lanes and fairness
+//
+// Two lanes, each with its own pool of workers, so that an 8M-message bulk
+// backlog never delays a password reset:
+//
+//   - transactional: one durable pull consumer over sluice.act.transactional.>,
+//     fetched in a loop that blocks until messages arrive.
+//   - bulk: one durable pull consumer per conversation that has messages,
+//     discovered from the stream's per-subject counts and deleted once the
+//     conversation's subject is empty. The lane fetches at most FetchBatch
+//     messages from each conversation in turn (round-robin, FetchNoWait), so a
+//     1k-message conversation activated after a 1M-message one is served at
+//     once, at an equal share of the lane, instead of waiting behind it.
+//     Pausing a conversation later means skipping its consumer: its queued
+//     messages are never fetched and cost the others nothing.
+//
+// # Acknowledgement
+//
+// Explicit acks. Delivered: Ack. Invalid address, poison message, permanent
+// provider rejection: recorded in the error log, then Ack (or TermWithReason
+// for poison) from the error log's callback once the record is committed.
+// Transient failure: NakWithDelay with capped exponential backoff, never a bare
+// Nak; on the last allowed delivery (MaxDeliver) the message is recorded as
+// failed with reason max_deliveries and terminated instead, so nothing reaches
+// MaxDeliver silently.
+package orchestrator

@@ -1,0 +1,178 @@
+package orchestrator
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is the envelope version this build writes and reads.
+const SchemaVersion = 1
+
+// Lane is a class of traffic with its own worker capacity.
+type Lane string
+
+// The lanes.
+const (
+	LaneTransactional Lane = "transactional"
+	LaneBulk          Lane = "bulk"
+)
+
+// Valid reports whether l is a known lane.
+func (l Lane) Valid() bool { return l == LaneTransactional || l == LaneBulk }
+
+// Activation is the versioned JSON envelope of one message for one recipient.
+type Activation struct {
+	// Version is the envelope schema version; see SchemaVersion.
+	Version int `json:"v"`
+	// ID identifies the activation; it is the Nats-Msg-Id of the publish and
+	// the idempotency key of the send.
+	ID           string `json:"id"`
+	Tenant       string `json:"tenant"`
+	Conversation string `json:"conversation"`
+	Lane         Lane   `json:"lane"`
+	Channel      string `json:"channel"`
+	// To is the recipient address: an email address, an E.164 number or a
+	// push token, according to Channel.
+	To string `json:"to"`
+	// Vars are the template variables for this recipient.
+	Vars       map[string]string `json:"vars,omitempty"`
+	EnqueuedAt time.Time         `json:"enqueued_at"`
+}
+
+// Subject returns the subject the activation is published on.
+func (a *Activation) Subject() string {
+	return Subject(a.Lane, a.Tenant, a.Conversation)
+}
+
+// Reasons for envelopes that cannot be processed. They are stable codes that
+// appear in the error log and as metric labels.
+const (
+	ReasonUndecodable     = "undecodable"
+	ReasonUnknownSchema   = "unknown_schema"
+	ReasonMissingField    = "missing_field"
+	ReasonSubjectMismatch = "subject_mismatch"
+	ReasonVarsTooLarge    = "vars_too_large"
+	ReasonMaxDeliveries   = "max_deliveries"
+)
+
+// ErrBadEnvelope is matched by every *EnvelopeError.
+var ErrBadEnvelope = errors.New("orchestrator: bad envelope")
+
+// EnvelopeError says why a message could not be decoded into an Activation.
+type EnvelopeError struct {
+	Reason string
+	Detail string
+}
+
+func (e *EnvelopeError) Error() string {
+	return fmt.Sprintf("orchestrator: bad envelope: %s: %s", e.Reason, e.Detail)
+}
+
+// Is makes errors.Is(err, ErrBadEnvelope) hold.
+func (e *EnvelopeError) Is(target error) bool { return target == ErrBadEnvelope }
+
+// wireActivation keeps Vars raw so that its size is checked before it is
+// decoded into a map.
+type wireActivation struct {
+	Version      int             `json:"v"`
+	ID           string          `json:"id"`
+	Tenant       string          `json:"tenant"`
+	Conversation string          `json:"conversation"`
+	Lane         Lane            `json:"lane"`
+	Channel      string          `json:"channel"`
+	To           string          `json:"to"`
+	Vars         json.RawMessage `json:"vars,omitempty"`
+	EnqueuedAt   time.Time       `json:"enqueued_at"`
+}
+
+// Decode parses an envelope. maxVars bounds the encoded size in bytes of the
+// template variables (0: no bound). The channel is not checked here: an unknown
+// channel is an address-validation outcome of package dispatch.
+func Decode(data []byte, maxVars int) (*Activation, error) {
+	var w wireActivation
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, &EnvelopeError{Reason: ReasonUndecodable, Detail: trimDetail(err.Error())}
+	}
+	if w.Version != SchemaVersion {
+		return nil, &EnvelopeError{Reason: ReasonUnknownSchema, Detail: fmt.Sprintf("version %d, this build reads %d", w.Version, SchemaVersion)}
+	}
+	switch {
+	case w.ID == "":
+		return nil, &EnvelopeError{Reason: ReasonMissingField, Detail: "id"}
+	case !validToken(w.Tenant):
+		return nil, &EnvelopeError{Reason: ReasonMissingField, Detail: "tenant: want 1-64 of [A-Za-z0-9_-]"}
+	case !validToken(w.Conversation):
+		return nil, &EnvelopeError{Reason: ReasonMissingField, Detail: "conversation: want 1-64 of [A-Za-z0-9_-]"}
+	case !w.Lane.Valid():
+		return nil, &EnvelopeError{Reason: ReasonMissingField, Detail: "lane: want transactional or bulk"}
+	case len(w.ID) > 128:
+		return nil, &EnvelopeError{Reason: ReasonMissingField, Detail: "id: longer than 128 bytes"}
+	}
+	a := &Activation{
+		Version: w.Version, ID: w.ID, Tenant: w.Tenant, Conversation: w.Conversation,
+		Lane: w.Lane, Channel: w.Channel, To: w.To, EnqueuedAt: w.EnqueuedAt,
+	}
+	if len(w.Vars) > 0 && string(w.Vars) != "null" {
+		if maxVars > 0 && len(w.Vars) > maxVars {
+			return a, &EnvelopeError{Reason: ReasonVarsTooLarge, Detail: fmt.Sprintf("%d bytes, limit %d", len(w.Vars), maxVars)}
+		}
+		if err := json.Unmarshal(w.Vars, &a.Vars); err != nil {
+			return a, &EnvelopeError{Reason: ReasonUndecodable, Detail: "vars: want an object of strings"}
+		}
+	}
+	return a, nil
+}
+
+// Encode returns the JSON envelope of a, filling Version.
+func Encode(a *Activation) ([]byte, error) {
+	a.Version = SchemaVersion
+	return json.Marshal(a)
+}
+
+func trimDetail(s string) string {
+	if len(s) > 200 {
+		return s[:200]
+	}
+	return s
+}
+
+// Subject returns sluice.act.<lane>.<tenant>.<conversation>.
+func Subject(lane Lane, tenant, conversation string) string {
+	return subjectPrefix + string(lane) + "." + tenant + "." + conversation
+}
+
+const subjectPrefix = "sluice.act."
+
+// SubjectParts splits an activation subject. ok is false when the subject is
+// not of the form sluice.act.<lane>.<tenant>.<conversation>.
+func SubjectParts(subject string) (lane Lane, tenant, conversation string, ok bool) {
+	rest, found := strings.CutPrefix(subject, subjectPrefix)
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	return Lane(parts[0]), parts[1], parts[2], true
+}
+
+// ValidToken reports whether s can be a tenant or conversation id: 1 to 64
+// characters of [A-Za-z0-9_-], so it is always one subject token.
+func ValidToken(s string) bool { return validToken(s) }
+
+func validToken(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,343 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LaneConfig sizes one lane.
+type LaneConfig struct {
+	// Workers is the number of messages the lane processes at once.
+	// Default 16 for transactional, 32 for bulk.
+	Workers int
+	// FetchBatch is the most messages one pull request asks for; in the bulk
+	// lane it is also each conversation's turn in the round-robin. Default 64
+	// for transactional, 32 for bulk.
+	FetchBatch int
+	// AckWait is how long the server waits for an ack before redelivering.
+	// It must cover the worker queue, the send timeout and the error log's
+	// commit. Default 30s.
+	AckWait time.Duration
+	// MaxDeliver is the number of delivery attempts; the last one that fails
+	// transiently is recorded as failed (max_deliveries). Default 20, which
+	// with the default backoff spans about half an hour of retries.
+	MaxDeliver int
+	// MaxAckPending bounds unacknowledged messages per consumer (the whole
+	// transactional lane; each bulk conversation). Default 1024 for
+	// transactional, 256 for bulk.
+	MaxAckPending int
+}
+
+func (c *LaneConfig) setDefaults(l Lane) {
+	def := LaneConfig{Workers: 16, FetchBatch: 64, AckWait: 30 * time.Second, MaxDeliver: 20, MaxAckPending: 1024}
+	if l == LaneBulk {
+		def.Workers, def.FetchBatch, def.MaxAckPending = 32, 32, 256
+	}
+	if c.Workers == 0 {
+		c.Workers = def.Workers
+	}
+	if c.FetchBatch == 0 {
+		c.FetchBatch = def.FetchBatch
+	}
+	if c.AckWait == 0 {
+		c.AckWait = def.AckWait
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = def.MaxDeliver
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = def.MaxAckPending
+	}
+}
+
+func (c *LaneConfig) validate(l Lane) error {
+	switch {
+	case c.Workers < 1:
+		return errors.New("orchestrator: " + string(l) + ".Workers must be at least 1")
+	case c.FetchBatch < 1:
+		return errors.New("orchestrator: " + string(l) + ".FetchBatch must be at least 1")
+	case c.MaxAckPending < c.FetchBatch:
+		return errors.New("orchestrator: " + string(l) + ".MaxAckPending must be at least FetchBatch")
+	case c.AckWait < time.Second:
+		return errors.New("orchestrator: " + string(l) + ".AckWait must be at least 1s")
+	}
+	return nil
+}
+
+func consumerConfig(name, filter string, c LaneConfig, inactive time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:           name,
+		FilterSubject:     filter,
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckWait:           c.AckWait,
+		MaxDeliver:        c.MaxDeliver,
+		MaxAckPending:     c.MaxAckPending,
+		MaxWaiting:        512,
+		InactiveThreshold: inactive,
+	}
+}
+
+// pool runs a lane's workers over a channel of fetched messages.
+type pool struct {
+	lane   Lane
+	work   chan jetstream.Msg
+	wg     sync.WaitGroup
+	handle func(context.Context, Lane, jetstream.Msg)
+}
+
+func newPool(lane Lane, workers int, handle func(context.Context, Lane, jetstream.Msg)) *pool {
+	return &pool{lane: lane, work: make(chan jetstream.Msg, workers), handle: handle}
+}
+
+// start runs the workers until the work channel is closed; ctx is the
+// handlers' context, cancelled only when a drain runs out of time.
+func (p *pool) start(ctx context.Context, workers int) {
+	for range workers {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for msg := range p.work {
+				p.handle(ctx, p.lane, msg)
+			}
+		}()
+	}
+}
+
+// submit hands msg to a worker, blocking while all are busy.
+func (p *pool) submit(msg jetstream.Msg) { p.work <- msg }
+
+// close lets the workers finish what was submitted and waits for them.
+func (p *pool) close() {
+	close(p.work)
+	p.wg.Wait()
+}
+
+// transactionalSource feeds the transactional lane from its single consumer,
+// blocking in Fetch until messages arrive so latency is one round trip.
+type transactionalSource struct {
+	cons  jetstream.Consumer
+	batch int
+	log   *slog.Logger
+}
+
+func (s *transactionalSource) run(ctx context.Context, p *pool) {
+	for ctx.Err() == nil {
+		b, err := s.cons.Fetch(s.batch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			s.log.Warn("transactional fetch failed", "err", err)
+			sleep(ctx, 250*time.Millisecond)
+			continue
+		}
+		for msg := range b.Messages() {
+			p.submit(msg)
+		}
+		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			s.log.Warn("transactional fetch ended with error", "err", err)
+			sleep(ctx, 250*time.Millisecond)
+		}
+	}
+}
+
+// bulkSource feeds the bulk lane round-robin from one consumer per
+// conversation that has queued messages.
+type bulkSource struct {
+	stream   jetstream.Stream
+	cfg      LaneConfig
+	interval time.Duration
+	log      *slog.Logger
+	m        *metrics
+
+	mu    sync.Mutex
+	convs map[string]jetstream.Consumer // by subject
+	wake  chan struct{}
+}
+
+func newBulkSource(stream jetstream.Stream, cfg LaneConfig, interval time.Duration, log *slog.Logger, m *metrics) *bulkSource {
+	return &bulkSource{stream: stream, cfg: cfg, interval: interval, log: log, m: m,
+		convs: make(map[string]jetstream.Consumer), wake: make(chan struct{}, 1)}
+}
+
+// bulkConsumerName names a conversation's durable consumer: readable, and
+// unique through a hash of the subject (tokens may contain '_' and '-').
+func bulkConsumerName(subject string) string {
+	_, t, c, _ := SubjectParts(subject)
+	h := sha256.Sum256([]byte(subject))
+	return "sluice_bulk_" + t + "_" + c + "_" + hex.EncodeToString(h[:4])
+}
+
+// discover reconciles the set of conversation consumers with the subjects
+// that hold bulk messages: a consumer for each new subject, deletion for each
+// subject that has emptied.
+func (s *bulkSource) discover(ctx context.Context) error {
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(Subject(LaneBulk, "*", "*")))
+	if err != nil {
+		return err
+	}
+	subjects := info.State.Subjects
+	s.mu.Lock()
+	var add, remove []string
+	for subj, n := range subjects {
+		if _, ok := s.convs[subj]; !ok && n > 0 {
+			add = append(add, subj)
+		}
+	}
+	for subj := range s.convs {
+		if subjects[subj] == 0 {
+			remove = append(remove, subj)
+		}
+	}
+	s.mu.Unlock()
+
+	for _, subj := range add {
+		cons, err := s.stream.CreateOrUpdateConsumer(ctx, consumerConfig(bulkConsumerName(subj), subj, s.cfg, time.Hour))
+		if err != nil {
+			s.log.Warn("create conversation consumer failed", "subject", subj, "err", err)
+			continue
+		}
+		s.mu.Lock()
+		s.convs[subj] = cons
+		s.mu.Unlock()
+		s.m.consumerChanges.WithLabelValues("created").Inc()
+	}
+	for _, subj := range remove {
+		s.mu.Lock()
+		delete(s.convs, subj)
+		s.mu.Unlock()
+		// Another worker process may still use it; if it is gone it is
+		// recreated by the next discovery, and WorkQueue retention keeps the
+		// messages meanwhile.
+		err := s.stream.DeleteConsumer(ctx, bulkConsumerName(subj))
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			s.log.Warn("delete conversation consumer failed", "subject", subj, "err", err)
+		}
+		s.m.consumerChanges.WithLabelValues("deleted").Inc()
+	}
+	s.mu.Lock()
+	s.m.bulkConsumers.Set(float64(len(s.convs)))
+	s.mu.Unlock()
+	if len(add) > 0 {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (s *bulkSource) discoverLoop(ctx context.Context) {
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		if err := s.discover(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("bulk discovery failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// snapshot returns the conversation consumers in a stable order.
+func (s *bulkSource) snapshot() []jetstream.Consumer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	subjects := make([]string, 0, len(s.convs))
+	for subj := range s.convs {
+		subjects = append(subjects, subj)
+	}
+	sort.Strings(subjects)
+	out := make([]jetstream.Consumer, len(subjects))
+	for i, subj := range subjects {
+		out[i] = s.convs[subj]
+	}
+	return out
+}
+
+func (s *bulkSource) drop(cons jetstream.Consumer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for subj, c := range s.convs {
+		if c == cons {
+			delete(s.convs, subj)
+		}
+	}
+}
+
+// run fetches round-robin: each conversation in turn gets up to FetchBatch
+// messages, and submitting them blocks while the lane's workers are busy, so
+// a conversation's share of the lane is 1/(active conversations) whatever
+// its backlog.
+func (s *bulkSource) run(ctx context.Context, p *pool) {
+	for ctx.Err() == nil {
+		got := 0
+		for _, cons := range s.snapshot() {
+			if ctx.Err() != nil {
+				return
+			}
+			b, err := cons.FetchNoWait(s.cfg.FetchBatch)
+			if err != nil {
+				s.fetchFailed(cons, err)
+				continue
+			}
+			for msg := range b.Messages() {
+				p.submit(msg)
+				got++
+			}
+			if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+				s.fetchFailed(cons, err)
+			}
+		}
+		if got == 0 {
+			select {
+			case <-ctx.Done():
+			case <-s.wake:
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+}
+
+func (s *bulkSource) fetchFailed(cons jetstream.Consumer, err error) {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+		s.drop(cons)
+		return
+	}
+	if strings.Contains(err.Error(), "MaxAckPending") {
+		return // the conversation's in-flight bound: its turn is skipped
+	}
+	s.log.Warn("bulk fetch failed", "err", err)
+}
+
+// pendingTotals sums the lane's consumers' pending and ack-pending counts.
+func (s *bulkSource) pendingTotals(ctx context.Context) (pending, ackPending uint64) {
+	for _, cons := range s.snapshot() {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			continue
+		}
+		pending += info.NumPending
+		ackPending += uint64(info.NumAckPending)
+	}
+	return pending, ackPending
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,66 @@
+package orchestrator
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of one delivery attempt, the values of the outcome label of
+// sluice_messages_total. delivered, invalid and failed are terminal; retried is
+// not (the message was NakWithDelay'd and comes back).
+const (
+	OutcomeDelivered = "delivered"
+	OutcomeInvalid   = "invalid"
+	OutcomeFailed    = "failed"
+	OutcomeRetried   = "retried"
+)
+
+type metrics struct {
+	messages        *prometheus.CounterVec
+	processing      *prometheus.HistogramVec
+	endToEnd        *prometheus.HistogramVec
+	pending         *prometheus.GaugeVec
+	ackPending      *prometheus.GaugeVec
+	bulkConsumers   prometheus.Gauge
+	consumerChanges *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Name: "messages_total",
+			Help: "Activations processed, by lane, channel and outcome (delivered, invalid, failed, retried).",
+		}, []string{"lane", "channel", "outcome"}),
+		processing: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "sluice", Subsystem: "orchestrator", Name: "processing_duration_seconds",
+			Help:    "Time a worker spends on one activation, from receipt to its outcome (send included, error-log commit excluded).",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"lane"}),
+		endToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "sluice", Subsystem: "orchestrator", Name: "delivery_latency_seconds",
+			Help:    "Time from an activation's enqueue to its delivery to the provider.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}, []string{"lane"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "consumer", Name: "pending_messages",
+			Help: "Messages waiting in the lane's consumers, not yet delivered to a worker.",
+		}, []string{"lane"}),
+		ackPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "consumer", Name: "ack_pending_messages",
+			Help: "Messages delivered to workers of the lane and not yet acknowledged.",
+		}, []string{"lane"}),
+		bulkConsumers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "orchestrator", Name: "bulk_conversations",
+			Help: "Conversations with queued bulk messages, each served by its own consumer.",
+		}),
+		consumerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "orchestrator", Name: "bulk_consumer_changes_total",
+			Help: "Per-conversation bulk consumers created and deleted.",
+		}, []string{"change"}),
+	}
+	for _, c := range []prometheus.Collector{m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.consumerChanges} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

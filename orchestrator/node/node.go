@@ -1,0 +1,211 @@
+// Package node wires one sluice process: a NATS connection, a Postgres pool
+// with migrations applied, the error log, the worker pipeline and the HTTP
+// server, in the roles it is given (API, worker or both). `sluice serve`,
+// `sluice dev` and the load test all start a Node; they differ only in where
+// NATS, Postgres and the providers come from.
+//
+// Shutdown order (Stop): stop consuming and finish in-flight messages, flush
+// the error log (which sends the acks of recorded messages), flush NATS, stop
+// HTTP, close the Postgres pool.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/internal/migrate"
+	"github.com/sluicehq/sluice/orchestrator"
+)
+
+// Config configures a Node.
+type Config struct {
+	// NATSURL is the NATS server to connect to. Required.
+	NATSURL string
+	// DatabaseURL is the Postgres database. Required.
+	DatabaseURL string
+	// HTTPAddr is the HTTP listen address. Default 127.0.0.1:8080.
+	HTTPAddr string
+	// Worker runs the pipeline; API serves the HTTP API. Health, readiness
+	// and metrics are served in either role. At least one must be set.
+	Worker, API bool
+	// Migrate applies pending migrations at start. `sluice dev` sets it;
+	// production runs `sluice migrate` as its own step.
+	Migrate  bool
+	Pipeline orchestrator.Config
+	Stream   orchestrator.StreamConfig
+	ErrorLog errorlog.Config
+	// Providers by channel, for the worker role.
+	Providers map[dispatch.Channel]dispatch.Provider
+	// Name is the NATS connection name. Default "sluice".
+	Name string
+}
+
+// Node is one running sluice process.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	Registry *prometheus.Registry
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Pool     *pgxpool.Pool
+	ErrorLog *errorlog.Log
+	Service  *orchestrator.Service
+	HTTP     *api.Server
+}
+
+// Start connects, migrates if asked, and starts the configured roles. On
+// error everything already started is stopped.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err error) {
+	if !cfg.Worker && !cfg.API {
+		return nil, errors.New("node: at least one of Worker and API must be set")
+	}
+	if cfg.NATSURL == "" {
+		return nil, errors.New("node: NATSURL is required")
+	}
+	if cfg.DatabaseURL == "" {
+		return nil, errors.New("node: DatabaseURL is required")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "sluice"
+	}
+	n := &Node{cfg: cfg, log: logger, Registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = n.Stop(stopCtx)
+		}
+	}()
+	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	n.NC, err = nats.Connect(cfg.NATSURL,
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("node: connect nats %s: %w", cfg.NATSURL, err)
+	}
+	n.JS, err = jetstream.New(n.NC, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return nil, fmt.Errorf("node: jetstream: %w", err)
+	}
+	if _, err := orchestrator.EnsureStream(ctx, n.JS, cfg.Stream); err != nil {
+		return nil, err
+	}
+
+	n.Pool, err = pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("node: postgres: %w", err)
+	}
+	if err := n.Pool.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("node: postgres: %w", err)
+	}
+	n.logDatabase(ctx)
+	if cfg.Migrate {
+		applied, err := migrate.Up(ctx, n.Pool, migrate.Options{Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		if len(applied) > 0 {
+			logger.Info("migrations applied", "versions", applied)
+		}
+	}
+
+	if cfg.Worker {
+		n.ErrorLog, err = errorlog.New(n.Pool, cfg.ErrorLog, logger, n.Registry)
+		if err != nil {
+			return nil, err
+		}
+		if err := n.ErrorLog.Start(ctx); err != nil {
+			return nil, err
+		}
+		n.Service, err = orchestrator.NewService(n.JS, cfg.Providers, n.ErrorLog, cfg.Pipeline, logger, n.Registry)
+		if err != nil {
+			return nil, err
+		}
+		if err := n.Service.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	n.HTTP, err = api.New(api.Config{
+		Addr:     cfg.HTTPAddr,
+		Gatherer: n.Registry,
+		Checks: map[string]api.Check{
+			"nats": func(ctx context.Context) error {
+				if !n.NC.IsConnected() {
+					return fmt.Errorf("not connected (%s)", n.NC.Status())
+				}
+				_, err := n.JS.AccountInfo(ctx)
+				return err
+			},
+			"postgres": func(ctx context.Context) error { return n.Pool.Ping(ctx) },
+		},
+	}, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.HTTP.Start(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// logDatabase logs which Postgres answered: its system identifier and
+// database name, so that a second instance answering on the same address is
+// visible in the logs.
+func (n *Node) logDatabase(ctx context.Context) {
+	var sysID int64
+	var db string
+	err := n.Pool.QueryRow(ctx, `SELECT system_identifier, current_database() FROM pg_control_system()`).Scan(&sysID, &db)
+	if err != nil {
+		n.log.Warn("could not read postgres system identifier", "err", err)
+		return
+	}
+	n.log.Info("postgres connected", "system_identifier", sysID, "database", db)
+}
+
+// Stop drains and closes everything the node started, in order.
+func (n *Node) Stop(ctx context.Context) error {
+	var errs []error
+	if n.Service != nil {
+		errs = append(errs, n.Service.Stop(ctx))
+	}
+	if n.ErrorLog != nil {
+		errs = append(errs, n.ErrorLog.Stop(ctx))
+	}
+	if n.NC != nil {
+		if err := n.NC.FlushTimeout(5 * time.Second); err != nil && n.NC.IsConnected() {
+			errs = append(errs, fmt.Errorf("node: flush nats: %w", err))
+		}
+	}
+	if n.HTTP != nil {
+		errs = append(errs, n.HTTP.Stop(ctx))
+	}
+	if n.NC != nil {
+		n.NC.Close()
+	}
+	if n.Pool != nil {
+		n.Pool.Close()
+	}
+	return errors.Join(errs...)
+}

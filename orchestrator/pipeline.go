@@ -1,0 +1,178 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/errorlog"
+)
+
+// ErrorLog is where the pipeline records messages that cannot be delivered.
+// Record must not block; done is called once the event is durable (nil) or
+// could not be made durable (non-nil), and must stay cheap.
+type ErrorLog interface {
+	Record(ev errorlog.Event, done func(error))
+}
+
+// pipeline decides the outcome of one message.
+type pipeline struct {
+	providers map[dispatch.Channel]dispatch.Provider
+	elog      ErrorLog
+	cfg       *Config
+	m         *metrics
+	log       *slog.Logger
+}
+
+// ack is the terminal acknowledgement of an outcome.
+type ack int
+
+const (
+	ackOK   ack = iota // Ack: processed (delivered, invalid address, rejected)
+	ackTerm            // TermWithReason: poison, never to be redelivered
+)
+
+func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
+	start := time.Now()
+	defer func() { p.m.processing.WithLabelValues(string(lane)).Observe(time.Since(start).Seconds()) }()
+
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream message: nothing to ack, nothing to record.
+		p.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
+		return
+	}
+	a, err := Decode(msg.Data(), p.cfg.MaxVarsBytes)
+	if err != nil {
+		var ee *EnvelopeError
+		errors.As(err, &ee)
+		p.recordPoison(lane, msg, meta, a, ee.Reason, ee.Detail)
+		return
+	}
+	if l, t, c, ok := SubjectParts(msg.Subject()); !ok || l != a.Lane || t != a.Tenant || c != a.Conversation {
+		p.recordPoison(lane, msg, meta, a, ReasonSubjectMismatch, "envelope lane/tenant/conversation differ from subject "+msg.Subject())
+		return
+	}
+	ch := dispatch.Channel(a.Channel)
+	if err := dispatch.Validate(ch, a.To); err != nil {
+		reason := string(dispatch.ReasonOf(err))
+		p.record(lane, msg, meta, p.event(msg, meta, a, reason, ""), OutcomeInvalid, ackOK)
+		return
+	}
+	prov, ok := p.providers[ch]
+	if !ok {
+		// A configuration gap, not the message's fault: keep it queued.
+		p.log.Error("no provider configured for channel; message retried later", "channel", ch)
+		p.retry(lane, ch, msg, meta, a, errors.New("no provider for channel "+string(ch)))
+		return
+	}
+	sendCtx, cancel := context.WithTimeout(ctx, p.cfg.SendTimeout)
+	err = prov.Send(sendCtx, &dispatch.Message{
+		ID: a.ID, Tenant: a.Tenant, Conversation: a.Conversation, Channel: ch, To: a.To, Vars: a.Vars,
+	})
+	cancel()
+	switch {
+	case err == nil:
+		if err := msg.Ack(); err != nil {
+			p.log.Warn("ack after delivery failed; the message will be redelivered and sent again", "err", err)
+		}
+		p.m.messages.WithLabelValues(string(lane), string(ch), OutcomeDelivered).Inc()
+		if !a.EnqueuedAt.IsZero() {
+			p.m.endToEnd.WithLabelValues(string(lane)).Observe(time.Since(a.EnqueuedAt).Seconds())
+		}
+	case errors.Is(err, dispatch.ErrRejected):
+		var re *dispatch.RejectedError
+		errors.As(err, &re)
+		p.record(lane, msg, meta, p.event(msg, meta, a, string(re.Reason), re.Detail), OutcomeFailed, ackOK)
+	default:
+		p.retry(lane, ch, msg, meta, a, err)
+	}
+}
+
+// retry NakWithDelays a transient failure, or on the last allowed delivery
+// records it as failed (max_deliveries) and terminates it.
+func (p *pipeline) retry(lane Lane, ch dispatch.Channel, msg jetstream.Msg, meta *jetstream.MsgMetadata, a *Activation, cause error) {
+	if max := p.cfg.lane(lane).MaxDeliver; max > 0 && meta.NumDelivered >= uint64(max) {
+		p.record(lane, msg, meta, p.event(msg, meta, a, ReasonMaxDeliveries, cause.Error()), OutcomeFailed, ackTerm)
+		return
+	}
+	if err := msg.NakWithDelay(p.retryDelay(meta.NumDelivered)); err != nil {
+		p.log.Warn("nak failed; the message is redelivered after AckWait", "err", err)
+	}
+	p.m.messages.WithLabelValues(string(lane), string(ch), OutcomeRetried).Inc()
+}
+
+// recordPoison records a message that cannot be processed at all and
+// terminates it.
+func (p *pipeline) recordPoison(lane Lane, msg jetstream.Msg, meta *jetstream.MsgMetadata, a *Activation, reason, detail string) {
+	p.record(lane, msg, meta, p.event(msg, meta, a, reason, detail), OutcomeInvalid, ackTerm)
+}
+
+// record hands ev to the error log and acknowledges msg once the event is
+// durable. If it cannot be made durable the message is retried, so the
+// outcome is never lost.
+func (p *pipeline) record(lane Lane, msg jetstream.Msg, meta *jetstream.MsgMetadata, ev errorlog.Event, outcome string, how ack) {
+	p.elog.Record(ev, func(err error) {
+		if err != nil {
+			if nerr := msg.NakWithDelay(p.retryDelay(meta.NumDelivered)); nerr != nil {
+				p.log.Warn("nak failed; the message is redelivered after AckWait", "err", nerr)
+			}
+			p.m.messages.WithLabelValues(string(lane), ev.Channel, OutcomeRetried).Inc()
+			return
+		}
+		var aerr error
+		if how == ackTerm {
+			aerr = msg.TermWithReason(ev.Reason)
+		} else {
+			aerr = msg.Ack()
+		}
+		if aerr != nil {
+			p.log.Warn("ack after recording failed; the message will be redelivered and deduplicated by the error log", "err", aerr)
+		}
+		p.m.messages.WithLabelValues(string(lane), ev.Channel, outcome).Inc()
+	})
+}
+
+// event builds the error-log event of msg. a may be nil or partial when the
+// envelope could not be decoded; then the subject and the stream sequence
+// identify the message.
+func (p *pipeline) event(msg jetstream.Msg, meta *jetstream.MsgMetadata, a *Activation, reason, detail string) errorlog.Event {
+	ev := errorlog.Event{Reason: reason, Detail: detail, Time: meta.Timestamp, Channel: "unknown"}
+	if l, t, c, ok := SubjectParts(msg.Subject()); ok {
+		ev.Lane, ev.Tenant, ev.Conversation = string(l), t, c
+	}
+	if a != nil && a.ID != "" && reason != ReasonSubjectMismatch {
+		ev.ID = a.ID
+		if !a.EnqueuedAt.IsZero() {
+			ev.Time = a.EnqueuedAt
+		}
+		if dispatch.Channel(a.Channel).Valid() {
+			ev.Channel = a.Channel
+		}
+		ev.Address = a.To
+	} else {
+		ev.ID = "seq:" + strconv.FormatUint(meta.Sequence.Stream, 10)
+	}
+	return ev
+}
+
+// retryDelay is capped exponential backoff with ±20% jitter, so that a
+// provider outage does not bring every message back at the same instant.
+func (p *pipeline) retryDelay(delivered uint64) time.Duration {
+	d := p.cfg.RetryBase
+	for i := uint64(1); i < delivered && d < p.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, p.cfg.RetryMax)
+	jitter := time.Duration(rand.Int64N(int64(d)/5 + 1))
+	if rand.IntN(2) == 0 {
+		return d - jitter
+	}
+	return d + jitter
+}

@@ -1,0 +1,59 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Publisher publishes activations with asynchronous JetStream publishing and
+// a bounded window of unacknowledged publishes.
+type Publisher struct {
+	js jetstream.JetStream
+}
+
+// NewPublisher returns a Publisher over js. Bound the window when creating
+// js with jetstream.WithPublishAsyncMaxPending.
+func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
+
+// PublishAsync encodes a and publishes it with its ID as Nats-Msg-Id, so a
+// retried publish within the stream's duplicate window is stored once. It
+// blocks only while the window of pending publishes is full.
+func (p *Publisher) PublishAsync(a *Activation) (jetstream.PubAckFuture, error) {
+	data, err := Encode(a)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: encode activation: %w", err)
+	}
+	msg := &nats.Msg{Subject: a.Subject(), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgIDHeader, a.ID)
+	f, err := p.js.PublishMsgAsync(msg)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: publish: %w", err)
+	}
+	return f, nil
+}
+
+// Wait waits until every pending asynchronous publish is acknowledged or ctx
+// ends.
+func (p *Publisher) Wait(ctx context.Context) error {
+	select {
+	case <-p.js.PublishAsyncComplete():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("orchestrator: %d publishes still pending: %w", p.js.PublishAsyncPending(), ctx.Err())
+	}
+}
+
+// Publish publishes a and waits for the stream's acknowledgement.
+func (p *Publisher) Publish(ctx context.Context, a *Activation) error {
+	data, err := Encode(a)
+	if err != nil {
+		return fmt.Errorf("orchestrator: encode activation: %w", err)
+	}
+	if _, err := p.js.Publish(ctx, a.Subject(), data, jetstream.WithMsgID(a.ID)); err != nil {
+		return fmt.Errorf("orchestrator: publish: %w", err)
+	}
+	return nil
+}

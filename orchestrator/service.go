@@ -1,0 +1,213 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/dispatch"
+)
+
+// TransactionalConsumer is the durable consumer of the transactional lane.
+const TransactionalConsumer = "sluice_transactional"
+
+// Config configures the worker pipeline. Zero values take the documented
+// defaults.
+type Config struct {
+	Transactional LaneConfig
+	Bulk          LaneConfig
+	// MaxVarsBytes bounds the encoded template variables of one activation;
+	// a larger map is recorded as vars_too_large. Default 8 KiB.
+	MaxVarsBytes int
+	// SendTimeout bounds one provider call. Default 10s.
+	SendTimeout time.Duration
+	// RetryBase and RetryMax shape the NakWithDelay backoff of transient
+	// failures: RetryBase doubled per delivery, capped at RetryMax, ±20%
+	// jitter. Defaults 1s and 2m.
+	RetryBase, RetryMax time.Duration
+	// DiscoverInterval is how often the bulk lane looks for conversations
+	// with queued messages. Default 250ms.
+	DiscoverInterval time.Duration
+	// StatsInterval is how often consumer pending gauges are refreshed.
+	// Default 5s.
+	StatsInterval time.Duration
+}
+
+func (c *Config) setDefaults() {
+	c.Transactional.setDefaults(LaneTransactional)
+	c.Bulk.setDefaults(LaneBulk)
+	if c.MaxVarsBytes == 0 {
+		c.MaxVarsBytes = 8 << 10
+	}
+	if c.SendTimeout == 0 {
+		c.SendTimeout = 10 * time.Second
+	}
+	if c.RetryBase == 0 {
+		c.RetryBase = time.Second
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 2 * time.Minute
+	}
+	if c.DiscoverInterval == 0 {
+		c.DiscoverInterval = 250 * time.Millisecond
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = 5 * time.Second
+	}
+}
+
+func (c *Config) validate() error {
+	if err := c.Transactional.validate(LaneTransactional); err != nil {
+		return err
+	}
+	if err := c.Bulk.validate(LaneBulk); err != nil {
+		return err
+	}
+	switch {
+	case c.SendTimeout >= c.Transactional.AckWait || c.SendTimeout >= c.Bulk.AckWait:
+		return errors.New("orchestrator: SendTimeout must be shorter than each lane's AckWait")
+	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
+		return errors.New("orchestrator: RetryBase must be positive and RetryMax at least RetryBase")
+	}
+	return nil
+}
+
+func (c *Config) lane(l Lane) *LaneConfig {
+	if l == LaneBulk {
+		return &c.Bulk
+	}
+	return &c.Transactional
+}
+
+// Service consumes both lanes. Start returns once consuming has begun; Stop
+// drains.
+type Service struct {
+	js     jetstream.JetStream
+	cfg    Config
+	log    *slog.Logger
+	m      *metrics
+	pipe   *pipeline
+	stream jetstream.Stream
+
+	cancelFetch context.CancelFunc // stops fetching
+	cancelWork  context.CancelFunc // aborts in-flight sends; only when a drain times out
+	fetchers    sync.WaitGroup
+	pools       []*pool
+	bulk        *bulkSource
+	trans       jetstream.Consumer
+	stopped     bool
+}
+
+// NewService wires the pipeline. providers maps each channel to its
+// provider; elog receives undeliverable messages.
+func NewService(js jetstream.JetStream, providers map[dispatch.Channel]dispatch.Provider, elog ErrorLog, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if elog == nil {
+		return nil, errors.New("orchestrator: an ErrorLog is required")
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: metrics: %w", err)
+	}
+	s := &Service{js: js, cfg: cfg, log: logger, m: m}
+	s.pipe = &pipeline{providers: providers, elog: elog, cfg: &s.cfg, m: m, log: logger}
+	return s, nil
+}
+
+// Start ensures the stream and the transactional consumer exist and starts
+// fetching on both lanes.
+func (s *Service) Start(ctx context.Context) error {
+	stream, err := s.js.Stream(ctx, StreamName)
+	if err != nil {
+		return fmt.Errorf("orchestrator: stream %s (run EnsureStream first): %w", StreamName, err)
+	}
+	s.stream = stream
+	tc := s.cfg.Transactional
+	s.trans, err = stream.CreateOrUpdateConsumer(ctx, consumerConfig(TransactionalConsumer, Subject(LaneTransactional, "*", "*"), tc, 0))
+	if err != nil {
+		return fmt.Errorf("orchestrator: transactional consumer: %w", err)
+	}
+
+	fetchCtx, cancelFetch := context.WithCancel(context.Background())
+	workCtx, cancelWork := context.WithCancel(context.Background())
+	s.cancelFetch, s.cancelWork = cancelFetch, cancelWork
+
+	tp := newPool(LaneTransactional, tc.Workers, s.pipe.handle)
+	tp.start(workCtx, tc.Workers)
+	bp := newPool(LaneBulk, s.cfg.Bulk.Workers, s.pipe.handle)
+	bp.start(workCtx, s.cfg.Bulk.Workers)
+	s.pools = []*pool{tp, bp}
+
+	ts := &transactionalSource{cons: s.trans, batch: tc.FetchBatch, log: s.log}
+	s.bulk = newBulkSource(stream, s.cfg.Bulk, s.cfg.DiscoverInterval, s.log, s.m)
+	if err := s.bulk.discover(ctx); err != nil {
+		s.log.Warn("first bulk discovery failed; retrying in the background", "err", err)
+	}
+	s.fetchers.Add(4)
+	go func() { defer s.fetchers.Done(); ts.run(fetchCtx, tp) }()
+	go func() { defer s.fetchers.Done(); s.bulk.run(fetchCtx, bp) }()
+	go func() { defer s.fetchers.Done(); s.bulk.discoverLoop(fetchCtx) }()
+	go func() { defer s.fetchers.Done(); s.statsLoop(fetchCtx) }()
+	s.log.Info("workers started",
+		"transactional_workers", tc.Workers, "bulk_workers", s.cfg.Bulk.Workers,
+		"ack_wait", tc.AckWait, "max_deliver", tc.MaxDeliver)
+	return nil
+}
+
+// Stop stops fetching, lets the workers finish every message already
+// fetched, and returns. If ctx ends first, in-flight sends are cancelled
+// (their messages are redelivered after AckWait) and ctx's error returned.
+// Callers flush the error log after Stop, so that the acks of recorded
+// messages are sent. Stop is not safe for concurrent use; a second call
+// returns nil.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.cancelFetch == nil || s.stopped {
+		return nil
+	}
+	s.stopped = true
+	s.cancelFetch()
+	done := make(chan struct{})
+	go func() {
+		s.fetchers.Wait()
+		for _, p := range s.pools {
+			p.close()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.cancelWork()
+		<-done
+		return fmt.Errorf("orchestrator: drain cut short: %w", ctx.Err())
+	}
+}
+
+func (s *Service) statsLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		if info, err := s.trans.Info(ctx); err == nil {
+			s.m.pending.WithLabelValues(string(LaneTransactional)).Set(float64(info.NumPending))
+			s.m.ackPending.WithLabelValues(string(LaneTransactional)).Set(float64(info.NumAckPending))
+		}
+		p, ap := s.bulk.pendingTotals(ctx)
+		s.m.pending.WithLabelValues(string(LaneBulk)).Set(float64(p))
+		s.m.ackPending.WithLabelValues(string(LaneBulk)).Set(float64(ap))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

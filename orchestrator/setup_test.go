@@ -1,0 +1,215 @@
+package orchestrator_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/dispatch/sink"
+	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/internal/natstest"
+	"github.com/sluicehq/sluice/internal/pgtest"
+	"github.com/sluicehq/sluice/orchestrator"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// bundle is one test's running system: a JetStream server, a database, the
+// error log and a sink.
+type bundle struct {
+	url  string
+	js   jetstream.JetStream
+	db   *pgtest.DB
+	elog *errorlog.Log
+	rec  *sink.Recorder
+	pub  *orchestrator.Publisher
+	log  *slog.Logger
+}
+
+func setup(tb testing.TB) *bundle {
+	tb.Helper()
+	nc, url := natstest.Start(tb)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2048))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := orchestrator.EnsureStream(ctx, js, orchestrator.StreamConfig{}); err != nil {
+		tb.Fatal(err)
+	}
+	db := pgtest.New(tb)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	elog, err := errorlog.New(db.Pool, errorlog.Config{MaskKey: []byte("test-mask-key-0123456789")}, logger, prometheus.NewRegistry())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := elog.Start(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = elog.Stop(sctx)
+	})
+	return &bundle{url: url, js: js, db: db, elog: elog, rec: sink.NewRecorder(), pub: orchestrator.NewPublisher(js), log: logger}
+}
+
+// providers routes every channel to p.
+func allChannels(p dispatch.Provider) map[dispatch.Channel]dispatch.Provider {
+	return map[dispatch.Channel]dispatch.Provider{dispatch.ChannelEmail: p, dispatch.ChannelSMS: p, dispatch.ChannelPush: p}
+}
+
+// start runs a Service over js until the test ends.
+func (b *bundle) start(tb testing.TB, js jetstream.JetStream, providers map[dispatch.Channel]dispatch.Provider, cfg orchestrator.Config) *orchestrator.Service {
+	tb.Helper()
+	svc, err := orchestrator.NewService(js, providers, b.elog, cfg, b.log, prometheus.NewRegistry())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := svc.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = svc.Stop(sctx)
+	})
+	return svc
+}
+
+// publish publishes all activations asynchronously and waits for their acks.
+func (b *bundle) publish(tb testing.TB, acts []*orchestrator.Activation) {
+	tb.Helper()
+	for _, a := range acts {
+		if _, err := b.pub.PublishAsync(a); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := b.pub.Wait(ctx); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// errorCounts sums error_counts by reason.
+func (b *bundle) errorCounts(tb testing.TB) map[string]int64 {
+	tb.Helper()
+	rows, err := b.db.Pool.Query(context.Background(), `SELECT reason, sum(count)::bigint FROM error_counts GROUP BY reason`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var r string
+		var n int64
+		if err := rows.Scan(&r, &n); err != nil {
+			tb.Fatal(err)
+		}
+		out[r] = n
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// streamMsgs is the number of messages still in SLUICE_ACTIVATIONS.
+func (b *bundle) streamMsgs(tb testing.TB) uint64 {
+	tb.Helper()
+	s, err := b.js.Stream(context.Background(), orchestrator.StreamName)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// connect opens an extra NATS connection, closed when the test ends.
+func connect(tb testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
+}
+
+func activation(id string, lane orchestrator.Lane, tenant, conv string, ch dispatch.Channel, to string) *orchestrator.Activation {
+	return &orchestrator.Activation{ID: id, Tenant: tenant, Conversation: conv, Lane: lane, Channel: string(ch), To: to, EnqueuedAt: time.Now().UTC()}
+}
+
+// funcProvider adapts a function to dispatch.Provider.
+type funcProvider func(ctx context.Context, m *dispatch.Message) error
+
+func (f funcProvider) Send(ctx context.Context, m *dispatch.Message) error { return f(ctx, m) }
+
+// countingProvider counts calls per message id before delegating.
+type countingProvider struct {
+	mu    sync.Mutex
+	calls map[string]int
+	total atomic.Int64
+	next  dispatch.Provider
+}
+
+func (c *countingProvider) Send(ctx context.Context, m *dispatch.Message) error {
+	c.mu.Lock()
+	if c.calls == nil {
+		c.calls = map[string]int{}
+	}
+	c.calls[m.ID]++
+	c.mu.Unlock()
+	c.total.Add(1)
+	return c.next.Send(ctx, m)
+}
+
+func (c *countingProvider) count(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[id]
+}
+
+var _ = fmt.Sprintf
