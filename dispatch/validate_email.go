@@ -126,6 +126,9 @@ const (
 //     rejected. Internationalized domains ("bücher.de") are converted with
 //     the IDNA lookup profile (UTS #46 non-transitional) and the ASCII form
 //     is checked; ASCII labels starting with "xn--" must be valid Punycode.
+//     The lookup mapping folds case and width, so "ＥＸＡＭＰＬＥ。com"
+//     passes as example.com: a sender talking to a server without SMTPUTF8
+//     must send the domain in that ASCII form, not as given.
 //     Address literals ("user@[192.0.2.1]", "user@[IPv6:...]") are rejected:
 //     bulk mail to a bare IP is never legitimate. Domain problems are
 //     reported with [ReasonBadDomain].

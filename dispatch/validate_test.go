@@ -116,6 +116,7 @@ func TestValidateEmailValid(t *testing.T) {
 		"idn with ldh labels":  "user@ab--cd.bücher.de",
 		"idn symbol":           "user@☃.net",
 		"ideographic dot":      "user@例子\u3002广告",
+		"fullwidth domain":     "user@ＥＸＡＭＰＬＥ。com",
 		"punycode domain":      "user@xn--bcher-kva.de",
 		"utf8 local part":      "josé@example.com",
 		"utf8 everything":      "用户@例子.广告",

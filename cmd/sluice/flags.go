@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/sluicehq/sluice/orchestrator"
+)
+
+// errUsage is returned after a flag set has already printed its usage.
+var errUsage = errors.New("usage")
+
+// Defaults of the contract in DESIGN.md: every client subcommand works
+// against `make run` with no flags.
+const (
+	defaultNATSURL  = "nats://127.0.0.1:4222"
+	defaultHTTPAddr = "127.0.0.1:8080"
+)
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	return nil
+}
+
+// laneFlags registers the sizing flags of the worker pipeline.
+func laneFlags(fs *flag.FlagSet, cfg *orchestrator.Config) {
+	fs.IntVar(&cfg.Transactional.Workers, "transactional-workers", envInt("SLUICE_TRANSACTIONAL_WORKERS", 0), "concurrent transactional messages (default 16)")
+	fs.IntVar(&cfg.Bulk.Workers, "bulk-workers", envInt("SLUICE_BULK_WORKERS", 0), "concurrent bulk messages (default 32)")
+	fs.DurationVar(&cfg.SendTimeout, "send-timeout", envDuration("SLUICE_SEND_TIMEOUT", 0), "bound on one provider call (default 10s)")
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func newLogger(w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if os.Getenv("SLUICE_LOG_LEVEL") == "debug" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
