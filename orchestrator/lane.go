@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -310,7 +311,9 @@ func (s *bulkSource) run(ctx context.Context, p *pool) {
 }
 
 func (s *bulkSource) fetchFailed(cons jetstream.Consumer, err error) {
-	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+	// A pull request to a consumer that another worker just deleted finds no
+	// responder: the same as not found.
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrNoResponders) {
 		s.drop(cons)
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,6 +21,13 @@ import (
 // data dir.
 func TestDevEndToEnd(t *testing.T) {
 	dataDir := t.TempDir()
+	// As root, Postgres runs as the postgres user, which must be able to
+	// reach the data dir; t.TempDir's parents are 0700.
+	for _, d := range []string{filepath.Dir(dataDir), dataDir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for round := 1; round <= 2; round++ {
 		ctx, cancel := context.WithCancel(context.Background())
 		pr, pw := io.Pipe()

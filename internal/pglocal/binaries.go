@@ -19,11 +19,11 @@ var serverBinaries = []string{"initdb", "pg_ctl", "postgres"}
 // packageRoots are glob patterns of versioned binary directories, searched after
 // PATH, highest version first.
 var packageRoots = []string{
-	"/usr/lib/postgresql/*/bin",            // Debian, Ubuntu
-	"/usr/pgsql-*/bin",                     // PGDG RPMs (RHEL, Fedora)
-	"/opt/homebrew/opt/postgresql@*/bin",   // Homebrew, Apple silicon
-	"/usr/local/opt/postgresql@*/bin",      // Homebrew, Intel
-	"/usr/local/pgsql/bin",                 // built from source
+	"/usr/lib/postgresql/*/bin",          // Debian, Ubuntu
+	"/usr/pgsql-*/bin",                   // PGDG RPMs (RHEL, Fedora)
+	"/opt/homebrew/opt/postgresql@*/bin", // Homebrew, Apple silicon
+	"/usr/local/opt/postgresql@*/bin",    // Homebrew, Intel
+	"/usr/local/pgsql/bin",               // built from source
 }
 
 // ErrNoBinaries is returned (wrapped) by FindBinaries when no PostgreSQL server

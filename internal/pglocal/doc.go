@@ -26,8 +26,8 @@
 // # Choices
 //
 //   - The server listens on 127.0.0.1 only, with unix sockets disabled
-//     (unix_socket_directories=''), so no socket directory has to exist or be
-//     writable, and pg_hba trust authentication is reachable from this machine only.
+//     (unix_socket_directories set to the empty string), so no socket
+//     directory has to exist or be writable, and pg_hba trust authentication is reachable from this machine only.
 //   - initdb runs once, when Dir has no PG_VERSION: -E UTF8 --no-locale, trust
 //     authentication, the superuser named by Config.User. A non-empty Dir that is
 //     not a cluster is refused, never overwritten.
