@@ -171,7 +171,8 @@ func (l *Log) Start(ctx context.Context) error {
 // Stop stops accepting events, writes everything already buffered, and returns
 // when it is committed. If ctx ends first, the write in progress is abandoned,
 // every event not yet written gets an error wrapping ErrStopped, and Stop returns
-// ctx's error. Calling Stop again returns at once.
+// ctx's error. Stopping a Log that was never started fails its buffered events
+// with ErrStopped. Calling Stop again returns nil at once.
 func (l *Log) Stop(ctx context.Context) error {
 	l.mu.Lock()
 	first := !l.stopped
@@ -186,7 +187,7 @@ func (l *Log) Stop(ctx context.Context) error {
 	}
 	if !started {
 		for it := range l.ch {
-			l.m.rejected.Inc()
+			l.m.failed.Inc()
 			l.notify(it.done, ErrStopped)
 		}
 		return nil
@@ -218,12 +219,12 @@ func (l *Log) Record(ev Event, done func(error)) {
 	if done == nil {
 		done = func(error) {}
 	}
-	if err := ev.check(); err != nil {
+	it := item{ev: ev.prepared(l.cfg.MaskKey, l.cfg.KeepAddresses), done: done}
+	if err := it.ev.check(); err != nil {
 		l.m.rejected.Inc()
 		done(err)
 		return
 	}
-	it := item{ev: ev.prepared(l.cfg.MaskKey, l.cfg.KeepAddresses), done: done}
 	l.mu.RLock()
 	if l.stopped {
 		l.mu.RUnlock()

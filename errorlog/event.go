@@ -41,9 +41,10 @@ const (
 // help; it is a bug in the caller.
 var ErrInvalidEvent = errors.New("errorlog: invalid event")
 
+// check validates a prepared event.
 func (ev *Event) check() error {
 	if ev.ID == "" {
-		return fmt.Errorf("%w: empty ID", ErrInvalidEvent)
+		return fmt.Errorf("%w: empty ID (after removing NUL bytes)", ErrInvalidEvent)
 	}
 	if ev.Time.IsZero() || ev.Time.Year() < 1 || ev.Time.Year() > 9999 {
 		return fmt.Errorf("%w: event %q: Time %v is zero or out of range", ErrInvalidEvent, ev.ID, ev.Time)

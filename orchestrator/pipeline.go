@@ -119,6 +119,14 @@ func (p *pipeline) recordPoison(lane Lane, msg jetstream.Msg, meta *jetstream.Ms
 // outcome is never lost.
 func (p *pipeline) record(lane Lane, msg jetstream.Msg, meta *jetstream.MsgMetadata, ev errorlog.Event, outcome string, how ack) {
 	p.elog.Record(ev, func(err error) {
+		if errors.Is(err, errorlog.ErrInvalidEvent) {
+			// Cannot succeed on retry; the pipeline builds every event with an
+			// id and a time, so this is a bug: say so loudly and count it.
+			p.log.Error("error log refused an event; message terminated unrecorded", "reason", ev.Reason, "err", err)
+			_ = msg.TermWithReason(ev.Reason)
+			p.m.messages.WithLabelValues(string(lane), ev.Channel, OutcomeFailed).Inc()
+			return
+		}
 		if err != nil {
 			if nerr := msg.NakWithDelay(p.retryDelay(meta.NumDelivered)); nerr != nil {
 				p.log.Warn("nak failed; the message is redelivered after AckWait", "err", nerr)

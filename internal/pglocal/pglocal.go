@@ -44,9 +44,10 @@ type Config struct {
 	// Fast trades durability for speed: initdb --no-sync, and fsync,
 	// synchronous_commit and full_page_writes off. For throwaway test clusters only.
 	Fast bool
-	// Ephemeral deletes Dir and LogFile at Stop, and makes a watchdog process stop
-	// the server and delete them when this process exits without calling Stop
-	// (panic, test timeout, kill -9). For tests only.
+	// Ephemeral deletes Dir, LogFile and the lock file at Stop, and makes a
+	// watchdog process stop the server and delete them (and their directory, if
+	// that leaves it empty) when this process exits without calling Stop (panic,
+	// test timeout, kill -9). For tests only.
 	Ephemeral bool
 }
 
@@ -250,6 +251,7 @@ func (c *Cluster) release(clean bool) {
 		if clean {
 			os.RemoveAll(c.cfg.Dir)
 			os.Remove(c.cfg.LogFile)
+			os.Remove(c.cfg.Dir + ".lock") // still held: nobody else can have it
 			io.WriteString(c.watchdog, "done\n")
 		}
 		c.watchdog.Close()
@@ -475,7 +477,8 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 // watchdogScript runs as the invoking user, in its own session, with a pipe from
 // us on stdin. "done" means Stop cleaned up; EOF means we exited without Stop,
 // so it stops the server (SIGQUIT: immediate shutdown, as pg_ctl -m immediate
-// does) and deletes the files. $1 data dir, $2 log file.
+// does) and deletes the files, and their directory if that leaves it empty.
+// $1 data dir, $2 log file.
 const watchdogScript = `
 if IFS= read -r line && [ "$line" = done ]; then exit 0; fi
 pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null)
@@ -484,7 +487,9 @@ if [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null; then
 	while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done
 fi
 rm -rf "$1"
-rm -f "$2"
+rm -f "$2" "$1.lock"
+rmdir "$(dirname "$1")" 2>/dev/null
+exit 0
 `
 
 func (c *Cluster) startWatchdog() error {
@@ -516,7 +521,10 @@ func (c *Cluster) run(ctx context.Context, name string, args ...string) error {
 	c.id.apply(cmd)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("pglocal: %s %s: %w: %s", name, args[0], err, strings.TrimSpace(string(out)))
+		if name == "pg_ctl" {
+			name += " " + args[0] // the subcommand
+		}
+		return fmt.Errorf("pglocal: %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

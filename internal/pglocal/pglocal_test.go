@@ -280,6 +280,20 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A fixed port held by another program is reported as such, never used.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := cfg
+	taken.Port = l.Addr().(*net.TCPAddr).Port
+	_, err = Start(t.Context(), taken)
+	l.Close()
+	if err == nil || !strings.Contains(err.Error(), "taken by another program") {
+		t.Fatalf("Start on a taken port: %v", err)
+	}
+	t.Logf("taken port: %v", err)
+
 	// Stale pid file whose pid belongs to a live, unrelated process (this one).
 	if err := os.WriteFile(filepath.Join(dir, "postmaster.pid"), fmt.Appendf(nil, "%d\n%s\n", os.Getpid(), dir), 0o600); err != nil {
 		t.Fatal(err)
@@ -308,7 +322,10 @@ func TestEphemeralWatchdog(t *testing.T) {
 	if os.Getenv("PGLOCAL_TEST_CHILD") != "" {
 		t.Skip("child")
 	}
-	base := testDir(t)
+	base := filepath.Join(testDir(t), "ephemeral")
+	if err := os.Mkdir(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	dir := filepath.Join(base, "data")
 	logFile := filepath.Join(base, "pg.log")
 
@@ -334,10 +351,9 @@ func TestEphemeralWatchdog(t *testing.T) {
 		t.Fatal("child did not start a cluster")
 	}
 	waitFor(t, "server stopped by watchdog", func() bool { return !accepts(port) })
-	waitFor(t, "data dir removed by watchdog", func() bool {
-		_, err1 := os.Stat(dir)
-		_, err2 := os.Stat(logFile)
-		return errors.Is(err1, fs.ErrNotExist) && errors.Is(err2, fs.ErrNotExist)
+	waitFor(t, "files removed by watchdog", func() bool {
+		_, err := os.Stat(base) // data dir, log, lock, then the emptied directory
+		return errors.Is(err, fs.ErrNotExist)
 	})
 }
 
@@ -362,7 +378,9 @@ func TestEphemeralStopRemoves(t *testing.T) {
 	if err := c.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("Dir after Stop: %v", err)
+	for _, p := range []string{dir, dir + ".lock", dir + ".log"} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s after Stop: %v", p, err)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
 
 package pglocal
 
@@ -8,7 +8,7 @@ import (
 	"os/exec"
 )
 
-var errUnsupported = errors.New("pglocal: only supported on Unix-like systems")
+var errUnsupported = errors.New("pglocal: only supported on Linux, macOS and the BSDs")
 
 type identity struct{ name string }
 

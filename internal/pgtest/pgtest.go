@@ -249,9 +249,6 @@ func (s *server) drop(ctx context.Context, name string) error {
 }
 
 func (s *server) close() error {
-	if s.admin == nil && s.cluster == nil {
-		return nil // never started, or failed before connecting
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var errs []error
