@@ -7,33 +7,58 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
 )
 
 var (
-	// ErrBufferFull is reported to done by Record, at once, when the buffer holds
-	// Config.BufferSize events. The caller should nak the message with a delay.
+	// ErrBufferFull is reported to done by Record, at once, when MaxPending
+	// events already wait for their counters to be written. The caller naks
+	// the message with a delay: nothing is lost.
 	ErrBufferFull = errors.New("errorlog: buffer full")
 	// ErrStopped is reported to done for events recorded after Stop, and (wrapped)
-	// for buffered events that Stop's context did not leave time to write.
+	// for pending events that Stop's context did not leave time to write.
 	ErrStopped = errors.New("errorlog: stopped")
 )
 
 // Config tunes a Log. The zero value is valid only with KeepAddresses set;
 // otherwise MaskKey is required.
 type Config struct {
-	// BatchSize is the most events written per transaction (one COPY).
-	// Default 1000.
+	// Mode is the mode at start, until SetMode changes it. Default full.
+	Mode Mode
+	// BatchSize is the number of pending events that triggers a write before
+	// FlushInterval. Default 1000.
 	BatchSize int
-	// FlushInterval is the longest an event waits for its batch to fill before
-	// the batch is written anyway. Default 100ms.
+	// FlushInterval is the longest an event waits for its batch. Default 100ms.
 	FlushInterval time.Duration
-	// BufferSize is the most events waiting to be written; Record reports
-	// ErrBufferFull beyond it. Default 50000.
+	// BufferSize is the most detail rows waiting to be written; beyond it a
+	// row is dropped and counted (sluice_errorlog_dropped_total), never its
+	// counter. Default 50000.
 	BufferSize int
+	// MaxPending is the most events (counter entries with their callbacks)
+	// waiting to be made durable; beyond it Record reports ErrBufferFull and
+	// the message is retried later. It is reached only when Postgres and the
+	// spill stream are both unavailable. Default 200000.
+	MaxPending int
+	// WriteTimeout bounds one write attempt, lock waits included, before the
+	// batch goes to the spill stream. Default 3s.
+	WriteTimeout time.Duration
+	// BreakerTimeout is how long the writer's breaker stays open (every batch
+	// spilled, Postgres left alone) before it tries Postgres again. Default 5s.
+	BreakerTimeout time.Duration
+	// Spill is where batches go while Postgres is down, slow or locked; the
+	// stream SLUICE_ERRORLOG_SPILL is created on Start. nil: no spill, a
+	// failing batch is retried in place (acks wait).
+	Spill jetstream.JetStream
+	// Source names the activation stream whose sequences identify events
+	// (Event.Seq) across redeliveries, e.g. its name and creation time.
+	// Default "default".
+	Source string
 	// MaskKey is the HMAC-SHA256 key MaskAddress uses for addresses, at least 16
 	// bytes. Required unless KeepAddresses.
 	MaskKey []byte
@@ -44,6 +69,9 @@ type Config struct {
 const minMaskKey = 16
 
 func (c *Config) setDefaults() {
+	if c.Mode.Name == "" {
+		c.Mode = DefaultMode
+	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 1000
 	}
@@ -53,18 +81,36 @@ func (c *Config) setDefaults() {
 	if c.BufferSize == 0 {
 		c.BufferSize = 50000
 	}
+	if c.MaxPending == 0 {
+		c.MaxPending = 200000
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 3 * time.Second
+	}
+	if c.BreakerTimeout == 0 {
+		c.BreakerTimeout = 5 * time.Second
+	}
+	if c.Source == "" {
+		c.Source = "default"
+	}
 }
 
 func (c *Config) validate() error {
 	var errs []error
-	if c.BatchSize < 0 {
-		errs = append(errs, fmt.Errorf("errorlog: Config.BatchSize must be positive (0 means 1000), got %d", c.BatchSize))
+	for name, v := range map[string]int{"BatchSize": c.BatchSize, "BufferSize": c.BufferSize, "MaxPending": c.MaxPending} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("errorlog: Config.%s must be positive (0 means the default), got %d", name, v))
+		}
 	}
-	if c.FlushInterval < 0 {
-		errs = append(errs, fmt.Errorf("errorlog: Config.FlushInterval must be positive (0 means 100ms), got %v", c.FlushInterval))
+	for name, v := range map[string]time.Duration{"FlushInterval": c.FlushInterval, "WriteTimeout": c.WriteTimeout, "BreakerTimeout": c.BreakerTimeout} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("errorlog: Config.%s must be positive (0 means the default), got %v", name, v))
+		}
 	}
-	if c.BufferSize < 0 {
-		errs = append(errs, fmt.Errorf("errorlog: Config.BufferSize must be positive (0 means 50000), got %d", c.BufferSize))
+	if c.Mode.Name != "" {
+		if err := c.Mode.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("errorlog: Config.Mode: %w", err))
+		}
 	}
 	if !c.KeepAddresses && len(c.MaskKey) < minMaskKey {
 		errs = append(errs, fmt.Errorf("errorlog: Config.MaskKey must be at least %d bytes (got %d) unless Config.KeepAddresses is set", minMaskKey, len(c.MaskKey)))
@@ -72,36 +118,34 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// item is an event waiting in the buffer with its callback.
-type item struct {
-	ev   Event
-	done func(error)
-}
-
 // Log is the error log. Create it with New, then Start; Record from any number of
 // goroutines; Stop once.
 type Log struct {
-	pool *pgxpool.Pool
-	cfg  Config
-	log  *slog.Logger
-	m    *metrics
-	now  func() time.Time
+	pool    *pgxpool.Pool
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	now     func() time.Time
+	mode    atomic.Pointer[Mode]
+	sampler *sampler
+	breaker *gobreaker.CircuitBreaker[int64]
 
-	mu      sync.RWMutex // guards stopped, started and sending on ch
-	ch      chan item
+	mu      sync.Mutex // guards cur, stopped, started
+	cur     *batch
 	stopped bool
 	started bool
+	kick    chan struct{} // a batch is full
+	closing chan struct{} // Stop began
 
 	writeCtx    context.Context // canceled when Stop's context ends: abandon writes
 	abortWrites context.CancelFunc
-	maintCtx    context.Context // canceled when Stop begins: partition upkeep ends
+	maintCtx    context.Context // canceled when Stop begins: upkeep and drain end
 	stopMaint   context.CancelFunc
 	writerDone  chan struct{}
 	maintDone   chan struct{}
+	drainDone   chan struct{}
 
-	// Writer-goroutine scratch space, reused between batches.
-	seen map[eventKey]struct{}
-	rows []Event
+	spill *spill
 
 	hooks testHooks
 }
@@ -132,27 +176,75 @@ func New(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Reg
 		cfg:        cfg,
 		log:        logger,
 		now:        time.Now,
-		ch:         make(chan item, cfg.BufferSize),
+		cur:        newBatch(),
+		kick:       make(chan struct{}, 1),
+		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
 		maintDone:  make(chan struct{}),
-		seen:       make(map[eventKey]struct{}, cfg.BatchSize),
+		drainDone:  make(chan struct{}),
 	}
+	l.sampler = newSampler()
 	l.writeCtx, l.abortWrites = context.WithCancel(context.Background())
 	l.maintCtx, l.stopMaint = context.WithCancel(context.Background())
-	m, err := newMetrics(reg, func() float64 { return float64(len(l.ch)) })
+	m, err := newMetrics(reg, l.depth)
 	if err != nil {
 		return nil, err
 	}
 	l.m = m
+	l.breaker = gobreaker.NewCircuitBreaker[int64](gobreaker.Settings{
+		Name:    "errorlog-writer",
+		Timeout: cfg.BreakerTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= 2
+		},
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			l.m.breakerState.Set(float64(to))
+			l.log.Warn("errorlog: writer breaker changed state", "from", from.String(), "to", to.String())
+		},
+	})
+	mode := cfg.Mode
+	l.SetMode(mode)
 	return l, nil
 }
 
-// Start makes sure the day partitions exist (yesterday through the day after
-// tomorrow, UTC), then starts the writer and the hourly partition upkeep. ctx
-// bounds only the initial partition check: the writer runs until Stop.
+// SetMode switches the mode for events recorded from now on. Safe to call
+// at any time, from any goroutine.
+func (l *Log) SetMode(m Mode) {
+	if err := m.Validate(); err != nil {
+		l.log.Error("errorlog: ignoring invalid mode", "err", err)
+		return
+	}
+	m = m.WithDefaults()
+	old := l.mode.Swap(&m)
+	l.sampler.reset()
+	if old != nil && *old != m {
+		l.log.Info("errorlog: mode changed", "from", old.String(), "to", m.String())
+	}
+	for _, name := range []ModeName{ModeFull, ModeSample, ModeOff, ModeSync} {
+		v := 0.0
+		if name == m.Name {
+			v = 1
+		}
+		l.m.mode.WithLabelValues(string(name)).Set(v)
+	}
+}
+
+// Mode returns the current mode.
+func (l *Log) Mode() Mode { return *l.mode.Load() }
+
+// Start makes sure the day partitions and the spill stream exist, then starts
+// the writer, the spill drain and the hourly upkeep. ctx bounds only the
+// initial checks: the writer runs until Stop.
 func (l *Log) Start(ctx context.Context) error {
 	if err := l.ensurePartitions(ctx); err != nil {
 		return fmt.Errorf("errorlog: start: %w", err)
+	}
+	if l.cfg.Spill != nil {
+		sp, err := openSpill(ctx, l.cfg.Spill)
+		if err != nil {
+			return fmt.Errorf("errorlog: start: %w", err)
+		}
+		l.spill = sp
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -165,33 +257,32 @@ func (l *Log) Start(ctx context.Context) error {
 	l.started = true
 	go l.runWriter()
 	go l.maintain()
+	go l.drain()
 	return nil
 }
 
-// Stop stops accepting events, writes everything already buffered, and returns
-// when it is committed. If ctx ends first, the write in progress is abandoned,
-// every event not yet written gets an error wrapping ErrStopped, and Stop returns
-// ctx's error. Stopping a Log that was never started fails its buffered events
-// with ErrStopped. Calling Stop again returns nil at once.
+// Stop stops accepting events, writes everything pending, and returns when it
+// is durable. If ctx ends first, the write in progress is abandoned, every
+// event not yet durable gets an error wrapping ErrStopped, and Stop returns
+// ctx's error. Calling Stop again returns nil at once.
 func (l *Log) Stop(ctx context.Context) error {
 	l.mu.Lock()
 	first := !l.stopped
-	if first {
-		l.stopped = true
-		close(l.ch)
-	}
+	l.stopped = true
 	started := l.started
 	l.mu.Unlock()
 	if !first {
 		return nil
 	}
 	if !started {
-		for it := range l.ch {
-			l.m.failed.Inc()
-			l.notify(it.done, ErrStopped)
+		b := l.swap()
+		l.m.failed.Add(float64(len(b.events)))
+		for _, e := range b.events {
+			l.notify(e.done, ErrStopped)
 		}
 		return nil
 	}
+	close(l.closing)
 	l.stopMaint()
 	var err error
 	select {
@@ -202,44 +293,95 @@ func (l *Log) Stop(ctx context.Context) error {
 		err = fmt.Errorf("errorlog: stop: %w", ctx.Err())
 	}
 	<-l.maintDone
+	<-l.drainDone
 	l.abortWrites()
 	return err
 }
 
-// Record queues ev to be written and never blocks. done is called exactly once:
-// with nil after the transaction holding ev has committed (also when ev was
-// already stored: duplicates succeed), or with an error: ErrBufferFull or
-// ErrStopped immediately (from the calling goroutine, before Record returns),
-// ErrInvalidEvent immediately, or a write error if Stop's context ended first.
+// Record accounts for ev and never blocks (except in sync mode, whose point is
+// to block). ev's counter is always kept; its row is kept or not according to
+// the mode, and dropped (counted) when BufferSize rows already wait.
 //
-// done runs on the writer goroutine for queued events, one batch after another,
-// so it must be cheap and must not block: ack or nak a message, signal a
-// channel. A panic in done is recovered and logged. done may be nil.
+// done is called exactly once: with nil once ev's counter delta, and its row
+// where kept, is durable in Postgres or in the spill stream (also when ev was
+// counted before: a redelivery succeeds); or with an error: ErrBufferFull,
+// ErrStopped or ErrInvalidEvent at once (before Record returns), or a write
+// error if Stop's context ended first. done runs on the writer goroutine, one
+// batch after another, so it must be cheap and must not block: ack or nak a
+// message. A panic in done is recovered and logged. done may be nil.
 func (l *Log) Record(ev Event, done func(error)) {
 	if done == nil {
 		done = func(error) {}
 	}
-	it := item{ev: ev.prepared(l.cfg.MaskKey, l.cfg.KeepAddresses), done: done}
-	if err := it.ev.check(); err != nil {
+	ev = ev.cleaned()
+	if err := ev.check(); err != nil {
 		l.m.rejected.Inc()
 		done(err)
 		return
 	}
-	l.mu.RLock()
+	mode := l.mode.Load()
+	if mode.Name == ModeSync {
+		l.recordSync(ev, done)
+		return
+	}
+	keep := mode.Name == ModeFull || mode.Name == ModeSample && l.sampler.keep(ev.Conversation, ev.Reason, l.now(), *mode)
+	if keep && !l.cfg.KeepAddresses {
+		ev.Address = clean(MaskAddress(l.cfg.MaskKey, ev.Address), maxAddress)
+	}
+
+	l.mu.Lock()
 	if l.stopped {
-		l.mu.RUnlock()
+		l.mu.Unlock()
 		l.m.rejected.Inc()
 		done(ErrStopped)
 		return
 	}
-	select {
-	case l.ch <- it:
-		l.mu.RUnlock()
-	default:
-		l.mu.RUnlock()
+	if len(l.cur.events) >= l.cfg.MaxPending {
+		l.mu.Unlock()
 		l.m.rejected.Inc()
 		done(ErrBufferFull)
+		return
 	}
+	dropped := false
+	if keep {
+		if len(l.cur.details) < l.cfg.BufferSize {
+			l.cur.details = append(l.cur.details, ev)
+		} else {
+			dropped = true
+		}
+	}
+	l.cur.add(ev, done)
+	full := len(l.cur.events) >= l.cfg.BatchSize
+	l.mu.Unlock()
+
+	switch {
+	case dropped:
+		l.m.dropped.WithLabelValues("buffer_full").Inc()
+	case !keep:
+		l.m.sampledOut.Inc()
+	}
+	if full {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// swap takes the pending batch, leaving an empty one.
+func (l *Log) swap() *batch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.cur
+	l.cur = newBatch()
+	return b
+}
+
+// depth is the number of events pending, for the buffer-depth gauge.
+func (l *Log) depth() float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return float64(len(l.cur.events))
 }
 
 // notify calls a done callback, surviving its panics.

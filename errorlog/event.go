@@ -27,6 +27,10 @@ type Event struct {
 	Detail string
 	// Address is the destination; masked unless Config.KeepAddresses.
 	Address string
+	// Seq is the activation stream's sequence of the message, stable across
+	// redeliveries: counters skip a sequence an earlier batch counted. 0 means
+	// unknown: the event is counted every time it is recorded.
+	Seq uint64 `json:",omitempty"`
 }
 
 // Length caps, in bytes, applied by Record.
@@ -52,13 +56,10 @@ func (ev *Event) check() error {
 	return nil
 }
 
-// prepared returns the event as it will be stored: address masked (unless
-// keep), text sanitized and capped, time in UTC truncated to microseconds (as
-// PostgreSQL stores it, so in-batch deduplication agrees with the primary key).
-func (ev Event) prepared(maskKey []byte, keep bool) Event {
-	if !keep {
-		ev.Address = MaskAddress(maskKey, ev.Address)
-	}
+// cleaned returns the event as it will be stored, but for the address mask
+// (applied only to rows that are kept): text sanitized and capped, time in UTC
+// truncated to microseconds (as PostgreSQL stores it).
+func (ev Event) cleaned() Event {
 	ev.ID = cleanID(ev.ID)
 	ev.Time = ev.Time.UTC().Truncate(time.Microsecond)
 	ev.Tenant = clean(ev.Tenant, maxField)

@@ -7,23 +7,46 @@ import (
 )
 
 type metrics struct {
-	written, duplicate, rejected, failed prometheus.Counter
-	flushDuration                        prometheus.Histogram
-	flushErrors                          prometheus.Counter
-	batchRows                            prometheus.Histogram
+	written, duplicate, sampledOut, spilled, drained, rejected, failed prometheus.Counter
+	counted                                                          prometheus.Counter
+	dropped                                                          *prometheus.CounterVec
+	mode                                                             *prometheus.GaugeVec
+	breakerState                                                     prometheus.Gauge
+	flushDuration                                                    prometheus.Histogram
+	flushErrors                                                      prometheus.Counter
+	batchRows                                                        prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, depth func() float64) (*metrics, error) {
 	const ns, sub = "sluice", "errorlog"
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "events_total",
-		Help: "Events passed to Record, by outcome: written (new row), duplicate (already stored), rejected (buffer full, stopped or invalid), failed (accepted but not written).",
+		Help: "Error-log events by outcome: written (new row), duplicate (row already stored), sampled_out (counter only, by mode), dropped (row dropped, buffer full; counter kept), spilled (batch went to the spill stream), drained (spilled event written back), rejected (refused by Record: buffer full, stopped, invalid), failed (not made durable before Stop's deadline).",
 	}, []string{"outcome"})
 	m := &metrics{
-		written:   events.WithLabelValues("written"),
-		duplicate: events.WithLabelValues("duplicate"),
-		rejected:  events.WithLabelValues("rejected"),
-		failed:    events.WithLabelValues("failed"),
+		written:    events.WithLabelValues("written"),
+		duplicate:  events.WithLabelValues("duplicate"),
+		sampledOut: events.WithLabelValues("sampled_out"),
+		spilled:    events.WithLabelValues("spilled"),
+		drained:    events.WithLabelValues("drained"),
+		rejected:   events.WithLabelValues("rejected"),
+		failed:     events.WithLabelValues("failed"),
+		counted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "counted_total",
+			Help: "Events added to the exact counters in Postgres (redeliveries already counted excluded).",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "dropped_total",
+			Help: "Detail rows dropped, by reason; their counters are kept.",
+		}, []string{"reason"}),
+		mode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "mode",
+			Help: "1 for the error log's current mode, 0 for the others.",
+		}, []string{"mode"}),
+		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "writer_breaker_state",
+			Help: "State of the writer's circuit breaker: 0 closed, 1 half-open, 2 open (batches spill).",
+		}),
 		flushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "flush_duration_seconds",
 			Help:    "Time to write one batch (one transaction), successful attempts.",
@@ -31,22 +54,23 @@ func newMetrics(reg prometheus.Registerer, depth func() float64) (*metrics, erro
 		}),
 		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "flush_errors_total",
-			Help: "Failed batch write attempts; each retry that fails counts.",
+			Help: "Failed write attempts to Postgres.",
 		}),
 		batchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: ns, Subsystem: sub, Name: "batch_rows",
-			Help:    "Events per batch, before deduplication.",
+			Namespace: ns, Subsystem: sub, Name: "batch_events",
+			Help:    "Events per batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 9), // 1 .. 65536
 		}),
 	}
+	m.dropped.WithLabelValues("buffer_full")
 	bufferDepth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: ns, Subsystem: sub, Name: "buffer_depth",
-		Help: "Events waiting in the buffer to be written.",
+		Help: "Events waiting for their batch to be written.",
 	}, depth)
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{events, m.flushDuration, m.flushErrors, m.batchRows, bufferDepth} {
+	for _, c := range []prometheus.Collector{events, m.counted, m.dropped, m.mode, m.breakerState, m.flushDuration, m.flushErrors, m.batchRows, bufferDepth} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("errorlog: register metrics: %w", err)
 		}

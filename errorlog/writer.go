@@ -6,16 +6,27 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sony/gobreaker/v2"
 )
 
 const (
-	attemptTimeout = 30 * time.Second // one transaction, COPY included
-	backoffBase    = 50 * time.Millisecond
-	backoffMax     = 5 * time.Second
+	backoffBase = 50 * time.Millisecond
+	backoffMax  = 5 * time.Second
+	// spillChunk bounds the events and rows of one spill message, well under
+	// NATS's default 1 MiB payload.
+	spillChunk = 500
 )
+
+// countLockKey serializes the counting section of batch writes across the
+// fleet (pg_advisory_xact_lock), so two writers never both count the same
+// redelivered sequence: 0x736c756963656374, "sluicect".
+const countLockKey int64 = 0x736c756963656374
 
 // stageTable is the per-connection staging table. Its name carries a version so
 // that changing its shape never meets an old definition on a pooled connection.
@@ -23,7 +34,7 @@ const stageTable = "errorlog_stage_v1"
 
 var stageColumns = []string{"event_id", "event_time", "tenant", "conversation", "lane", "channel", "reason", "detail", "address"}
 
-// createStage runs at the start of every batch transaction: cheap when the table
+// createStage runs before the COPY of a batch with rows: cheap when the table
 // exists, and needed on every new connection. The NOTICE "already exists" is
 // silenced.
 const createStage = `SET LOCAL client_min_messages = warning;
@@ -40,146 +51,104 @@ CREATE TEMP TABLE IF NOT EXISTS ` + stageTable + ` (
 ) ON COMMIT DELETE ROWS`
 
 // mergeStage moves the staged rows into error_log, skipping rows already there,
-// and adds exactly the inserted rows to error_counts, in one statement. Rows are
-// taken in key order so concurrent writers lock them in the same order and do not
-// deadlock. It returns how many rows were new.
+// in key order so concurrent writers do not deadlock. It returns how many rows
+// were new.
 const mergeStage = `WITH ins AS (
   INSERT INTO error_log (event_id, event_time, tenant, conversation, lane, channel, reason, detail, address)
   SELECT event_id, event_time, tenant, conversation, lane, channel, reason, detail, address
   FROM ` + stageTable + `
   ORDER BY event_id, event_time
   ON CONFLICT DO NOTHING
-  RETURNING tenant, conversation, channel, reason
-), counted AS (
-  INSERT INTO error_counts AS c (tenant, conversation, channel, reason, minute, count)
-  SELECT tenant, conversation, channel, reason, date_trunc('minute', now()), count(*)
-  FROM ins
-  GROUP BY tenant, conversation, channel, reason
-  ORDER BY tenant, conversation, channel, reason
-  ON CONFLICT (tenant, conversation, channel, reason, minute)
-  DO UPDATE SET count = c.count + EXCLUDED.count
+  RETURNING 1
 )
 SELECT count(*) FROM ins`
 
-type eventKey struct {
-	id     string
-	micros int64
-}
+// seenSeqs returns which of the given sequences an earlier batch counted.
+const seenSeqs = `SELECT s FROM unnest($2::int8[]) AS s
+WHERE EXISTS (SELECT 1 FROM error_seen e WHERE e.source = $1 AND e.seqs @> s)`
 
-// runWriter collects events into batches and writes them until Stop closes the
-// buffer; it then writes what is left and returns.
+const addCounts = `INSERT INTO error_counts AS c (tenant, conversation, channel, reason, minute, count)
+SELECT t, cv, ch, r, date_trunc('minute', now()), n
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) AS u(t, cv, ch, r, n)
+ORDER BY t, cv, ch, r
+ON CONFLICT (tenant, conversation, channel, reason, minute)
+DO UPDATE SET count = c.count + EXCLUDED.count`
+
+// runWriter writes the pending batch when it fills or FlushInterval passes,
+// until Stop; it then writes what is left and returns.
 func (l *Log) runWriter() {
 	defer close(l.writerDone)
-	batch := make([]item, 0, l.cfg.BatchSize)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var due <-chan time.Time
-	flush := func() {
-		timer.Stop()
-		due = nil
-		l.flush(batch)
-		clear(batch) // drop references to callbacks
-		batch = batch[:0]
-	}
+	tick := time.NewTicker(l.cfg.FlushInterval)
+	defer tick.Stop()
 	for {
 		select {
-		case it, ok := <-l.ch:
-			if !ok {
-				flush()
-				return
-			}
-			batch = append(batch, it)
-			if len(batch) == 1 {
-				timer.Reset(l.cfg.FlushInterval)
-				due = timer.C
-			}
-			if len(batch) >= l.cfg.BatchSize {
-				flush()
-			}
-		case <-due:
-			flush()
+		case <-l.kick:
+		case <-tick.C:
+		case <-l.closing:
+			l.flush(l.swap())
+			return
 		}
+		l.flush(l.swap())
 	}
 }
 
-// flush writes one batch and reports the outcome to every callback in it.
-func (l *Log) flush(batch []item) {
-	if len(batch) == 0 {
+// flush makes one batch durable and reports the outcome to every callback.
+func (l *Log) flush(b *batch) {
+	if len(b.events) == 0 {
 		return
 	}
-	notified := 0
-	defer func() {
-		if r := recover(); r != nil {
-			err := fmt.Errorf("errorlog: writer panic: %v", r)
-			l.log.Error("errorlog: writer panic; failing the batch", "panic", r, "stack", string(debug.Stack()))
-			l.m.failed.Add(float64(len(batch) - notified))
-			for _, it := range batch[notified:] {
-				l.notify(it.done, err)
-			}
-		}
-	}()
-
-	l.m.batchRows.Observe(float64(len(batch)))
-	rows := l.dedupe(batch)
-	written, err := l.write(rows)
-	if err == nil {
-		l.m.written.Add(float64(written))
-		l.m.duplicate.Add(float64(int64(len(batch)) - written))
-	} else {
-		l.m.failed.Add(float64(len(batch)))
+	l.m.batchRows.Observe(float64(len(b.events)))
+	err := l.persist(b)
+	if err != nil {
+		l.m.failed.Add(float64(len(b.events)))
 	}
-	for i, it := range batch {
-		notified = i + 1
-		l.notify(it.done, err)
+	for _, e := range b.events {
+		l.notify(e.done, err)
 	}
 }
 
-// dedupe returns the batch's distinct events by (ID, Time).
-func (l *Log) dedupe(batch []item) []Event {
-	clear(l.seen)
-	rows := l.rows[:0]
-	for _, it := range batch {
-		k := eventKey{it.ev.ID, it.ev.Time.UnixMicro()}
-		if _, dup := l.seen[k]; dup {
-			continue
-		}
-		l.seen[k] = struct{}{}
-		rows = append(rows, it.ev)
-	}
-	l.rows = rows
-	return rows
-}
-
-// write commits rows, retrying failures with capped exponential backoff and
-// jitter until it succeeds or Stop's context ends. A panic is not retried.
-func (l *Log) write(rows []Event) (written int64, err error) {
+// persist writes b to Postgres through the breaker or, when that fails or the
+// breaker is open, to the spill stream; it retries until one succeeds or
+// Stop's context ends.
+func (l *Log) persist(b *batch) error {
+	var cause error // the last real failure, not a breaker refusal
 	for attempt := 0; ; attempt++ {
-		start := time.Now()
-		written, err = l.writeOnce(rows)
+		written, err := l.breaker.Execute(func() (int64, error) { return l.writeDB(b, l.cfg.Source) })
 		if err == nil {
-			l.m.flushDuration.Observe(time.Since(start).Seconds())
-			if attempt > 0 {
-				l.log.Info("errorlog: batch written after retries", "rows", len(rows), "attempts", attempt+1)
-			}
-			return written, nil
+			l.m.written.Add(float64(written))
+			l.m.duplicate.Add(float64(len(b.details)) - float64(written))
+			return nil
 		}
-		l.m.flushErrors.Inc()
-		var p *panicError
-		if errors.As(err, &p) {
-			l.log.Error("errorlog: writer panic; failing the batch", "panic", p.value, "stack", p.stack)
-			return 0, err
+		if cause == nil || !isBreakerRefusal(err) {
+			cause = err
+		}
+		if !isBreakerRefusal(err) {
+			l.m.flushErrors.Inc()
+			l.log.Warn("errorlog: batch write failed", "events", len(b.events), "rows", len(b.details), "err", err)
+		}
+		if l.spill != nil {
+			serr := l.spill.put(l.writeCtx, b.chunks(l.cfg.Source, spillChunk))
+			if serr == nil {
+				l.m.spilled.Add(float64(len(b.events)))
+				return nil
+			}
+			l.log.Warn("errorlog: spill failed too; retrying", "events", len(b.events), "err", serr)
 		}
 		if l.writeCtx.Err() != nil {
-			return 0, fmt.Errorf("%w: batch not written: %w", ErrStopped, err)
+			return fmt.Errorf("%w: batch not written: %w", ErrStopped, cause)
 		}
-		delay := backoff(attempt)
-		l.log.Warn("errorlog: batch write failed; retrying", "rows", len(rows), "attempt", attempt+1, "retry_in", delay, "err", err)
 		select {
-		case <-time.After(delay):
+		case <-time.After(backoff(attempt)):
 		case <-l.writeCtx.Done():
-			return 0, fmt.Errorf("%w: batch not written: %w", ErrStopped, err)
+			return fmt.Errorf("%w: batch not written: %w", ErrStopped, cause)
 		}
 	}
+}
+
+// isBreakerRefusal tells the breaker refusing a call (open, or half-open and
+// busy) from a failed write.
+func isBreakerRefusal(err error) bool {
+	return errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests)
 }
 
 // backoff is 50ms doubling per attempt up to 5s, with jitter in [d/2, d].
@@ -198,16 +167,19 @@ type panicError struct {
 
 func (p *panicError) Error() string { return fmt.Sprintf("errorlog: writer panic: %v", p.value) }
 
-// writeOnce is one attempt: one transaction that stages rows with COPY and merges
-// them into error_log and error_counts.
-func (l *Log) writeOnce(rows []Event) (written int64, err error) {
+// writeDB is one attempt: one transaction that adds the counters of the
+// events not counted before (by stream sequence), records their sequences,
+// and merges the detail rows. It returns the number of new rows.
+func (l *Log) writeDB(b *batch, source string) (written int64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &panicError{value: r, stack: string(debug.Stack())}
+			l.log.Error("errorlog: writer panic; batch goes to the spill", "panic", r, "stack", err.(*panicError).stack)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(l.writeCtx, attemptTimeout)
+	ctx, cancel := context.WithTimeout(l.writeCtx, l.cfg.WriteTimeout)
 	defer cancel()
+	start := time.Now()
 
 	tx, err := l.pool.Begin(ctx)
 	if err != nil {
@@ -215,6 +187,96 @@ func (l *Log) writeOnce(rows []Event) (written int64, err error) {
 	}
 	defer tx.Rollback(ctx) // no-op after Commit; on a broken connection the pool discards it
 
+	// A lock held on error_log (or Postgres stalling) fails the attempt fast,
+	// and the batch goes to the spill instead of holding up acks.
+	timeout := strconv.FormatInt(l.cfg.WriteTimeout.Milliseconds(), 10)
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = "+timeout+"; SET LOCAL statement_timeout = "+timeout); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", countLockKey); err != nil {
+		return 0, fmt.Errorf("count lock: %w", err)
+	}
+	if err := l.count(ctx, tx, b, source); err != nil {
+		return 0, err
+	}
+	if len(b.details) > 0 {
+		if written, err = l.merge(ctx, tx, b.details); err != nil {
+			return 0, err
+		}
+	}
+	if h := l.hooks.beforeCommit; h != nil {
+		if err := h(); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	if h := l.hooks.afterCommit; h != nil {
+		if err := h(); err != nil {
+			return 0, err
+		}
+	}
+	l.m.flushDuration.Observe(time.Since(start).Seconds())
+	return written, nil
+}
+
+// count adds b's counter deltas, leaving out events whose sequence an earlier
+// batch already counted, and records the sequences counted now.
+func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) error {
+	var seqs []int64
+	for _, e := range b.events {
+		if e.seq != 0 {
+			seqs = append(seqs, int64(e.seq))
+		}
+	}
+	seen := map[uint64]bool{}
+	if len(seqs) > 0 {
+		rows, err := tx.Query(ctx, seenSeqs, source, seqs)
+		if err != nil {
+			return fmt.Errorf("seen: %w", err)
+		}
+		var s int64
+		if _, err := pgx.ForEachRow(rows, []any{&s}, func() error { seen[uint64(s)] = true; return nil }); err != nil {
+			return fmt.Errorf("seen: %w", err)
+		}
+	}
+	deltas := make([]int64, len(b.keys))
+	var fresh []uint64
+	for _, e := range b.events {
+		if e.seq != 0 {
+			if seen[e.seq] {
+				continue
+			}
+			seen[e.seq] = true // the same sequence twice in one batch counts once
+			fresh = append(fresh, e.seq)
+		}
+		deltas[e.key]++
+	}
+	var t, cv, ch, r []string
+	var n []int64
+	for i, k := range b.keys {
+		if deltas[i] == 0 {
+			continue
+		}
+		t, cv, ch, r, n = append(t, k.Tenant), append(cv, k.Conversation), append(ch, k.Channel), append(r, k.Reason), append(n, deltas[i])
+	}
+	if len(n) > 0 {
+		if _, err := tx.Exec(ctx, addCounts, t, cv, ch, r, n); err != nil {
+			return fmt.Errorf("counts: %w", err)
+		}
+	}
+	l.m.counted.Add(float64(sum(n)))
+	if len(fresh) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO error_seen (source, seqs) VALUES ($1, $2::text::int8multirange)`, source, multirange(fresh)); err != nil {
+			return fmt.Errorf("seen: %w", err)
+		}
+	}
+	return nil
+}
+
+// merge stages rows with COPY and merges them into error_log.
+func (l *Log) merge(ctx context.Context, tx pgx.Tx, rows []Event) (written int64, err error) {
 	if _, err := tx.Exec(ctx, createStage); err != nil {
 		return 0, fmt.Errorf("create staging table: %w", err)
 	}
@@ -231,18 +293,34 @@ func (l *Log) writeOnce(rows []Event) (written int64, err error) {
 	if err := tx.QueryRow(ctx, mergeStage).Scan(&written); err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
-	if h := l.hooks.beforeCommit; h != nil {
-		if err := h(); err != nil {
-			return 0, err
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit: %w", err)
-	}
-	if h := l.hooks.afterCommit; h != nil {
-		if err := h(); err != nil {
-			return 0, err
-		}
-	}
 	return written, nil
+}
+
+// multirange renders sequences as an int8multirange literal of maximal runs,
+// e.g. {[1,4),[7,8)}.
+func multirange(seqs []uint64) string {
+	slices.Sort(seqs)
+	var sb strings.Builder
+	sb.WriteByte('{')
+	for i := 0; i < len(seqs); {
+		j := i
+		for j+1 < len(seqs) && seqs[j+1] <= seqs[j]+1 {
+			j++
+		}
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, "[%d,%d)", seqs[i], seqs[j]+1)
+		i = j + 1
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}
+
+func sum(n []int64) int64 {
+	var s int64
+	for _, v := range n {
+		s += v
+	}
+	return s
 }

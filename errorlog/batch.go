@@ -1,0 +1,76 @@
+package errorlog
+
+// countKey is one exact counter: error_counts is keyed by it and the minute.
+type countKey struct {
+	Tenant       string `json:"t"`
+	Conversation string `json:"c"`
+	Channel      string `json:"ch"`
+	Reason       string `json:"r"`
+}
+
+// pending is one recorded event waiting to be made durable: which counter it
+// adds to, the stream sequence that identifies it, and its callback.
+type pending struct {
+	key  int32
+	seq  uint64
+	done func(error)
+}
+
+// batch is what one write makes durable: every event's counter, and the
+// detail rows the mode kept.
+type batch struct {
+	keys    []countKey
+	index   map[countKey]int32
+	events  []pending
+	details []Event
+}
+
+func newBatch() *batch { return &batch{index: map[countKey]int32{}} }
+
+func (b *batch) add(ev Event, done func(error)) {
+	k := countKey{ev.Tenant, ev.Conversation, ev.Channel, ev.Reason}
+	i, ok := b.index[k]
+	if !ok {
+		i = int32(len(b.keys))
+		b.keys = append(b.keys, k)
+		b.index[k] = i
+	}
+	b.events = append(b.events, pending{key: i, seq: ev.Seq, done: done})
+}
+
+// spilled is a batch as stored in the spill stream: compact, one message per
+// batch (or per chunk of one), not one per event.
+type spilled struct {
+	V       int        `json:"v"`
+	Source  string     `json:"source"`
+	Keys    []countKey `json:"keys"`
+	K       []int32    `json:"k"` // per event: index into Keys
+	S       []uint64   `json:"s"` // per event: stream sequence, 0 if none
+	Details []Event    `json:"details,omitempty"`
+}
+
+// chunks splits b into spilled messages of at most n events and n rows.
+func (b *batch) chunks(source string, n int) []spilled {
+	var out []spilled
+	for lo := 0; lo < max(len(b.events), len(b.details)); lo += n {
+		s := spilled{V: 1, Source: source, Keys: b.keys}
+		for i := lo; i < min(lo+n, len(b.events)); i++ {
+			s.K = append(s.K, b.events[i].key)
+			s.S = append(s.S, b.events[i].seq)
+		}
+		if lo < len(b.details) {
+			s.Details = b.details[lo:min(lo+n, len(b.details))]
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// batch rebuilds a writable batch (without callbacks) from a spilled one.
+func (s *spilled) batch() *batch {
+	b := &batch{keys: s.Keys, details: s.Details}
+	for i := range s.K {
+		b.events = append(b.events, pending{key: s.K[i], seq: s.S[i]})
+	}
+	return b
+}
