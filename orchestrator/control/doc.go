@@ -1,0 +1,60 @@
+// Package control is sluice's control plane: the run-time settings that
+// operators change for the whole fleet at once (the error log's mode, intake,
+// conversation states, channels), stored in the NATS KV bucket sluice_control,
+// watched by every worker, and audited in PostgreSQL.
+//
+// # Keys
+//
+// Every key of the bucket holds one JSON document of the same shape, the value
+// wrapped with who set it and when (see [Setting]):
+//
+//	{"value": <value>, "by": "<actor>", "at": "<RFC 3339 time>"}
+//
+// The keys and their values:
+//
+//	errorlog.mode                        errorlog.Mode: {"mode": "sample", "first": 100, "then": 1000, "window": "1m0s"}
+//	intake                               IntakeStatus: {"paused": true}
+//	conversation.<tenant>.<conversation> ConversationStatus: {"state": "paused", "reason": "..."}
+//	channel.<channel>                    ChannelStatus: {"disabled": true}
+//
+// A key that is not set (or was deleted) has its default value: the mode
+// configured at first start (Options.DefaultErrorLogMode) for errorlog.mode,
+// intake running, a conversation active, a channel enabled. Tenant and
+// conversation ids are 1 to 64 characters of [A-Za-z0-9_-] (the rule of
+// orchestrator.ValidToken), so each is one subject token; a channel is a
+// dispatch.Channel.
+//
+// # Changes
+//
+// Every change goes through one path: read the key, compute the new value,
+// write it with a compare-and-set on the revision that was read (retrying from
+// the newer value when another writer got there first), then insert one row
+// into control_audit (actor, key, old value, new value, with the time stored in
+// the key). The compare-and-set makes the audited old value exactly the value
+// that was replaced, even under concurrent changes, and lets a change refuse a
+// transition (a stopped conversation stays stopped).
+//
+// The KV write comes first because it is the change: workers act on it within
+// a second. If the audit insert then fails, the change stays applied, the
+// failure is logged, and the error returned wraps [ErrAudit] and says so; the
+// bucket's history (16 revisions per key) still records who, when and what.
+// A Store opened without a database pool (workers that only watch) writes no
+// audit rows at all; its changes are recorded in the bucket's history only.
+//
+// # Watching
+//
+// The Watch methods deliver the current value at once and then every change,
+// from an ordered KV watcher: a change made anywhere reaches every watching
+// process in milliseconds, well within the second the fleet is promised. They
+// call their callback from a single goroutine and return when the context
+// ends. A value that cannot be decoded or validated (written by hand, say) is
+// logged and skipped, so a worker keeps its last good setting.
+//
+// # Operations
+//
+// [TopErrors] lists the conversations with the most undeliverable messages over
+// a recent window, from the exact per-minute counters in error_counts.
+// [Store.AdminRoutes] serves the error-log mode and the top errors under
+// /v1/admin/, for the API server to mount behind its admin authentication,
+// which names the actor with [WithActor]. `sluice ctl` is their client.
+package control
