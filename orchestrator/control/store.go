@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -165,6 +166,25 @@ func get[T any](ctx context.Context, s *Store, k kind[T], key string) (Setting[T
 	return decode(k, e)
 }
 
+// getForUpdate is get for update: a value that cannot be decoded (written by
+// hand, say) is logged and returned as unreadable, with old holding k's
+// default at the value's revision, so that a change can repair it.
+func getForUpdate[T any](ctx context.Context, s *Store, k kind[T], key string) (old Setting[T], unreadable []byte, err error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Setting[T]{Value: k.def}, nil, nil
+	}
+	if err != nil {
+		return Setting[T]{}, nil, fmt.Errorf("control: get %s: %w", key, err)
+	}
+	old, err = decode(k, e)
+	if err != nil {
+		s.log.Warn("control: replacing a value that cannot be read", "key", key, "revision", e.Revision(), "err", err)
+		return Setting[T]{Value: k.def, Revision: e.Revision()}, e.Value(), nil
+	}
+	return old, nil, nil
+}
+
 // update changes key: it reads the current setting, asks change for the new
 // value (change may refuse with an error, which update returns as is), checks
 // it, and writes it with a compare-and-set on the revision read, starting
@@ -178,8 +198,9 @@ func update[T any](ctx context.Context, s *Store, k kind[T], key, actor string, 
 	if actor == "" {
 		actor = anonymous
 	}
+	var unreadable []byte // the old value, if it could not be decoded
 	for attempt := 1; ; attempt++ {
-		if old, err = get(ctx, s, k, key); err != nil {
+		if old, unreadable, err = getForUpdate(ctx, s, k, key); err != nil {
 			return Setting[T]{}, Setting[T]{}, err
 		}
 		v, err := change(old)
@@ -215,7 +236,7 @@ func update[T any](ctx context.Context, s *Store, k kind[T], key, actor string, 
 		}
 		break
 	}
-	if err := audit(ctx, s, key, actor, old, cur); err != nil {
+	if err := audit(ctx, s, key, actor, old, unreadable, cur); err != nil {
 		s.log.Error("control change applied but not audited", "key", key, "actor", actor,
 			"revision", cur.Revision, "err", err)
 		return old, cur, fmt.Errorf("%w: %s set to revision %d by %s: %w", ErrAudit, key, cur.Revision, actor, err)
@@ -225,19 +246,24 @@ func update[T any](ctx context.Context, s *Store, k kind[T], key, actor string, 
 }
 
 // audit inserts one control_audit row for a change; old_value is NULL when the
-// key was not set. It outlives ctx (bounded by auditTimeout): a client that
+// key was not set, and {"unreadable": "<stored text>"} when it held a value
+// that could not be decoded. It outlives ctx (bounded by auditTimeout): a client that
 // hangs up after the change is applied must not skip its audit row. Without a
 // pool it does nothing.
-func audit[T any](ctx context.Context, s *Store, key, actor string, old, cur Setting[T]) error {
+func audit[T any](ctx context.Context, s *Store, key, actor string, old Setting[T], unreadable []byte, cur Setting[T]) error {
 	if s.pool == nil {
 		return nil
 	}
 	var oldJSON []byte // NULL
-	if old.Revision != 0 {
-		var err error
-		if oldJSON, err = json.Marshal(old.Value); err != nil {
-			return err
-		}
+	var err error
+	switch {
+	case unreadable != nil:
+		oldJSON, err = json.Marshal(map[string]string{"unreadable": printable(unreadable)})
+	case old.Revision != 0:
+		oldJSON, err = json.Marshal(old.Value)
+	}
+	if err != nil {
+		return err
 	}
 	newJSON, err := json.Marshal(cur.Value)
 	if err != nil {
@@ -248,4 +274,16 @@ func audit[T any](ctx context.Context, s *Store, key, actor string, old, cur Set
 	_, err = s.pool.Exec(ctx, `INSERT INTO control_audit (at, actor, key, old_value, new_value)
 		VALUES ($1, $2, $3, $4, $5)`, cur.At, actor, key, oldJSON, newJSON)
 	return err
+}
+
+// maxUnreadable bounds how much of an unreadable value the audit keeps.
+const maxUnreadable = 4 << 10
+
+// printable makes b storable in a jsonb string: valid UTF-8 without NUL
+// (which jsonb refuses), at most maxUnreadable bytes.
+func printable(b []byte) string {
+	if len(b) > maxUnreadable {
+		b = b[:maxUnreadable]
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(string(b), "\uFFFD"), "\x00", "")
 }
