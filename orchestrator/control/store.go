@@ -179,7 +179,7 @@ func getForUpdate[T any](ctx context.Context, s *Store, k kind[T], key string) (
 	}
 	old, err = decode(k, e)
 	if err != nil {
-		s.log.Warn("control: replacing a value that cannot be read", "key", key, "revision", e.Revision(), "err", err)
+		s.log.Warn("control: the stored value cannot be read; a change replaces it", "key", key, "revision", e.Revision(), "err", err)
 		return Setting[T]{Value: k.def, Revision: e.Revision()}, e.Value(), nil
 	}
 	return old, nil, nil
@@ -245,11 +245,11 @@ func update[T any](ctx context.Context, s *Store, k kind[T], key, actor string, 
 	return old, cur, nil
 }
 
-// audit inserts one control_audit row for a change; old_value is NULL when the
-// key was not set, and {"unreadable": "<stored text>"} when it held a value
-// that could not be decoded. It outlives ctx (bounded by auditTimeout): a client that
-// hangs up after the change is applied must not skip its audit row. Without a
-// pool it does nothing.
+// audit inserts one control_audit row for a change; old_value is NULL when
+// the key was not set, and {"unreadable": "<stored text>"} when it held a
+// value that could not be decoded. It outlives ctx (bounded by
+// auditTimeout): a client that hangs up after the change is applied must not
+// skip its audit row. Without a pool it does nothing.
 func audit[T any](ctx context.Context, s *Store, key, actor string, old Setting[T], unreadable []byte, cur Setting[T]) error {
 	if s.pool == nil {
 		return nil
