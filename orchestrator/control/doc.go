@@ -32,7 +32,9 @@
 // into control_audit (actor, key, old value, new value, with the time stored in
 // the key). The compare-and-set makes the audited old value exactly the value
 // that was replaced, even under concurrent changes, and lets a change refuse a
-// transition (a stopped conversation stays stopped).
+// transition (a stopped conversation stays stopped). A change over a value
+// that cannot be decoded replaces it, and its audit row keeps the stored text
+// as {"unreadable": "..."}.
 //
 // The KV write comes first because it is the change: workers act on it within
 // a second. If the audit insert then fails, the change stays applied, the
@@ -43,8 +45,10 @@
 //
 // # Watching
 //
-// The Watch methods deliver the current value at once and then every change,
-// from an ordered KV watcher: a change made anywhere reaches every watching
+// The Watch methods deliver the current value at once and then every change
+// (the multi-key ones, WatchConversations and WatchChannels, the value of
+// every key that is set, then a call to their synced callback), from an
+// ordered KV watcher: a change made anywhere reaches every watching
 // process in milliseconds, well within the second the fleet is promised. They
 // call their callback from a single goroutine and return when the context
 // ends. A value that cannot be decoded or validated (written by hand, say) is
