@@ -1,6 +1,3 @@
-// Package api is sluice's HTTP surface: health (/healthz), readiness
-// (/readyz, which checks NATS and Postgres), Prometheus metrics (/metrics),
-// and the routes of the campaign API (/v1/) and of operations (/v1/admin/).
 package api
 
 import (
@@ -11,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +39,9 @@ type Server struct {
 	srv *http.Server
 	ln  net.Listener
 	log *slog.Logger
+
+	mu     sync.Mutex
+	routes []string
 }
 
 // New builds a server; routes may be added with Handle before Start.
@@ -53,22 +55,120 @@ func New(cfg Config, logger *slog.Logger) (*Server, error) {
 	if cfg.Gatherer == nil {
 		return nil, errors.New("api: Config.Gatherer is required")
 	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: logger}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	s.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}))
+	s.Handle("GET /readyz", http.HandlerFunc(s.readyz))
+	s.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	s.srv = &http.Server{
-		Handler:           s.mux,
+		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
 	return s, nil
 }
 
-// Handle registers a route, as http.ServeMux.Handle.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// Handle registers a route, as http.ServeMux.Handle. Give patterns a method
+// ("GET /v1/..."): every route must be described in the OpenAPI document, by
+// method and path, and a test checks it.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mu.Lock()
+	s.routes = append(s.routes, pattern)
+	s.mu.Unlock()
+	s.mux.Handle(pattern, h)
+}
+
+// Routes returns the registered patterns in registration order.
+func (s *Server) Routes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.routes)
+}
+
+// ServeHTTP routes r. The mux's own answers, unknown path (404) and method
+// not allowed (405, with its Allow header), are turned into problem
+// documents like every other error of the API; a panicking handler gets a
+// 500 problem when nothing was written yet.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		s.unrouted(w, r)
+		return
+	}
+	rw := &trackingWriter{ResponseWriter: w}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("http handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+			if !rw.wrote {
+				problem(rw, http.StatusInternalServerError, ProblemInternal, "", "internal error")
+			}
+		}
+	}()
+	s.mux.ServeHTTP(rw, r)
+}
+
+// unrouted answers a request no pattern matches, with the status (and Allow
+// header) the mux would have given.
+func (s *Server) unrouted(w http.ResponseWriter, r *http.Request) {
+	h, _ := s.mux.Handler(r)
+	rec := &headerRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	if rec.status == 0 {
+		rec.status = http.StatusNotFound
+	}
+	p := Problem{Status: rec.status, Detail: "no route for " + r.Method + " " + r.URL.Path}
+	if allow := rec.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+		p.Detail = r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + allow
+	}
+	WriteProblem(w, p)
+}
+
+// headerRecorder captures the status and headers of the mux's 404/405
+// handler and discards its plain-text body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+
+// trackingWriter remembers whether the response was started.
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *trackingWriter) WriteHeader(code int) {
+	t.wrote = true
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flush,
+// deadlines).
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 
 // Start listens and serves in the background.
 func (s *Server) Start() error {
