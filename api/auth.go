@@ -1,0 +1,178 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Principal is who a request acts for: the tenant and scopes of its API key.
+type Principal struct {
+	Tenant string
+	// KeyID is the public id of the key ("dev" for the DevTenant); safe to log.
+	KeyID  string
+	Scopes []Scope
+}
+
+// Has reports whether p has scope s.
+func (p Principal) Has(s Scope) bool { return slices.Contains(p.Scopes, s) }
+
+type principalKey struct{}
+
+// PrincipalFrom returns the principal that Auth.RequireScope put in ctx.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// WithPrincipal returns ctx carrying p, for handlers called without
+// RequireScope (tests, in-process callers).
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// Auth authenticates requests by API key.
+type Auth struct {
+	pool      *pgxpool.Pool
+	devTenant string
+	log       *slog.Logger
+	failures  *prometheus.CounterVec
+	timeout   time.Duration
+}
+
+// AuthConfig configures an Auth.
+type AuthConfig struct {
+	// Pool holds the api_keys table. Required.
+	Pool *pgxpool.Pool
+	// DevTenant, when set, lets requests without an Authorization header act
+	// as this tenant with every scope. For `sluice dev` only.
+	DevTenant string
+	// Logger receives authentication failures at debug level, with the key
+	// id, never the key. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives sluice_api_auth_failures_total. Default: none.
+	Registerer prometheus.Registerer
+}
+
+// NewAuth returns an Auth.
+func NewAuth(cfg AuthConfig) (*Auth, error) {
+	if cfg.Pool == nil {
+		return nil, errors.New("api: AuthConfig.Pool is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &Auth{
+		pool: cfg.Pool, devTenant: cfg.DevTenant, log: cfg.Logger, timeout: 5 * time.Second,
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "api", Name: "auth_failures_total",
+			Help: "Requests refused by authentication (missing, malformed, unknown, revoked key) or authorization (scope).",
+		}, []string{"reason"}),
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(a.failures); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Authentication failure reasons, the values of the reason label.
+const (
+	authMissing   = "missing"
+	authMalformed = "malformed"
+	authInvalid   = "invalid"
+	authScope     = "scope"
+)
+
+// RequireScope returns h guarded by authentication and scope: without a
+// valid key the answer is 401, without the scope 403, both as problem
+// documents. h finds the Principal with PrincipalFrom.
+func (a *Auth) RequireScope(scope Scope, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := a.authenticate(w, r)
+		if !ok {
+			return
+		}
+		if !p.Has(scope) {
+			a.failures.WithLabelValues(authScope).Inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice", error="insufficient_scope", scope="`+string(scope)+`"`)
+			problem(w, http.StatusForbidden, ProblemForbidden, "Insufficient scope",
+				"this API key lacks the "+string(scope)+" scope")
+			return
+		}
+		h.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	})
+}
+
+// authenticate finds the principal of r, or writes the 401 (or 503) answer.
+func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (Principal, bool) {
+	header := r.Header.Get("Authorization")
+	if header == "" {
+		if a.devTenant != "" {
+			return Principal{Tenant: a.devTenant, KeyID: "dev", Scopes: slices.Clone(AllScopes)}, true
+		}
+		a.unauthorized(w, authMissing, `Bearer realm="sluice"`,
+			"send an API key as Authorization: Bearer <key> (sluice ctl apikey create)")
+		return Principal{}, false
+	}
+	scheme, key, found := strings.Cut(header, " ")
+	key = strings.TrimSpace(key)
+	if !found || !strings.EqualFold(scheme, "Bearer") || key == "" {
+		a.unauthorized(w, authMalformed, `Bearer realm="sluice", error="invalid_request"`,
+			"the Authorization header must be: Bearer <key>")
+		return Principal{}, false
+	}
+	tenant, id, ok := parseKey(key)
+	if !ok {
+		a.unauthorized(w, authMalformed, `Bearer realm="sluice", error="invalid_token"`, "the API key is not valid")
+		return Principal{}, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
+	defer cancel()
+	var (
+		rowTenant string
+		hash      []byte
+		scopes    []string
+		revoked   *time.Time
+	)
+	err := a.pool.QueryRow(ctx, `SELECT tenant, hash, scopes, revoked_at FROM api_keys WHERE id = $1`, id).
+		Scan(&rowTenant, &hash, &scopes, &revoked)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		a.log.Warn("api key lookup failed", "key_id", id, "err", err)
+		w.Header().Set("Retry-After", "2")
+		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the key store is unavailable; retry shortly")
+		return Principal{}, false
+	}
+	sum := sha256.Sum256([]byte(key))
+	if len(hash) != len(sum) {
+		hash = make([]byte, len(sum)) // unknown id: compare anyway, so timing says nothing
+	}
+	match := subtle.ConstantTimeCompare(sum[:], hash) == 1
+	if !match || revoked != nil || rowTenant != tenant {
+		a.log.Debug("api key refused", "key_id", id, "known", err == nil, "revoked", revoked != nil)
+		a.unauthorized(w, authInvalid, `Bearer realm="sluice", error="invalid_token"`, "the API key is not valid")
+		return Principal{}, false
+	}
+	p := Principal{Tenant: rowTenant, KeyID: id, Scopes: make([]Scope, len(scopes))}
+	for i, s := range scopes {
+		p.Scopes[i] = Scope(s)
+	}
+	return p, true
+}
+
+func (a *Auth) unauthorized(w http.ResponseWriter, reason, challenge, detail string) {
+	a.failures.WithLabelValues(reason).Inc()
+	w.Header().Set("WWW-Authenticate", challenge)
+	problem(w, http.StatusUnauthorized, ProblemUnauthenticated, "Unauthenticated", detail)
+}
