@@ -1,0 +1,422 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/orchestrator"
+)
+
+// ConversationsBucket is the NATS KV bucket the API publishes conversations
+// to and the workers watch, one key per conversation: <tenant>.<id>, value
+// a JSON ConversationEntry.
+const ConversationsBucket = "sluice_conversations"
+
+// Conversation states, the values of conversations.state and of
+// ConversationEntry.State. The API creates conversations active; the others
+// are set by operations (pause, quarantine, stop).
+const (
+	StateActive      = "active"
+	StatePaused      = "paused"
+	StateQuarantined = "quarantined"
+	StateStopped     = "stopped"
+)
+
+// Template is the message of a conversation. Email needs Subject and Text or
+// HTML; SMS and push need Text.
+type Template struct {
+	Subject string `json:"subject,omitempty"`
+	Text    string `json:"text,omitempty"`
+	HTML    string `json:"html,omitempty"`
+}
+
+// ConversationEntry is the value of a conversation in ConversationsBucket:
+// what a worker needs to send its messages, without asking Postgres.
+type ConversationEntry struct {
+	Tenant          string            `json:"tenant"`
+	ID              string            `json:"id"`
+	Channel         dispatch.Channel  `json:"channel"`
+	Lane            orchestrator.Lane `json:"lane"`
+	Template        Template          `json:"template"`
+	TemplateVersion int               `json:"template_version"`
+	State           string            `json:"state"`
+	UpdatedAt       time.Time         `json:"updated_at"`
+}
+
+// ConversationKey is the key of a conversation in ConversationsBucket.
+func ConversationKey(tenant, id string) string { return tenant + "." + id }
+
+// EnsureConversationsBucket returns ConversationsBucket, creating it when
+// missing with a history of 5 values per key and the given replicas (0: 1).
+// An existing bucket is used as it is.
+func EnsureConversationsBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, ConversationsBucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("api: bucket %s: %w", ConversationsBucket, err)
+	}
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      ConversationsBucket,
+		Description: "sluice conversations (<tenant>.<id>): channel, lane, template and state for the workers",
+		History:     5,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.KeyValue(ctx, ConversationsBucket) // created meanwhile by another process
+	}
+	if err != nil {
+		return nil, fmt.Errorf("api: create bucket %s: %w", ConversationsBucket, err)
+	}
+	return kv, nil
+}
+
+// Conversation is the API's view of a conversation.
+type Conversation struct {
+	ID              string    `json:"id"`
+	Name            string    `json:"name"`
+	Channel         string    `json:"channel"`
+	Lane            string    `json:"lane"`
+	Template        Template  `json:"template"`
+	TemplateVersion int       `json:"template_version"`
+	State           string    `json:"state"`
+	CreatedAt       time.Time `json:"created_at"`
+	Counts          *Counts   `json:"counts,omitempty"`
+}
+
+// Counts are the exact counts of a conversation. At rest,
+// Accepted = Delivered + Invalid + Failed + Purged.
+type Counts struct {
+	// Accepted activations: stored in the stream (conversations.accepted).
+	Accepted int64 `json:"accepted"`
+	// Delivered to a provider (delivery_counts).
+	Delivered int64 `json:"delivered"`
+	// Invalid: the address or the message could not be used (error_counts,
+	// every reason ClassifyReason calls invalid).
+	Invalid int64 `json:"invalid"`
+	// Failed: refused by the provider or out of delivery attempts.
+	Failed int64 `json:"failed"`
+	// Purged from the queue by a stop (conversations.purged).
+	Purged int64 `json:"purged"`
+	// Pending is Accepted minus the rest, and never below 0: while a request
+	// is being published, workers may count a message before the API has
+	// recorded its acceptance.
+	Pending int64 `json:"pending"`
+	// InvalidReasons and FailedReasons split Invalid and Failed by reason.
+	InvalidReasons map[string]int64 `json:"invalid_reasons"`
+	FailedReasons  map[string]int64 `json:"failed_reasons"`
+}
+
+// ClassifyReason says whether an error-log reason counts as failed (the
+// provider refused the message: "recipient_rejected", any reason starting
+// with "rejected"; or it ran out of attempts: "max_deliveries") or as
+// invalid (everything else: bad addresses, undecodable messages). It returns
+// orchestrator.OutcomeFailed or orchestrator.OutcomeInvalid.
+func ClassifyReason(reason string) string {
+	if reason == orchestrator.ReasonMaxDeliveries || reason == "recipient_rejected" || strings.HasPrefix(reason, "rejected") {
+		return orchestrator.OutcomeFailed
+	}
+	return orchestrator.OutcomeInvalid
+}
+
+// Querier is what ConversationCounts needs: *pgxpool.Pool, *pgx.Conn and
+// pgx.Tx have it.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// ErrConversationNotFound is returned for a conversation that does not exist
+// (in this tenant).
+var ErrConversationNotFound = errors.New("api: conversation not found")
+
+// ConversationCounts returns the counts of a conversation. Pass a REPEATABLE
+// READ transaction for counts from one snapshot.
+func ConversationCounts(ctx context.Context, q Querier, tenant, id string) (Counts, error) {
+	var c Counts
+	err := q.QueryRow(ctx, `SELECT c.accepted, c.purged,
+			coalesce((SELECT sum(d.count) FROM delivery_counts d
+				WHERE d.tenant = c.tenant AND d.conversation = c.id), 0)::bigint
+		FROM conversations c WHERE c.tenant = $1 AND c.id = $2`, tenant, id).
+		Scan(&c.Accepted, &c.Purged, &c.Delivered)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Counts{}, ErrConversationNotFound
+	}
+	if err != nil {
+		return Counts{}, fmt.Errorf("api: counts: %w", err)
+	}
+	errs, err := errorlog.Counts(ctx, q, tenant, id)
+	if err != nil {
+		return Counts{}, err
+	}
+	c.InvalidReasons, c.FailedReasons = map[string]int64{}, map[string]int64{}
+	for k, n := range errs {
+		if ClassifyReason(k.Reason) == orchestrator.OutcomeFailed {
+			c.Failed += n
+			c.FailedReasons[k.Reason] += n
+		} else {
+			c.Invalid += n
+			c.InvalidReasons[k.Reason] += n
+		}
+	}
+	c.Pending = max(0, c.Accepted-c.Delivered-c.Invalid-c.Failed-c.Purged)
+	return c, nil
+}
+
+// createRequest is the body of POST /v1/conversations.
+type createRequest struct {
+	ID       string   `json:"id"`
+	Name     string   `json:"name"`
+	Channel  string   `json:"channel"`
+	Lane     string   `json:"lane"`
+	Template Template `json:"template"`
+}
+
+// Limits of a conversation definition.
+const (
+	maxCreateBody    = 512 << 10
+	maxNameBytes     = 200
+	maxSubjectBytes  = 998 // an RFC 5322 line
+	maxTemplateBytes = 256 << 10
+)
+
+func (r *createRequest) validate() error {
+	if r.ID != "" && !orchestrator.ValidToken(r.ID) {
+		return errors.New("id: want 1-64 of [A-Za-z0-9_-], or leave it out to have one generated")
+	}
+	if strings.TrimSpace(r.Name) == "" || len(r.Name) > maxNameBytes {
+		return fmt.Errorf("name: required, at most %d bytes", maxNameBytes)
+	}
+	if _, err := dispatch.ParseChannel(r.Channel); err != nil {
+		return fmt.Errorf("channel: want email, sms or push")
+	}
+	if !orchestrator.Lane(r.Lane).Valid() {
+		return errors.New("lane: want transactional or bulk")
+	}
+	t := r.Template
+	if len(t.Subject)+len(t.Text)+len(t.HTML) > maxTemplateBytes {
+		return fmt.Errorf("template: larger than %d bytes", maxTemplateBytes)
+	}
+	switch dispatch.Channel(r.Channel) {
+	case dispatch.ChannelEmail:
+		if t.Subject == "" || len(t.Subject) > maxSubjectBytes || strings.ContainsAny(t.Subject, "\r\n") {
+			return fmt.Errorf("template.subject: required for email, one line of at most %d bytes", maxSubjectBytes)
+		}
+		if t.Text == "" && t.HTML == "" {
+			return errors.New("template: email needs text or html")
+		}
+	default:
+		if t.Text == "" {
+			return fmt.Errorf("template.text: required for %s", r.Channel)
+		}
+		if t.Subject != "" || t.HTML != "" {
+			return fmt.Errorf("template: %s takes text only, not subject or html", r.Channel)
+		}
+	}
+	return nil
+}
+
+func (c *Campaigns) createConversation(w http.ResponseWriter, r *http.Request) {
+	p, _ := PrincipalFrom(r.Context())
+	if !jsonContent(w, r) {
+		return
+	}
+	var req createRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCreateBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			problem(w, http.StatusRequestEntityTooLarge, ProblemInvalidRequest, "Request too large",
+				fmt.Sprintf("a conversation definition is at most %d bytes", maxCreateBody))
+			return
+		}
+		problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Malformed request", "body: "+jsonErrorDetail(err))
+		return
+	}
+	if dec.More() {
+		problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Malformed request", "body: more than one JSON value")
+		return
+	}
+	if err := req.validate(); err != nil {
+		problem(w, http.StatusUnprocessableEntity, ProblemInvalidRequest, "Invalid conversation", err.Error())
+		return
+	}
+	if req.ID == "" {
+		req.ID = "cv_" + randomHex(10)
+	}
+	conv, created, err := c.insertConversation(r.Context(), p.Tenant, &req)
+	switch {
+	case errors.Is(err, errConversationConflict):
+		problem(w, http.StatusConflict, ProblemConversationExists, "Conversation exists",
+			"conversation "+req.ID+" already exists with a different definition")
+		return
+	case err != nil:
+		c.log.Error("create conversation failed", "tenant", p.Tenant, "conversation", req.ID, "err", err)
+		w.Header().Set("Retry-After", "2")
+		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the conversation could not be stored; retry")
+		return
+	}
+	w.Header().Set("Location", "/v1/conversations/"+conv.ID)
+	status := http.StatusOK // the same definition again: an idempotent retry
+	if created {
+		status = http.StatusCreated
+		c.log.Info("conversation created", "tenant", p.Tenant, "conversation", conv.ID,
+			"channel", conv.Channel, "lane", conv.Lane, "key_id", p.KeyID)
+	}
+	writeJSON(w, status, conv)
+}
+
+var errConversationConflict = errors.New("api: conversation exists with a different definition")
+
+// insertConversation stores the conversation and publishes it to the KV
+// bucket before committing, so a conversation the API acknowledges is always
+// in both. An identical definition under an existing id returns the
+// existing conversation with created false.
+func (c *Campaigns) insertConversation(ctx context.Context, tenant string, req *createRequest) (Conversation, bool, error) {
+	conv := Conversation{
+		ID: req.ID, Name: req.Name, Channel: req.Channel, Lane: req.Lane,
+		Template: req.Template, TemplateVersion: 1, State: StateActive,
+	}
+	tx, err := c.pool.Begin(ctx)
+	if err != nil {
+		return Conversation{}, false, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var updated time.Time
+	err = tx.QueryRow(ctx, `INSERT INTO conversations (tenant, id, name, channel, lane, template)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, id) DO NOTHING
+		RETURNING created_at, updated_at`,
+		tenant, req.ID, req.Name, req.Channel, req.Lane, req.Template).Scan(&conv.CreatedAt, &updated)
+	if errors.Is(err, pgx.ErrNoRows) {
+		existing, err := loadConversation(ctx, tx, tenant, req.ID)
+		if err != nil {
+			return Conversation{}, false, err
+		}
+		if existing.Name != req.Name || existing.Channel != req.Channel || existing.Lane != req.Lane || existing.Template != req.Template {
+			return Conversation{}, false, errConversationConflict
+		}
+		return existing, false, nil
+	}
+	if err != nil {
+		return Conversation{}, false, err
+	}
+	entry, err := json.Marshal(ConversationEntry{
+		Tenant: tenant, ID: conv.ID, Channel: dispatch.Channel(conv.Channel), Lane: orchestrator.Lane(conv.Lane),
+		Template: conv.Template, TemplateVersion: conv.TemplateVersion, State: conv.State, UpdatedAt: updated,
+	})
+	if err != nil {
+		return Conversation{}, false, err
+	}
+	if _, err := c.kv.Put(ctx, ConversationKey(tenant, conv.ID), entry); err != nil {
+		return Conversation{}, false, fmt.Errorf("publish to %s: %w", ConversationsBucket, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Conversation{}, false, err
+	}
+	return conv, true, nil
+}
+
+func loadConversation(ctx context.Context, q Querier, tenant, id string) (Conversation, error) {
+	var conv Conversation
+	err := q.QueryRow(ctx, `SELECT id, name, channel, lane, template, template_version, state, created_at
+		FROM conversations WHERE tenant = $1 AND id = $2`, tenant, id).
+		Scan(&conv.ID, &conv.Name, &conv.Channel, &conv.Lane, &conv.Template, &conv.TemplateVersion, &conv.State, &conv.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Conversation{}, ErrConversationNotFound
+	}
+	if err != nil {
+		return Conversation{}, fmt.Errorf("api: load conversation: %w", err)
+	}
+	return conv, nil
+}
+
+func (c *Campaigns) getConversation(w http.ResponseWriter, r *http.Request) {
+	p, _ := PrincipalFrom(r.Context())
+	id := r.PathValue("id")
+	if !orchestrator.ValidToken(id) {
+		notFound(w, id)
+		return
+	}
+	ctx := r.Context()
+	var conv Conversation
+	err := pgx.BeginTxFunc(ctx, c.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		if conv, err = loadConversation(ctx, tx, p.Tenant, id); err != nil {
+			return err
+		}
+		counts, err := ConversationCounts(ctx, tx, p.Tenant, id)
+		conv.Counts = &counts
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrConversationNotFound):
+		notFound(w, id)
+	case err != nil:
+		c.log.Error("read conversation failed", "tenant", p.Tenant, "conversation", id, "err", err)
+		w.Header().Set("Retry-After", "2")
+		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the conversation could not be read; retry")
+	default:
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, conv)
+	}
+}
+
+// notFound answers 404 for a conversation, whether it does not exist or
+// belongs to another tenant.
+func notFound(w http.ResponseWriter, id string) {
+	problem(w, http.StatusNotFound, ProblemNotFound, "Conversation not found",
+		"no conversation "+truncate(id, 64)+" in this tenant")
+}
+
+// jsonContent accepts a body declared as JSON (or undeclared), and answers
+// 415 otherwise.
+func jsonContent(w http.ResponseWriter, r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+		return true
+	}
+	problem(w, http.StatusUnsupportedMediaType, ProblemUnsupportedMedia, "",
+		"send Content-Type: application/json (curl: -H 'Content-Type: application/json')")
+	return false
+}
+
+// jsonErrorDetail describes a decoding error without echoing input, which
+// may hold addresses.
+func jsonErrorDetail(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d: %s", syn.Offset, syn.Error())
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("%s: want %s, got %s", typ.Field, typ.Type, typ.Value)
+		}
+		return fmt.Sprintf("want %s, got %s", typ.Type, typ.Value)
+	case errors.Is(err, io.EOF):
+		return "empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "truncated JSON"
+	default:
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+}

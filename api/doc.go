@@ -1,0 +1,74 @@
+// Package api is sluice's HTTP surface: health (/healthz), readiness
+// (/readyz, which checks NATS and Postgres), Prometheus metrics (/metrics),
+// the campaign API (/v1/) and the building blocks of operations (/v1/admin/):
+// authentication by API key with scopes, and RFC 9457 problem documents.
+//
+// # Campaign API
+//
+// [Campaigns] serves, once registered on a [Server]:
+//
+//	POST /v1/conversations                    scope send  create a conversation
+//	GET  /v1/conversations/{id}               scope read  state and exact counts
+//	POST /v1/conversations/{id}/activations   scope send  queue recipients
+//	GET  /v1/openapi.json                     no key      the OpenAPI 3.1 description
+//
+// A conversation is stored in Postgres (table conversations) and published to
+// the NATS KV bucket sluice_conversations under <tenant>.<id> (see
+// [ConversationEntry]), which the workers watch: the hot path never reads
+// Postgres. The bucket is created when missing, with a history of 5.
+//
+// # Activations
+//
+// The body is a JSON array of rows or, with Content-Type
+// application/x-ndjson, one row per line: {"to": "...", "vars": {...},
+// "id": "..."}. It is read and published as a stream: memory per request is
+// bounded by the publish window (CampaignDeps.PublishWindow rows awaiting the
+// stream's acknowledgement) times the row limit (CampaignDeps.MaxRowBytes),
+// never by the body. Only the shape of a row is checked; an invalid address
+// is the workers' accounted outcome ("invalid"), not an API error.
+//
+// A stream cannot be validated before it is published, so rows are published
+// as they are read. A bad row (malformed JSON 400, wrong shape 422, too large
+// 413) ends the request: the rows before it that the stream stored stay
+// queued and are delivered, and the problem document says so, with members
+// row (the 1-based row number; line too for NDJSON), accepted (rows of this
+// body now stored) and stored_through_row (rows 1..N are all stored).
+//
+// # Idempotency-Key
+//
+// With an Idempotency-Key header, activation ids are derived from (tenant,
+// conversation, key, row number), and the request's progress is recorded in
+// activation_requests as it goes (every CheckpointInterval). A retry with the
+// same key:
+//
+//   - after a completed request replays its 202 answer (header
+//     Idempotent-Replayed: true) and publishes nothing, at any time later, once
+//     it has checked that the body is the same (a different body: 422);
+//   - after a request that ended early (a bad row, a publish failure, a lost
+//     connection, a crash of the API process) checks that the rows already
+//     stored are sent again unchanged, skips them, and publishes the rest: so
+//     a client fixes row N and sends the whole body again with the same key;
+//   - while the first is still running gets 409.
+//
+// Rows the stream stored but the crashed process could not record are
+// published again; the stream's duplicate window (2 minutes, Nats-Msg-Id)
+// stores them once and they are counted then. Only a crash of the API
+// process followed by a retry more than 2 minutes later can queue a row twice,
+// and then at most the rows of one checkpoint interval and publish window.
+// Without a key, ids are random: a retry publishes everything again, and a
+// crash of the API process leaves at most one checkpoint interval of stored
+// rows uncounted in conversations.accepted. Clients should always send a key.
+//
+// # Authentication
+//
+// Requests carry Authorization: Bearer sk_<tenant>_<id>_<secret>. Keys belong
+// to a tenant and have scopes (send, read, admin); only their SHA-256 is
+// stored, and it is compared in constant time. The tenant of every request is
+// the key's: a conversation of another tenant is answered 404, as if it did
+// not exist. [Auth.RequireScope] guards a handler; the /v1/admin/ routes use
+// it with [ScopeAdmin]. Keys and full recipient addresses are never logged.
+//
+// CampaignDeps.DevTenant (for `sluice dev` only; refused unless Env is "dev")
+// lets requests without an Authorization header act as that tenant with every
+// scope.
+package api
