@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sluicehq/sluice/api"
+)
+
+// apikeyDatabaseURL is the Postgres of `make run` (sluice dev: user and
+// database sluice, port 54329), the default of `sluice ctl apikey`.
+const apikeyDatabaseURL = "postgres://sluice@127.0.0.1:54329/sluice?sslmode=disable"
+
+const apikeyUsage = `usage: sluice ctl apikey <command> [flags]
+
+Manage the API keys of the campaign API. Keys are stored as SHA-256 hashes:
+create prints a key once, and it cannot be shown again. This talks to
+Postgres directly, so it works before any key exists.
+
+commands:
+  create --tenant T --scope send,read[,admin] [--name N]
+                       create a key for tenant T and print it (alone on
+                       stdout, so KEY=$(sluice ctl apikey create ...) works)
+  list [--tenant T]    the keys: id, tenant, name, scopes, created, revoked
+  revoke ID            refuse the key with this id from now on
+
+flags, before or after the command's arguments:
+  --database-url URL   Postgres (SLUICE_DATABASE_URL, default sluice dev's:
+                       ` + apikeyDatabaseURL + `)
+  --json               list: print JSON
+`
+
+// runAPIKey implements `sluice ctl apikey create|list|revoke`; args start
+// after "apikey".
+func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, apikeyUsage)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	cmd, rest := args[0], args[1:]
+	name := "ctl apikey " + cmd
+	fs := newFlagSet(name, stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, apikeyUsage) }
+	dbURL := fs.String("database-url", env("SLUICE_DATABASE_URL", apikeyDatabaseURL), "Postgres URL")
+	var (
+		tenant, scopes, keyName string
+		asJSON                  bool
+	)
+	switch cmd {
+	case "create":
+		fs.StringVar(&tenant, "tenant", "", "the key's tenant (required)")
+		fs.StringVar(&scopes, "scope", "", "comma-separated scopes: send, read, admin (required)")
+		fs.StringVar(&keyName, "name", "", "a note: who or what uses the key")
+	case "list":
+		fs.StringVar(&tenant, "tenant", "", "only this tenant's keys")
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	case "revoke":
+	default:
+		fmt.Fprintf(stderr, "sluice ctl apikey: unknown command %q\n\n%s", cmd, apikeyUsage)
+		return errUsage
+	}
+	pos, err := parseCommand(fs, rest)
+	if err != nil {
+		return err
+	}
+	usageErr := func(format string, a ...any) error {
+		fmt.Fprintf(stderr, "sluice %s: %s\n", name, fmt.Sprintf(format, a...))
+		return errUsage
+	}
+
+	var parsedScopes []api.Scope
+	switch cmd {
+	case "create":
+		if len(pos) != 0 {
+			return usageErr("unexpected arguments %q", pos)
+		}
+		if tenant == "" {
+			return usageErr("--tenant is required")
+		}
+		if parsedScopes, err = api.ParseScopes(scopes); err != nil {
+			return usageErr("--scope: %v", strings.TrimPrefix(err.Error(), "api: "))
+		}
+	case "list":
+		if len(pos) != 0 {
+			return usageErr("unexpected arguments %q", pos)
+		}
+	case "revoke":
+		if len(pos) != 1 {
+			return usageErr("want exactly one key id (sluice ctl apikey list shows them)")
+		}
+	}
+
+	pool, err := apikeyPool(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	switch cmd {
+	case "create":
+		key, info, err := api.CreateAPIKey(ctx, pool, tenant, keyName, parsedScopes)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, key)
+		fmt.Fprintf(stderr, "created key %s for tenant %s with scopes %s; it is shown only now: store it\n",
+			info.ID, info.Tenant, joinScopes(info.Scopes))
+		return nil
+	case "list":
+		keys, err := api.ListAPIKeys(ctx, pool, tenant)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printKeysJSON(stdout, keys)
+		}
+		return printKeys(stdout, keys)
+	default: // revoke
+		k, err := api.RevokeAPIKey(ctx, pool, pos[0])
+		if errors.Is(err, api.ErrKeyNotFound) {
+			return fmt.Errorf("apikey revoke: no key with id %q", pos[0])
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked key %s of tenant %s at %s\n", k.ID, k.Tenant, k.RevokedAt.UTC().Format(time.RFC3339))
+		return nil
+	}
+}
+
+// apikeyPool connects to Postgres, with an error that says where it tried.
+func apikeyPool(ctx context.Context, dbURL string) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("apikey: database URL: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("apikey: cannot reach Postgres at %s (is 'make run' up? else set --database-url or SLUICE_DATABASE_URL): %w",
+			redactURL(dbURL), err)
+	}
+	return pool, nil
+}
+
+func joinScopes(ss []api.Scope) string {
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = string(s)
+	}
+	return strings.Join(parts, ",")
+}
+
+func printKeys(w io.Writer, keys []api.APIKey) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTENANT\tNAME\tSCOPES\tCREATED\tREVOKED")
+	for _, k := range keys {
+		revoked := "-"
+		if k.RevokedAt != nil {
+			revoked = k.RevokedAt.UTC().Format(time.RFC3339)
+		}
+		name := k.Name
+		if name == "" {
+			name = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Tenant, name, joinScopes(k.Scopes),
+			k.CreatedAt.UTC().Format(time.RFC3339), revoked)
+	}
+	return tw.Flush()
+}
+
+func printKeysJSON(w io.Writer, keys []api.APIKey) error {
+	type keyJSON struct {
+		ID        string      `json:"id"`
+		Tenant    string      `json:"tenant"`
+		Name      string      `json:"name"`
+		Scopes    []api.Scope `json:"scopes"`
+		CreatedAt time.Time   `json:"created_at"`
+		RevokedAt *time.Time  `json:"revoked_at"`
+	}
+	out := make([]keyJSON, len(keys))
+	for i, k := range keys {
+		out[i] = keyJSON{ID: k.ID, Tenant: k.Tenant, Name: k.Name, Scopes: k.Scopes, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
