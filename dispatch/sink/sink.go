@@ -1,7 +1,21 @@
-// Package sink holds the local stand-ins for email, SMS and push providers used
-// by `sluice dev`, the tests and the load test. Each keeps a Ledger of what it
-// accepted, keyed by the message's idempotency key, so that duplicates and
-// losses are visible.
+// Package sink holds the local stand-ins for the email, SMS and push
+// providers, used by `sluice dev`, the tests and the load test.
+//
+// The protocol sinks speak what the real providers speak, on 127.0.0.1
+// only: an SMTP server ([StartSMTP], github.com/emersion/go-smtp, with
+// STARTTLS and AUTH PLAIN), and HTTP servers in the shape of Twilio's
+// Messages API ([StartTwilio]), FCM's HTTP v1 API with its OAuth2 token
+// endpoint ([StartFCM]) and APNs over HTTP/2 with TLS ([StartAPNs]).
+// [StartLocal] starts all four and hands back provider configurations that
+// point at them. [Recorder] is the in-process stand-in of the pipeline's
+// unit tests.
+//
+// Each sink keeps a [Ledger] of what it accepted, keyed by the message's
+// idempotency key as the protocol carries it (SMTP Message-ID, the
+// I-Twilio-Idempotency-Token and Idempotency-Key headers, apns-id), so that
+// duplicates and losses are visible, and each has fault knobs ([Faults]):
+// latency, a server-error rate, hanging requests, throttling with
+// Retry-After, and recipients it rejects for good.
 package sink
 
 import (
@@ -19,11 +33,26 @@ type Ledger struct {
 	accepted   int
 	duplicates int
 	byConv     map[string]int
+
+	// keep > 0 keeps a copy of the last keep messages, for Message.
+	keep   int
+	recent map[string]dispatch.Message
+	order  []string
+	next   int
 }
 
-// NewLedger returns an empty ledger.
+// NewLedger returns an empty ledger that counts messages and keeps no copy
+// of them.
 func NewLedger() *Ledger {
 	return &Ledger{seen: make(map[string]int), byConv: make(map[string]int)}
+}
+
+// newKeepingLedger returns a ledger that also keeps a copy of the last keep
+// messages it accepted.
+func newKeepingLedger(keep int) *Ledger {
+	l := NewLedger()
+	l.keep, l.recent, l.order = keep, make(map[string]dispatch.Message, keep), make([]string, 0, keep)
+	return l
 }
 
 // Add records one accepted message and reports whether its key was new.
@@ -37,7 +66,36 @@ func (l *Ledger) Add(m *dispatch.Message) bool {
 	}
 	l.accepted++
 	l.byConv[m.Tenant+"/"+m.Conversation]++
+	if l.keep > 0 {
+		if len(l.order) < l.keep {
+			l.order = append(l.order, m.ID)
+		} else {
+			delete(l.recent, l.order[l.next])
+			l.order[l.next] = m.ID
+			l.next = (l.next + 1) % l.keep
+		}
+		l.recent[m.ID] = *m
+	}
 	return true
+}
+
+// Count returns how many times a message with this idempotency key was
+// accepted: 0, 1, or more for duplicates.
+func (l *Ledger) Count(id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen[id]
+}
+
+// Message returns the first accepted copy of the message with this key, as
+// the sink decoded it (To, Subject, Body and, for email, HTML), if the
+// ledger keeps copies (the protocol sinks keep the last 4096) and still
+// holds it.
+func (l *Ledger) Message(id string) (dispatch.Message, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, ok := l.recent[id]
+	return m, ok
 }
 
 // Stats is a snapshot of a ledger.
@@ -46,6 +104,11 @@ type Stats struct {
 	Unique int
 	// Duplicates is the number of sends whose key had been accepted before.
 	Duplicates int
+}
+
+// Add returns the sum of s and o.
+func (s Stats) Add(o Stats) Stats {
+	return Stats{Unique: s.Unique + o.Unique, Duplicates: s.Duplicates + o.Duplicates}
 }
 
 // Stats returns a snapshot of the totals.
