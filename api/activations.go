@@ -106,6 +106,12 @@ func (c *Campaigns) postActivations(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if c.deps.IntakePaused != nil && c.deps.IntakePaused() {
+		w.Header().Set("Retry-After", "30")
+		problem(w, http.StatusServiceUnavailable, ProblemIntakePaused, "Intake paused",
+			"operators paused the intake of new activations; queued ones are still delivered. Retry later")
+		return
+	}
 	// Progress is recorded whether or not the client stays: a disconnect
 	// must not leave stored activations uncounted.
 	ctx := context.WithoutCancel(r.Context())
@@ -122,7 +128,16 @@ func (c *Campaigns) postActivations(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "2")
 		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the conversation could not be read; retry")
 		return
-	case state == StateStopped:
+	}
+	if c.deps.ConversationState != nil {
+		if state, err = c.deps.ConversationState(r.Context(), p.Tenant, id); err != nil {
+			c.log.Error("read conversation state failed", "tenant", p.Tenant, "conversation", id, "err", err)
+			w.Header().Set("Retry-After", "2")
+			problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the conversation's state could not be read; retry")
+			return
+		}
+	}
+	if state == StateStopped {
 		problem(w, http.StatusConflict, ProblemConversationStopped, "Conversation stopped",
 			"conversation "+id+" is stopped and takes no more activations")
 		return

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -443,11 +444,12 @@ func TestBadRows(t *testing.T) {
 	unknown.problem(t, http.StatusNotFound, ProblemNotFound)
 }
 
-// TestStoppedConversation takes no activations.
+// TestStoppedConversation takes no activations, whether the state comes
+// from Postgres or from the control plane's hook.
 func TestStoppedConversation(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	key := f.key("acme", ScopeSend)
+	key := f.key("acme", ScopeSend, ScopeRead)
 	f.conversation(key, "old")
 	if _, err := f.db.Pool.Exec(context.Background(), `UPDATE conversations SET state = 'stopped' WHERE id = 'old'`); err != nil {
 		t.Fatal(err)
@@ -456,5 +458,46 @@ func TestStoppedConversation(t *testing.T) {
 	r.problem(t, http.StatusConflict, ProblemConversationStopped)
 	if f.streamMsgs() != 0 {
 		t.Fatal("published to a stopped conversation")
+	}
+
+	states := map[string]string{"live": StateStopped}
+	h := setup(t, func(d *CampaignDeps) {
+		d.ConversationState = func(_ context.Context, tenant, id string) (string, error) {
+			if s, ok := states[id]; ok && tenant == "acme" {
+				return s, nil
+			}
+			return StateActive, nil
+		}
+	})
+	key = h.key("acme", ScopeSend, ScopeRead)
+	h.conversation(key, "live")
+	h.activate(key, "live", "", strings.NewReader(`[{"to":"a@example.com"}]`), false).problem(t, http.StatusConflict, ProblemConversationStopped)
+	states["live"] = StatePaused
+	if got := h.do(http.MethodGet, "/v1/conversations/live", key, nil).json(t); got["state"] != StatePaused {
+		t.Fatalf("state = %v, want the hook's", got["state"])
+	}
+	// A paused conversation takes activations: they wait in the queue.
+	if r := h.activate(key, "live", "", strings.NewReader(`[{"to":"a@example.com"}]`), false); r.status != http.StatusAccepted {
+		t.Fatalf("paused: %d %s", r.status, r.body)
+	}
+}
+
+// TestIntakePaused: while intake is paused, activations are answered 503
+// with Retry-After and nothing is published.
+func TestIntakePaused(t *testing.T) {
+	t.Parallel()
+	var paused atomic.Bool
+	paused.Store(true)
+	f := setup(t, func(d *CampaignDeps) { d.IntakePaused = paused.Load })
+	key := f.key("acme", ScopeSend)
+	f.conversation(key, "c")
+	r := f.activate(key, "c", "k", strings.NewReader(`[{"to":"a@example.com"}]`), false)
+	r.problem(t, http.StatusServiceUnavailable, ProblemIntakePaused)
+	if r.header.Get("Retry-After") == "" || f.streamMsgs() != 0 {
+		t.Fatalf("Retry-After %q, published %d", r.header.Get("Retry-After"), f.streamMsgs())
+	}
+	paused.Store(false)
+	if r := f.activate(key, "c", "k", strings.NewReader(`[{"to":"a@example.com"}]`), false); r.status != http.StatusAccepted {
+		t.Fatalf("resumed: %d %s", r.status, r.body)
 	}
 }

@@ -34,6 +34,16 @@ type CampaignDeps struct {
 	// Env is the deployment's environment name (SLUICE_ENV). DevTenant is
 	// refused unless it is "dev".
 	Env string
+	// ConversationState, when set, returns the live state of a conversation
+	// (active, paused, quarantined or stopped), as the control plane keeps it;
+	// GET reports it, and activations to a stopped conversation are refused.
+	// Default: the state column of conversations.
+	ConversationState func(ctx context.Context, tenant, id string) (string, error)
+	// IntakePaused, when set, is asked at each activation request; while it
+	// returns true the request is answered 503 with Retry-After and nothing is
+	// read. It must be cheap (a watched value). Default: never paused.
+	IntakePaused func() bool
+
 	// DevTenant, when set, lets requests without an Authorization header act
 	// as this tenant with every scope, so that curl and `sluice ctl` work
 	// against `sluice dev` without a key. Requests with a key are still

@@ -43,7 +43,10 @@ type Template struct {
 }
 
 // ConversationEntry is the value of a conversation in ConversationsBucket:
-// what a worker needs to send its messages, without asking Postgres.
+// what a worker needs to send its messages, without asking Postgres. State
+// is the state at the last write of the entry (active at creation); where a
+// control plane keeps the live state (CampaignDeps.ConversationState), that
+// one decides.
 type ConversationEntry struct {
 	Tenant          string            `json:"tenant"`
 	ID              string            `json:"id"`
@@ -363,6 +366,9 @@ func (c *Campaigns) getConversation(w http.ResponseWriter, r *http.Request) {
 		conv.Counts = &counts
 		return err
 	})
+	if err == nil && c.deps.ConversationState != nil {
+		conv.State, err = c.deps.ConversationState(ctx, p.Tenant, id)
+	}
 	switch {
 	case errors.Is(err, ErrConversationNotFound):
 		notFound(w, id)

@@ -24,6 +24,7 @@ const (
 	ProblemIdempotencyInUse    = "urn:sluice:problem:idempotency-key-in-use"
 	ProblemIdempotencyMismatch = "urn:sluice:problem:idempotency-key-reused"
 	ProblemUnavailable         = "urn:sluice:problem:unavailable"
+	ProblemIntakePaused        = "urn:sluice:problem:intake-paused"
 	ProblemInternal            = "urn:sluice:problem:internal"
 )
 
