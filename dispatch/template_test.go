@@ -51,7 +51,9 @@ func TestTemplateRender(t *testing.T) {
 
 func TestTemplateCacheParsesOncePerVersion(t *testing.T) {
 	c := dispatch.NewTemplateCache()
-	src := func(v int) dispatch.TemplateSource { return dispatch.TemplateSource{Text: fmt.Sprintf("v%d {{.n}}", v)} }
+	src := func(v int) dispatch.TemplateSource {
+		return dispatch.TemplateSource{Text: fmt.Sprintf("v%d {{.n}}", v)}
+	}
 	k1 := dispatch.TemplateKey{Conversation: "c1", Version: 1}
 	var wg sync.WaitGroup
 	got := make([]*dispatch.Template, 16)

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/dispatch/providerset"
 	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/internal/natsrv"
 	"github.com/sluicehq/sluice/internal/pglocal"
@@ -68,19 +68,32 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	rec := sink.NewRecorder()
+	// Providers speak the real protocols (SMTP with STARTTLS and AUTH,
+	// Twilio-shaped HTTP, FCM v1 with OAuth2, APNs over HTTP/2) to local
+	// sinks on 127.0.0.1, each behind its own breaker.
+	local, err := sink.StartLocal(ctx, sink.LocalConfig{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	provs, err := providerset.New(local.Config(), logger, nil)
+	if err != nil {
+		return err
+	}
+	defer provs.Close()
 	cfg.NATSURL = ns.ClientURL()
 	cfg.DatabaseURL = *dbURL
 	cfg.HTTPAddr = *httpAddr
 	cfg.Worker, cfg.API, cfg.Migrate = true, true, true
 	cfg.ErrorLog.MaskKey = key
-	cfg.Providers = map[dispatch.Channel]dispatch.Provider{
-		dispatch.ChannelEmail: rec, dispatch.ChannelSMS: rec, dispatch.ChannelPush: rec,
-	}
+	cfg.Providers = provs.Providers()
 	cfg.Name = "sluice-dev"
 	n, err := node.Start(ctx, cfg, logger)
 	if err != nil {
 		return err
+	}
+	if err := n.Registry.Register(provs); err != nil {
+		logger.Warn("breaker metrics not registered", "err", err)
 	}
 	host, port, _ := net.SplitHostPort(n.HTTP.Addr())
 	base := "http://" + net.JoinHostPort(host, port)
@@ -89,7 +102,7 @@ sluice dev is up.
   NATS JetStream  %s  (store %s)
   Postgres        %s  (%s)
   HTTP            %s  (/healthz /readyz /metrics)
-  providers       in-process sinks that record every message (email, sms, push)
+  providers       local sinks, real protocols: %s
 
 Send a first activation:
   ./bin/sluice send --channel email --to alice@example.com
@@ -97,14 +110,14 @@ then see it counted:
   curl -s %s/metrics | grep '^sluice_messages_total'
 
 Ctrl-C drains in-flight messages and stops everything.
-`, ns.ClientURL(), filepath.Join(dir, "nats"), redactURL(*dbURL), pgWhere, base, base)
+`, ns.ClientURL(), filepath.Join(dir, "nats"), redactURL(*dbURL), pgWhere, base, local, base)
 
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nsluice dev: draining…")
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = n.Stop(stopCtx)
-	st := rec.Ledger.Stats()
+	st := local.Stats()
 	fmt.Fprintf(stdout, "sluice dev: stopped; sinks accepted %d message(s) this run\n", st.Unique)
 	return err
 }

@@ -4,13 +4,21 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/dispatch/email"
+	"github.com/sluicehq/sluice/dispatch/providerset"
+	"github.com/sluicehq/sluice/dispatch/push"
 	"github.com/sluicehq/sluice/dispatch/sink"
+	"github.com/sluicehq/sluice/dispatch/sms"
 	"github.com/sluicehq/sluice/orchestrator/node"
 )
 
@@ -25,7 +33,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", env("SLUICE_HTTP_ADDR", defaultHTTPAddr), "HTTP listen address")
 	fs.BoolVar(&cfg.Migrate, "migrate", false, "apply pending migrations at start (otherwise run 'sluice migrate' first)")
 	keepAddrs := fs.Bool("errorlog-keep-addresses", false, "store recipient addresses in clear in the error log (default: masked)")
-	providers := fs.String("providers", "sink", "provider set; 'sink' (in-process recorders) is the only one until the protocol providers land")
+	providers := fs.String("providers", env("SLUICE_PROVIDERS", "sink"), "provider set: 'real' sends through the relay and accounts configured below; 'sink' starts local protocol sinks in this process and sends there (refused with SLUICE_ENV=production)")
+	pcfg := providerFlags(fs)
 	laneFlags(fs, &cfg.Pipeline)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -45,21 +54,174 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		cfg.ErrorLog.MaskKey = key
 	}
-	if *providers != "sink" {
-		return fmt.Errorf("serve: unknown provider set %q", *providers)
-	}
-	rec := sink.NewRecorder()
-	cfg.Providers = map[dispatch.Channel]dispatch.Provider{
-		dispatch.ChannelEmail: rec, dispatch.ChannelSMS: rec, dispatch.ChannelPush: rec,
-	}
 	logger := newLogger(stderr)
+	var provs *providerset.Set
+	if cfg.Worker {
+		var err error
+		if provs, err = buildProviders(ctx, *providers, pcfg, logger); err != nil {
+			return err
+		}
+		defer provs.Close()
+		cfg.Providers = provs.Providers()
+	}
 	n, err := node.Start(ctx, cfg, logger)
 	if err != nil {
 		return err
+	}
+	if provs != nil {
+		if err := n.Registry.Register(provs); err != nil {
+			logger.Warn("breaker metrics not registered", "err", err)
+		}
 	}
 	logger.Info("serving", "http", n.HTTP.Addr(), "api", cfg.API, "worker", cfg.Worker)
 	<-ctx.Done()
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return n.Stop(stopCtx)
+}
+
+// buildProviders builds the worker's providers: from the settings with
+// --providers=real, or pointing at local sinks started in this process
+// (stopped by the returned set's Close) with --providers=sink.
+func buildProviders(ctx context.Context, which string, pcfg *providerSettings, logger *slog.Logger) (*providerset.Set, error) {
+	var set providerset.Config
+	var local *sink.Local
+	switch which {
+	case "real":
+		var err error
+		if set, err = pcfg.build(); err != nil {
+			return nil, err
+		}
+	case "sink":
+		if os.Getenv("SLUICE_ENV") == "production" {
+			return nil, errors.New("serve: --providers=sink with SLUICE_ENV=production would send nothing to anyone; use --providers=real")
+		}
+		var err error
+		if local, err = sink.StartLocal(ctx, sink.LocalConfig{Logger: logger}); err != nil {
+			return nil, err
+		}
+		logger.Warn("providers=sink: messages go to local sinks in this process, nothing leaves the machine", "sinks", local.String())
+		set = local.Config()
+	default:
+		return nil, fmt.Errorf("serve: unknown provider set %q (want real or sink)", which)
+	}
+	set.Breaker, set.Rates = pcfg.guard(), pcfg.rates
+	provs, err := providerset.New(set, logger, nil)
+	if err != nil {
+		if local != nil {
+			local.Close()
+		}
+		return nil, err
+	}
+	if local != nil {
+		provs.OnClose(local)
+	}
+	return provs, nil
+}
+
+// providerSettings are the flags of `serve --providers=real`. Each provider
+// is enabled by its first setting (the SMTP relay address, the Twilio
+// account SID, the FCM credentials file, the APNs key file); secrets come
+// from the environment only, never from flags, which ps shows.
+type providerSettings struct {
+	smtpAddr, smtpFrom, smtpTLS, smtpUser string
+	smtpMaxConns                          int
+
+	twilioBase, twilioSID, twilioFrom, twilioService string
+
+	fcmBase, fcmCredentials, fcmProject string
+
+	apnsHost, apnsKeyFile, apnsKeyID, apnsTeamID, apnsTopic string
+
+	breakerFailures uint
+	breakerOpen     time.Duration
+	rates           map[string]float64
+}
+
+func providerFlags(fs *flag.FlagSet) *providerSettings {
+	p := &providerSettings{}
+	fs.StringVar(&p.smtpAddr, "smtp-addr", os.Getenv("SLUICE_SMTP_ADDR"), "SMTP relay host:port; enables email (password in SLUICE_SMTP_PASSWORD)")
+	fs.StringVar(&p.smtpFrom, "smtp-from", os.Getenv("SLUICE_SMTP_FROM"), "sender address, e.g. 'Acme <noreply@acme.example>'")
+	fs.StringVar(&p.smtpTLS, "smtp-tls", env("SLUICE_SMTP_TLS", "starttls"), "starttls (required), tls (implicit, port 465) or none (trusted local relay only)")
+	fs.StringVar(&p.smtpUser, "smtp-username", os.Getenv("SLUICE_SMTP_USERNAME"), "AUTH PLAIN user name (empty: no AUTH)")
+	fs.IntVar(&p.smtpMaxConns, "smtp-max-conns", envInt("SLUICE_SMTP_MAX_CONNS", 0), "connections to the relay at most (default 4)")
+	fs.StringVar(&p.twilioBase, "twilio-base-url", os.Getenv("SLUICE_TWILIO_BASE_URL"), "Twilio API root (default https://api.twilio.com)")
+	fs.StringVar(&p.twilioSID, "twilio-account-sid", os.Getenv("SLUICE_TWILIO_ACCOUNT_SID"), "Twilio account SID; enables SMS (token in SLUICE_TWILIO_AUTH_TOKEN)")
+	fs.StringVar(&p.twilioFrom, "twilio-from", os.Getenv("SLUICE_TWILIO_FROM"), "sending number or alphanumeric sender ID")
+	fs.StringVar(&p.twilioService, "twilio-messaging-service-sid", os.Getenv("SLUICE_TWILIO_MESSAGING_SERVICE_SID"), "messaging service SID (instead of --twilio-from)")
+	fs.StringVar(&p.fcmBase, "fcm-base-url", os.Getenv("SLUICE_FCM_BASE_URL"), "FCM API root (default https://fcm.googleapis.com)")
+	fs.StringVar(&p.fcmCredentials, "fcm-credentials-file", os.Getenv("SLUICE_FCM_CREDENTIALS_FILE"), "service account key JSON; enables FCM push")
+	fs.StringVar(&p.fcmProject, "fcm-project-id", os.Getenv("SLUICE_FCM_PROJECT_ID"), "Firebase project (default: the credentials' project_id)")
+	fs.StringVar(&p.apnsHost, "apns-host", os.Getenv("SLUICE_APNS_HOST"), "APNs endpoint (default https://api.push.apple.com; sandbox https://api.sandbox.push.apple.com)")
+	fs.StringVar(&p.apnsKeyFile, "apns-key-file", os.Getenv("SLUICE_APNS_KEY_FILE"), ".p8 token-signing key; enables APNs push")
+	fs.StringVar(&p.apnsKeyID, "apns-key-id", os.Getenv("SLUICE_APNS_KEY_ID"), "APNs key ID")
+	fs.StringVar(&p.apnsTeamID, "apns-team-id", os.Getenv("SLUICE_APNS_TEAM_ID"), "Apple developer team ID")
+	fs.StringVar(&p.apnsTopic, "apns-topic", os.Getenv("SLUICE_APNS_TOPIC"), "app bundle ID (apns-topic)")
+	fs.UintVar(&p.breakerFailures, "breaker-failures", uint(max(envInt("SLUICE_BREAKER_FAILURES", 0), 0)), "consecutive failures that open a provider's breaker (default 5)")
+	fs.DurationVar(&p.breakerOpen, "breaker-open-timeout", envDuration("SLUICE_BREAKER_OPEN_TIMEOUT", 0), "how long an open breaker waits before probing the provider (default 30s)")
+	p.rates, _ = parseRates(os.Getenv("SLUICE_PROVIDER_RATES"))
+	fs.Func("provider-rates", "per-provider rate limits in messages/s, e.g. smtp=50,twilio=10,fcm=500,apns=500 (env SLUICE_PROVIDER_RATES; default unlimited)", func(v string) (err error) {
+		p.rates, err = parseRates(v)
+		return err
+	})
+	return p
+}
+
+// guard returns the breaker settings shared by every provider.
+func (p *providerSettings) guard() dispatch.GuardConfig {
+	return dispatch.GuardConfig{ConsecutiveFailures: uint32(p.breakerFailures), OpenTimeout: p.breakerOpen}
+}
+
+// parseRates parses "name=rate,name=rate".
+func parseRates(v string) (map[string]float64, error) {
+	out := map[string]float64{}
+	for item := range strings.SplitSeq(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(item, "=")
+		r, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if !ok || err != nil || r < 0 {
+			return nil, fmt.Errorf("provider rate %q: want name=messages-per-second", item)
+		}
+		out[strings.TrimSpace(name)] = r
+	}
+	return out, nil
+}
+
+// build turns the settings into provider configurations, reading secrets
+// from the environment and key files from disk.
+func (p *providerSettings) build() (providerset.Config, error) {
+	var c providerset.Config
+	if p.smtpAddr != "" {
+		c.Email = &email.Config{
+			Addr: p.smtpAddr, From: p.smtpFrom, TLS: email.TLSMode(p.smtpTLS),
+			Username: p.smtpUser, Password: os.Getenv("SLUICE_SMTP_PASSWORD"), MaxConns: p.smtpMaxConns,
+		}
+	}
+	if p.twilioSID != "" {
+		c.SMS = &sms.Config{
+			BaseURL: p.twilioBase, AccountSID: p.twilioSID, AuthToken: os.Getenv("SLUICE_TWILIO_AUTH_TOKEN"),
+			From: p.twilioFrom, MessagingServiceSID: p.twilioService,
+		}
+	}
+	if p.fcmCredentials != "" {
+		b, err := os.ReadFile(p.fcmCredentials)
+		if err != nil {
+			return c, fmt.Errorf("serve: --fcm-credentials-file: %w", err)
+		}
+		c.FCM = &push.FCMConfig{BaseURL: p.fcmBase, CredentialsJSON: b, ProjectID: p.fcmProject}
+	}
+	if p.apnsKeyFile != "" {
+		b, err := os.ReadFile(p.apnsKeyFile)
+		if err != nil {
+			return c, fmt.Errorf("serve: --apns-key-file: %w", err)
+		}
+		c.APNs = &push.APNsConfig{Host: p.apnsHost, AuthKey: b, KeyID: p.apnsKeyID, TeamID: p.apnsTeamID, Topic: p.apnsTopic}
+	}
+	if c.Email == nil && c.SMS == nil && c.FCM == nil && c.APNs == nil {
+		return c, errors.New("serve: --providers=real but no provider is configured (set SLUICE_SMTP_ADDR, SLUICE_TWILIO_ACCOUNT_SID, SLUICE_FCM_CREDENTIALS_FILE or SLUICE_APNS_KEY_FILE)")
+	}
+	return c, nil
 }

@@ -3,8 +3,8 @@ package email_test
 import (
 	"crypto/tls"
 	"errors"
-	"strings"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 

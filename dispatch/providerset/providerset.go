@@ -153,7 +153,12 @@ func (s *Set) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// Close closes every provider's idle connections (and the SMTP pool).
+// OnClose adds c to what Close closes, after the providers: the local
+// sinks a process started for its providers, for instance.
+func (s *Set) OnClose(c io.Closer) { s.closers = append(s.closers, c) }
+
+// Close closes every provider's idle connections (and the SMTP pool), then
+// whatever OnClose added.
 func (s *Set) Close() error {
 	var errs []error
 	for _, c := range s.closers {

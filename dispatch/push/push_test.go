@@ -42,7 +42,7 @@ func startAPNs(t *testing.T) (*sink.APNsServer, *push.APNs) {
 	return s, p
 }
 
-func fcmToken(i int) string { return fmt.Sprintf("fcm%04d:APA91b", i) + strings.Repeat("x", 140) }
+func fcmToken(i int) string  { return fmt.Sprintf("fcm%04d:APA91b", i) + strings.Repeat("x", 140) }
 func apnsToken(i int) string { return fmt.Sprintf("%064x", i+1) }
 
 func TestFCMConformance(t *testing.T) {
