@@ -116,7 +116,9 @@ var errGuard = errors.New("api: row exceeds the limit")
 
 func newArrayReader(r io.Reader, maxRow int) *arrayReader {
 	g := &guardReader{r: r}
-	return &arrayReader{g: g, dec: json.NewDecoder(g), max: maxRow}
+	dec := json.NewDecoder(g)
+	dec.UseNumber() // Token must not fail converting a stray number
+	return &arrayReader{g: g, dec: dec, max: maxRow}
 }
 
 func (a *arrayReader) position() (int64, int64) { return a.row, 0 }
@@ -147,7 +149,7 @@ func (a *arrayReader) next() ([]byte, error) {
 			return nil, &rowError{kind: rowMalformed, row: a.row + 1, detail: "expected a row or the end of the array"}
 		}
 		if _, err := a.dec.Token(); !errors.Is(err, io.EOF) {
-			if err != nil && !isSyntax(err) && !errors.Is(err, errGuard) {
+			if err != nil && !isBodyJSONError(err) && !errors.Is(err, errGuard) && !errors.Is(err, io.ErrUnexpectedEOF) {
 				return nil, err
 			}
 			return nil, &rowError{kind: rowMalformed, row: a.row + 1, detail: "data after the end of the array"}
@@ -171,7 +173,7 @@ func (a *arrayReader) framingError(err error, row int64) error {
 	switch {
 	case errors.Is(err, errGuard):
 		return &rowError{kind: rowTooLarge, row: row, detail: fmt.Sprintf("longer than %d bytes", a.max)}
-	case isSyntax(err):
+	case isBodyJSONError(err):
 		return &rowError{kind: rowMalformed, row: row, detail: jsonErrorDetail(err)}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return &rowError{kind: rowMalformed, row: row, detail: "the body ends before the JSON array does"}
@@ -182,6 +184,13 @@ func (a *arrayReader) framingError(err error, row int64) error {
 func isSyntax(err error) bool {
 	var syn *json.SyntaxError
 	return errors.As(err, &syn)
+}
+
+// isBodyJSONError reports an error in the body's JSON itself, not in reading
+// it.
+func isBodyJSONError(err error) bool {
+	var typ *json.UnmarshalTypeError
+	return isSyntax(err) || errors.As(err, &typ)
 }
 
 // guardReader fails with errGuard once more than limit bytes in total have
