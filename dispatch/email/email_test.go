@@ -181,3 +181,27 @@ func TestHTMLAndHeaders(t *testing.T) {
 		t.Error("per-conversation count missing")
 	}
 }
+
+func TestImplicitTLS(t *testing.T) {
+	t.Parallel()
+	s, err := sink.StartSMTP(sink.SMTPConfig{ImplicitTLS: true, SelfSignedTLS: true, Username: "u", Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	p := newProvider(t, email.Config{
+		Addr: s.Addr(), From: "noreply@example.com", TLS: email.TLSImplicit,
+		TLSConfig: &tls.Config{RootCAs: s.RootCAs()}, Username: "u", Password: "p",
+	})
+	if err := p.Send(t.Context(), &dispatch.Message{ID: "tls", To: "a@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Ledger().Has("tls") {
+		t.Fatal("not delivered over implicit TLS")
+	}
+	// A client that does not trust the certificate must not send.
+	bad := newProvider(t, email.Config{Addr: s.Addr(), From: "noreply@example.com", TLS: email.TLSImplicit, Username: "u", Password: "p"})
+	if err := bad.Send(t.Context(), &dispatch.Message{ID: "untrusted", To: "a@example.com"}); err == nil || s.Ledger().Has("untrusted") {
+		t.Fatalf("send to an untrusted certificate: %v", err)
+	}
+}

@@ -32,6 +32,9 @@ type SMTPConfig struct {
 	Addr string
 	// TLS, when set, makes the sink offer STARTTLS with it.
 	TLS *tls.Config
+	// ImplicitTLS serves TLS from the first byte (SMTPS, as on port 465)
+	// instead of offering STARTTLS; it needs TLS or SelfSignedTLS.
+	ImplicitTLS bool
 	// SelfSignedTLS, when TLS is nil, makes the sink offer STARTTLS with a
 	// self-signed certificate for 127.0.0.1 and localhost that
 	// [SMTPServer.RootCAs] trusts.
@@ -87,6 +90,9 @@ func StartSMTP(cfg SMTPConfig) (*SMTPServer, error) {
 		}
 		cfg.TLS, roots = &tls.Config{Certificates: []tls.Certificate{cert}}, pool
 	}
+	if cfg.ImplicitTLS && cfg.TLS == nil {
+		return nil, errors.New("sink: SMTPConfig.ImplicitTLS needs TLS or SelfSignedTLS")
+	}
 	ln, err := listenLoopback(cfg.Addr)
 	if err != nil {
 		return nil, err
@@ -95,7 +101,12 @@ func StartSMTP(cfg SMTPConfig) (*SMTPServer, error) {
 	s.srv = smtp.NewServer(smtp.BackendFunc(s.newSession))
 	s.srv.Domain = "sluice-sink.localhost"
 	s.srv.TLSConfig = cfg.TLS
-	s.srv.AllowInsecureAuth = cfg.TLS == nil
+	s.srv.AllowInsecureAuth = cfg.TLS == nil || cfg.ImplicitTLS
+	var served net.Listener = countingListener{ln, &s.conns}
+	if cfg.ImplicitTLS {
+		s.srv.TLSConfig = nil // no STARTTLS inside TLS
+		served = tls.NewListener(served, cfg.TLS)
+	}
 	s.srv.MaxMessageBytes = 10 << 20
 	s.srv.MaxRecipients = 100
 	s.srv.ReadTimeout = time.Minute
@@ -104,7 +115,7 @@ func StartSMTP(cfg SMTPConfig) (*SMTPServer, error) {
 	s.srv.ErrorLog = smtpLogger{cfg.Logger}
 	go func() {
 		defer close(s.done)
-		s.srv.Serve(countingListener{ln, &s.conns})
+		s.srv.Serve(served)
 	}()
 	return s, nil
 }
