@@ -34,8 +34,10 @@ const (
 	StateStopped     = "stopped"
 )
 
-// Template is the message of a conversation. Email needs Subject and Text or
-// HTML; SMS and push need Text.
+// Template is the message of a conversation, in Go template syntax with the
+// activation's vars as {{.name}} (see dispatch.ParseTemplate). Email needs
+// Subject and Text or HTML; SMS needs Text only; push needs Text, and
+// Subject is its title.
 type Template struct {
 	Subject string `json:"subject,omitempty"`
 	Text    string `json:"text,omitempty"`
@@ -222,6 +224,13 @@ func (r *createRequest) validate() error {
 		if t.Text == "" && t.HTML == "" {
 			return errors.New("template: email needs text or html")
 		}
+	case dispatch.ChannelPush:
+		if t.Text == "" {
+			return errors.New("template.text: required for push")
+		}
+		if t.HTML != "" {
+			return errors.New("template: push takes text and an optional subject (the title), not html")
+		}
 	default:
 		if t.Text == "" {
 			return fmt.Errorf("template.text: required for %s", r.Channel)
@@ -229,6 +238,11 @@ func (r *createRequest) validate() error {
 		if t.Subject != "" || t.HTML != "" {
 			return fmt.Errorf("template: %s takes text only, not subject or html", r.Channel)
 		}
+	}
+	// Parsed as the workers will (Go templates: {{.name}}), so a broken
+	// template is refused here rather than failing every message.
+	if _, err := dispatch.ParseTemplate(dispatch.TemplateSource{Subject: t.Subject, Text: t.Text, HTML: t.HTML}); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "dispatch: "))
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ func TestCreateConversation(t *testing.T) {
 	key := f.key("acme", ScopeSend, ScopeRead)
 	def := map[string]any{
 		"id": "summer-sale", "name": "Summer sale", "channel": "sms", "lane": "bulk",
-		"template": map[string]string{"text": "Sale! {{code}}"},
+		"template": map[string]string{"text": "Sale! {{.code}}"},
 	}
 	r := f.postJSON("/v1/conversations", key, def)
 	if r.status != http.StatusCreated || r.header.Get("Location") != "/v1/conversations/summer-sale" {
@@ -40,7 +40,7 @@ func TestCreateConversation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if e.Tenant != "acme" || e.ID != "summer-sale" || e.Channel != "sms" || e.Lane != orchestrator.LaneBulk ||
-		e.Template.Text != "Sale! {{code}}" || e.TemplateVersion != 1 || e.State != StateActive || e.UpdatedAt.IsZero() {
+		e.Template.Text != "Sale! {{.code}}" || e.TemplateVersion != 1 || e.State != StateActive || e.UpdatedAt.IsZero() {
 		t.Fatalf("KV entry = %+v", e)
 	}
 	st, err := f.c.kv.Status(context.Background())
@@ -100,7 +100,12 @@ func TestCreateConversationInvalid(t *testing.T) {
 		{"sms with html", map[string]any{"name": "n", "channel": "sms", "lane": "bulk",
 			"template": map[string]string{"text": "t", "html": "<p>"}}, "text only"},
 		{"push without text", map[string]any{"name": "n", "channel": "push", "lane": "bulk",
-			"template": map[string]string{}}, "text"},
+			"template": map[string]string{"subject": "Title"}}, "text"},
+		{"push with html", map[string]any{"name": "n", "channel": "push", "lane": "bulk",
+			"template": map[string]string{"text": "t", "html": "<p>"}}, "not html"},
+		{"text does not parse", with("template", map[string]string{"subject": "s", "text": "Hi {{.name"}), "template text"},
+		{"html does not parse", with("template", map[string]string{"subject": "s", "html": "<p>{{if}}</p>"}), "template html"},
+		{"subject uses a function", with("template", map[string]string{"subject": "{{name}}", "text": "t"}), "template subject"},
 	}
 	for _, tc := range cases {
 		p := f.postJSON("/v1/conversations", key, tc.body).problem(t, http.StatusUnprocessableEntity, ProblemInvalidRequest)

@@ -174,7 +174,7 @@ func (f *fixture) conversation(key, id string) {
 	f.t.Helper()
 	r := f.postJSON("/v1/conversations", key, map[string]any{
 		"id": id, "name": "test " + id, "channel": "email", "lane": "bulk",
-		"template": map[string]string{"subject": "Hello", "text": "Hello {{name}}"},
+		"template": map[string]string{"subject": "Hello", "text": "Hello {{.name}}"},
 	})
 	if r.status != http.StatusCreated {
 		f.t.Fatalf("create conversation %s: %d %s", id, r.status, r.body)
