@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,5 +164,49 @@ func TestRates(t *testing.T) {
 	defer cancel()
 	if err := p.Send(ctx, &dispatch.Message{ID: "2", To: "+14155550100"}); !errors.Is(err, dispatch.ErrUnavailable) {
 		t.Fatalf("second send at 1/s with a 50ms deadline: %v, want unavailable", err)
+	}
+}
+
+// BenchmarkProviders measures one provider at a time sending to its local
+// sink through its guard, 16 senders at once (the pipeline's worker
+// count order of magnitude).
+func BenchmarkProviders(b *testing.B) {
+	local, err := sink.StartLocal(b.Context(), sink.LocalConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { local.Close() })
+	cfg := local.Config()
+	cfg.Email.MaxConns = 16
+	set, err := providerset.New(cfg, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { set.Close() })
+	provs := set.Providers()
+	for _, tc := range []struct {
+		name string
+		ch   dispatch.Channel
+		to   func(i int) string
+	}{
+		{"smtp", dispatch.ChannelEmail, func(i int) string { return fmt.Sprintf("u%d@example.com", i) }},
+		{"twilio", dispatch.ChannelSMS, func(i int) string { return fmt.Sprintf("+1415555%04d", i%10000) }},
+		{"fcm", dispatch.ChannelPush, func(i int) string { return pushToken(2*i + 1) }},
+		{"apns", dispatch.ChannelPush, func(i int) string { return pushToken(2 * i) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var n atomic.Int64
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(n.Add(1))
+					m := &dispatch.Message{ID: fmt.Sprintf("%s-%d-%d", tc.name, b.N, i), Channel: tc.ch, To: tc.to(i), Subject: "Hi", Body: "Your code is 1234."}
+					if err := provs[tc.ch].Send(b.Context(), m); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/dispatch"
@@ -49,6 +50,9 @@ type APNsServer struct {
 	cfg   APNsConfig
 	key   *ecdsa.PrivateKey
 	roots *x509.CertPool
+
+	mu       sync.Mutex
+	verified map[string]time.Time // provider token -> issued at, checked once
 }
 
 // StartAPNs starts an APNs-shaped sink.
@@ -77,7 +81,7 @@ func StartAPNs(cfg APNsConfig) (*APNsServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &APNsServer{cfg: cfg, key: key}
+	s := &APNsServer{cfg: cfg, key: key, verified: make(map[string]time.Time)}
 	if cfg.TLS == nil {
 		cert, roots, err := selfSigned()
 		if err != nil {
@@ -204,11 +208,25 @@ func (s *APNsServer) checkAuth(r *http.Request) string {
 	if !ok || tok == "" {
 		return "MissingProviderToken"
 	}
-	hdr, claims, err := parseJWT(tok, verifyES256(&s.key.PublicKey))
-	if err != nil || claimString(hdr, "alg") != "ES256" || claimString(hdr, "kid") != s.cfg.KeyID || claimString(claims, "iss") != s.cfg.TeamID {
-		return "InvalidProviderToken"
+	// A provider reuses one token for up to an hour: verify its signature
+	// once, as APNs does, and check only its age afterwards.
+	s.mu.Lock()
+	iat, seen := s.verified[tok]
+	s.mu.Unlock()
+	if !seen {
+		hdr, claims, err := parseJWT(tok, verifyES256(&s.key.PublicKey))
+		if err != nil || claimString(hdr, "alg") != "ES256" || claimString(hdr, "kid") != s.cfg.KeyID || claimString(claims, "iss") != s.cfg.TeamID {
+			return "InvalidProviderToken"
+		}
+		iat = claimTime(claims, "iat")
+		s.mu.Lock()
+		if len(s.verified) > 1000 {
+			clear(s.verified)
+		}
+		s.verified[tok] = iat
+		s.mu.Unlock()
 	}
-	if iat := claimTime(claims, "iat"); time.Since(iat) > time.Hour || time.Until(iat) > time.Minute {
+	if time.Since(iat) > time.Hour || time.Until(iat) > time.Minute {
 		return "ExpiredProviderToken"
 	}
 	return ""
