@@ -84,6 +84,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 // --providers=real, or pointing at local sinks started in this process
 // (stopped by the returned set's Close) with --providers=sink.
 func buildProviders(ctx context.Context, which string, pcfg *providerSettings, logger *slog.Logger) (*providerset.Set, error) {
+	if pcfg.ratesErr != nil {
+		return nil, fmt.Errorf("serve: SLUICE_PROVIDER_RATES: %w", pcfg.ratesErr)
+	}
 	var set providerset.Config
 	var local *sink.Local
 	switch which {
@@ -136,6 +139,7 @@ type providerSettings struct {
 	breakerFailures uint
 	breakerOpen     time.Duration
 	rates           map[string]float64
+	ratesErr        error // a malformed SLUICE_PROVIDER_RATES
 }
 
 func providerFlags(fs *flag.FlagSet) *providerSettings {
@@ -159,9 +163,10 @@ func providerFlags(fs *flag.FlagSet) *providerSettings {
 	fs.StringVar(&p.apnsTopic, "apns-topic", os.Getenv("SLUICE_APNS_TOPIC"), "app bundle ID (apns-topic)")
 	fs.UintVar(&p.breakerFailures, "breaker-failures", uint(max(envInt("SLUICE_BREAKER_FAILURES", 0), 0)), "consecutive failures that open a provider's breaker (default 5)")
 	fs.DurationVar(&p.breakerOpen, "breaker-open-timeout", envDuration("SLUICE_BREAKER_OPEN_TIMEOUT", 0), "how long an open breaker waits before probing the provider (default 30s)")
-	p.rates, _ = parseRates(os.Getenv("SLUICE_PROVIDER_RATES"))
+	p.rates, p.ratesErr = parseRates(os.Getenv("SLUICE_PROVIDER_RATES"))
 	fs.Func("provider-rates", "per-provider rate limits in messages/s, e.g. smtp=50,twilio=10,fcm=500,apns=500 (env SLUICE_PROVIDER_RATES; default unlimited)", func(v string) (err error) {
 		p.rates, err = parseRates(v)
+		p.ratesErr = nil
 		return err
 	})
 	return p
