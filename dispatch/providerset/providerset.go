@@ -7,6 +7,7 @@ package providerset
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 
@@ -55,6 +56,16 @@ type Set struct {
 // New builds the providers of cfg. logger may be nil. reg may be nil: then
 // register the Set itself once a registry exists.
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Set, error) {
+	for name, r := range cfg.Rates {
+		switch name {
+		case SMTP, Twilio, FCM, APNs:
+		default:
+			return nil, fmt.Errorf("providerset: Config.Rates: unknown provider %q (want %s, %s, %s or %s)", name, SMTP, Twilio, FCM, APNs)
+		}
+		if r < 0 {
+			return nil, fmt.Errorf("providerset: Config.Rates[%s] = %v: must not be negative", name, r)
+		}
+	}
 	s := &Set{providers: make(map[dispatch.Channel]dispatch.Provider)}
 	guard := func(name string, p dispatch.Provider, c io.Closer) (*dispatch.Guarded, error) {
 		gc := cfg.Breaker

@@ -147,6 +147,10 @@ func TestRates(t *testing.T) {
 	t.Cleanup(func() { local.Close() })
 	cfg := local.Config()
 	cfg.Email, cfg.FCM, cfg.APNs = nil, nil, nil
+	cfg.Rates = map[string]float64{"sendgrid": 1}
+	if _, err := providerset.New(cfg, nil, nil); err == nil {
+		t.Fatal("a rate for an unknown provider was accepted")
+	}
 	cfg.Rates = map[string]float64{providerset.Twilio: 1}
 	set, err := providerset.New(cfg, nil, nil)
 	if err != nil {
