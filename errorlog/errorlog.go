@@ -45,9 +45,13 @@ type Config struct {
 	// the message is retried later. It is reached only when Postgres and the
 	// spill stream are both unavailable. Default 200000.
 	MaxPending int
-	// WriteTimeout bounds one write attempt, lock waits included, before the
-	// batch goes to the spill stream. Default 3s.
+	// WriteTimeout bounds one write attempt before the batch goes to the
+	// spill stream. Default 3s.
 	WriteTimeout time.Duration
+	// LockTimeout bounds the wait for a lock (a LOCK TABLE on error_log, a
+	// long ALTER) within an attempt: short, so that a locked table sends
+	// batches to the spill at once instead of holding up acks. Default 500ms.
+	LockTimeout time.Duration
 	// BreakerTimeout is how long the writer's breaker stays open (every batch
 	// spilled, Postgres left alone) before it tries Postgres again. Default 5s.
 	BreakerTimeout time.Duration
@@ -90,6 +94,9 @@ func (c *Config) setDefaults() {
 	if c.BreakerTimeout == 0 {
 		c.BreakerTimeout = 5 * time.Second
 	}
+	if c.LockTimeout == 0 {
+		c.LockTimeout = 500 * time.Millisecond
+	}
 	if c.Source == "" {
 		c.Source = "default"
 	}
@@ -102,7 +109,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("errorlog: Config.%s must be positive (0 means the default), got %d", name, v))
 		}
 	}
-	for name, v := range map[string]time.Duration{"FlushInterval": c.FlushInterval, "WriteTimeout": c.WriteTimeout, "BreakerTimeout": c.BreakerTimeout} {
+	for name, v := range map[string]time.Duration{"FlushInterval": c.FlushInterval, "WriteTimeout": c.WriteTimeout, "LockTimeout": c.LockTimeout, "BreakerTimeout": c.BreakerTimeout} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("errorlog: Config.%s must be positive (0 means the default), got %v", name, v))
 		}
@@ -194,8 +201,10 @@ func New(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Reg
 	l.breaker = gobreaker.NewCircuitBreaker[int64](gobreaker.Settings{
 		Name:    "errorlog-writer",
 		Timeout: cfg.BreakerTimeout,
+		// One failed write opens it: the next batches go straight to the
+		// spill rather than each waiting out a timeout.
 		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= 2
+			return c.ConsecutiveFailures >= 1
 		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			l.m.breakerState.Set(float64(to))

@@ -71,8 +71,8 @@ func (s *spill) put(ctx context.Context, chunks []spilled) error {
 	return nil
 }
 
-// drain moves spilled batches back to Postgres while the writer's breaker is
-// closed, one batch at a time, acking each after its commit. Replays are
+// drain moves spilled batches back to Postgres unless the writer's breaker is
+// open, one batch at a time, acking each after its commit. Replays are
 // harmless: counters skip sequences already counted, rows already stored are
 // skipped.
 func (l *Log) drain() {
@@ -81,7 +81,9 @@ func (l *Log) drain() {
 		return
 	}
 	for l.maintCtx.Err() == nil {
-		if l.breaker.State() != gobreaker.StateClosed {
+		// Half-open too: when nothing new is being recorded, a drained batch is
+		// the probe that closes the breaker again.
+		if l.breaker.State() == gobreaker.StateOpen {
 			sleepCtx(l.maintCtx, time.Second)
 			continue
 		}

@@ -189,8 +189,8 @@ func (l *Log) writeDB(b *batch, source string) (written int64, err error) {
 
 	// A lock held on error_log (or Postgres stalling) fails the attempt fast,
 	// and the batch goes to the spill instead of holding up acks.
-	timeout := strconv.FormatInt(l.cfg.WriteTimeout.Milliseconds(), 10)
-	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = "+timeout+"; SET LOCAL statement_timeout = "+timeout); err != nil {
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = "+ms(l.cfg.LockTimeout)+"; SET LOCAL statement_timeout = "+ms(l.cfg.WriteTimeout)); err != nil {
 		return 0, err
 	}
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", countLockKey); err != nil {

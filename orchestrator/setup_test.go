@@ -53,11 +53,23 @@ func setup(tb testing.TB) *bundle {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	elog, err := errorlog.New(db.Pool, errorlog.Config{MaskKey: []byte("test-mask-key-0123456789")}, logger, prometheus.NewRegistry())
+	b := &bundle{url: url, js: js, db: db, rec: sink.NewRecorder(), pub: orchestrator.NewPublisher(js), log: logger}
+	b.elog = b.newErrorLog(tb, js, errorlog.Config{})
+	return b
+}
+
+// newErrorLog starts an error log over the bundle's database, spilling to js,
+// stopped when the test ends.
+func (b *bundle) newErrorLog(tb testing.TB, js jetstream.JetStream, cfg errorlog.Config) *errorlog.Log {
+	tb.Helper()
+	cfg.MaskKey = []byte("test-mask-key-0123456789")
+	cfg.Spill = js
+	cfg.Source = orchestrator.StreamName
+	elog, err := errorlog.New(b.db.Pool, cfg, b.log, prometheus.NewRegistry())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := elog.Start(ctx); err != nil {
+	if err := elog.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
@@ -65,7 +77,7 @@ func setup(tb testing.TB) *bundle {
 		defer cancel()
 		_ = elog.Stop(sctx)
 	})
-	return &bundle{url: url, js: js, db: db, elog: elog, rec: sink.NewRecorder(), pub: orchestrator.NewPublisher(js), log: logger}
+	return elog
 }
 
 // providers routes every channel to p.
@@ -76,7 +88,14 @@ func allChannels(p dispatch.Provider) map[dispatch.Channel]dispatch.Provider {
 // start runs a Service over js until the test ends.
 func (b *bundle) start(tb testing.TB, js jetstream.JetStream, providers map[dispatch.Channel]dispatch.Provider, cfg orchestrator.Config) *orchestrator.Service {
 	tb.Helper()
-	svc, err := orchestrator.NewService(js, providers, b.elog, cfg, b.log, prometheus.NewRegistry())
+	return b.startWith(tb, js, b.elog, providers, cfg)
+}
+
+// startWith runs a Service with its own error log, as a second worker
+// process would.
+func (b *bundle) startWith(tb testing.TB, js jetstream.JetStream, elog orchestrator.ErrorLog, providers map[dispatch.Channel]dispatch.Provider, cfg orchestrator.Config) *orchestrator.Service {
+	tb.Helper()
+	svc, err := orchestrator.NewService(js, providers, elog, cfg, b.log, prometheus.NewRegistry())
 	if err != nil {
 		tb.Fatal(err)
 	}

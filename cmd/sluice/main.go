@@ -4,6 +4,7 @@
 //	sluice serve      production roles: --api, --worker
 //	sluice migrate    apply database migrations
 //	sluice send       publish activations (a first message, or a few thousand)
+//	sluice ctl        operations: error-log mode, top errors, API keys
 //	sluice validate   check addresses from the command line
 package main
 
@@ -24,6 +25,7 @@ commands:
   serve      run production roles against external NATS and Postgres (--api, --worker)
   migrate    apply pending database migrations (migrate status: list them)
   send       publish activations into the stream
+  ctl        operate a running sluice: errorlog show|set, errors top, apikey
   validate   check addresses: sluice validate --channel email|sms|push ADDRESS...
 
 Run 'sluice <command> -h' for the command's flags. Flags default from SLUICE_*
@@ -51,6 +53,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitCode(stderr, runMigrate(ctx, rest, stdout, stderr))
 	case "send":
 		return exitCode(stderr, runSend(ctx, rest, stdout, stderr))
+	case "ctl":
+		return exitCode(stderr, runCtl(ctx, rest, stdout, stderr))
 	case "validate":
 		return runValidate(rest, stdin, stdout, stderr)
 	case "help", "-h", "--help":

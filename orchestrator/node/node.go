@@ -108,7 +108,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err != nil {
 		return nil, fmt.Errorf("node: jetstream: %w", err)
 	}
-	if _, err := orchestrator.EnsureStream(ctx, n.JS, cfg.Stream); err != nil {
+	stream, err := orchestrator.EnsureStream(ctx, n.JS, cfg.Stream)
+	if err != nil {
 		return nil, err
 	}
 
@@ -131,6 +132,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	}
 
 	if cfg.Worker {
+		// Error-log events are identified across redeliveries by their
+		// sequence in this stream; its creation time tells a recreated
+		// stream (sequences restarting at 1) from the old one.
+		cfg.ErrorLog.Source = orchestrator.StreamName + "@" + stream.CachedInfo().Created.UTC().Format(time.RFC3339Nano)
+		cfg.ErrorLog.Spill = n.JS
 		n.ErrorLog, err = errorlog.New(n.Pool, cfg.ErrorLog, logger, n.Registry)
 		if err != nil {
 			return nil, err
