@@ -8,13 +8,13 @@ import (
 
 type metrics struct {
 	written, duplicate, sampledOut, spilled, drained, rejected, failed prometheus.Counter
-	counted                                                          prometheus.Counter
-	dropped                                                          *prometheus.CounterVec
-	mode                                                             *prometheus.GaugeVec
-	breakerState                                                     prometheus.Gauge
-	flushDuration                                                    prometheus.Histogram
-	flushErrors                                                      prometheus.Counter
-	batchRows                                                        prometheus.Histogram
+	counted                                                            prometheus.Counter
+	dropped                                                            *prometheus.CounterVec
+	mode                                                               *prometheus.GaugeVec
+	breakerState                                                       prometheus.Gauge
+	flushDuration                                                      prometheus.Histogram
+	flushErrors                                                        prometheus.Counter
+	batchRows                                                          prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, depth func() float64) (*metrics, error) {
