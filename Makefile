@@ -4,7 +4,7 @@ BIN     := bin/sluice
 # Packages with goroutines on the message path: run under the race detector.
 RACE_PKGS := ./orchestrator/... ./errorlog/... ./dispatch/... ./api/...
 
-.PHONY: all build run test vet test-race test-rest test-accounting postgres fuzz bench clean
+.PHONY: all build run test vet test-race test-rest test-accounting postgres smtp-sink fuzz bench clean
 
 all: build
 
@@ -16,7 +16,7 @@ run: postgres build
 	./$(BIN) dev
 
 ## test: vet, the pipeline packages under -race (short sizes), the rest, and the full 100k accounting test
-test: postgres vet test-race test-rest test-accounting
+test: postgres smtp-sink vet test-race test-rest test-accounting
 
 vet:
 	$(GO) vet ./...
@@ -41,6 +41,16 @@ postgres:
 	else \
 		echo "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found."; \
 		echo "Install them with: sudo apt-get install -y postgresql"; exit 1; \
+	fi
+
+## smtp-sink: postfix's smtp-sink, a real MTA's test sink the SMTP provider is also tested against
+smtp-sink:
+	@if command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "postfix's smtp-sink not found: installing Debian's postfix (not started)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix; \
+	else \
+		echo "smtp-sink not found: the SMTP interoperability tests will skip (sudo apt-get install -y postfix)"; \
 	fi
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)

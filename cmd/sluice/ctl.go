@@ -90,9 +90,9 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	if cmd[0] == "apikey" {
-		// runAPIKey (cmd/sluice/apikey.go) is not written yet; once it
-		// is: return runAPIKey(ctx, cmd[1:], stdout, stderr)
-		return errors.New("apikey: not available yet")
+		// Keys are managed in the database directly: the first admin key
+		// cannot come from an API that needs one.
+		return runAPIKey(ctx, cmd[1:], stdout, stderr)
 	}
 	sub := ""
 	if len(cmd) > 1 {

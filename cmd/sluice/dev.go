@@ -87,13 +87,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg.Worker, cfg.API, cfg.Migrate = true, true, true
 	cfg.ErrorLog.MaskKey = key
 	cfg.Providers = provs.Providers()
+	cfg.Collectors = append(cfg.Collectors, provs)
 	cfg.Name = "sluice-dev"
+	cfg.Env = "dev"
+	// In dev, API calls and `sluice ctl` need no key: they act as tenant demo.
+	cfg.DevTenant = "demo"
 	n, err := node.Start(ctx, cfg, logger)
 	if err != nil {
 		return err
-	}
-	if err := n.Registry.Register(provs); err != nil {
-		logger.Warn("breaker metrics not registered", "err", err)
 	}
 	host, port, _ := net.SplitHostPort(n.HTTP.Addr())
 	base := "http://" + net.JoinHostPort(host, port)

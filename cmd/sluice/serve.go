@@ -31,6 +31,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.NATSURL, "nats-url", env("SLUICE_NATS_URL", defaultNATSURL), "NATS server URL")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("SLUICE_DATABASE_URL"), "Postgres URL (required)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", env("SLUICE_HTTP_ADDR", defaultHTTPAddr), "HTTP listen address")
+	fs.StringVar(&cfg.Env, "env", env("SLUICE_ENV", "dev"), "deployment environment: dev, test, staging or production")
 	fs.BoolVar(&cfg.Migrate, "migrate", false, "apply pending migrations at start (otherwise run 'sluice migrate' first)")
 	keepAddrs := fs.Bool("errorlog-keep-addresses", false, "store recipient addresses in clear in the error log (default: masked)")
 	providers := fs.String("providers", env("SLUICE_PROVIDERS", "sink"), "provider set: 'real' sends through the relay and accounts configured below; 'sink' starts local protocol sinks in this process and sends there (refused with SLUICE_ENV=production)")
@@ -63,15 +64,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		defer provs.Close()
 		cfg.Providers = provs.Providers()
+		cfg.Collectors = append(cfg.Collectors, provs)
 	}
 	n, err := node.Start(ctx, cfg, logger)
 	if err != nil {
 		return err
-	}
-	if provs != nil {
-		if err := n.Registry.Register(provs); err != nil {
-			logger.Warn("breaker metrics not registered", "err", err)
-		}
 	}
 	logger.Info("serving", "http", n.HTTP.Addr(), "api", cfg.API, "worker", cfg.Worker)
 	<-ctx.Done()

@@ -14,6 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -27,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/migrate"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/control"
 )
 
 // Config configures a Node.
@@ -50,6 +54,14 @@ type Config struct {
 	Providers map[dispatch.Channel]dispatch.Provider
 	// Name is the NATS connection name. Default "sluice".
 	Name string
+	// Env is the deployment's environment name (SLUICE_ENV): dev, test,
+	// staging or production. Default "dev".
+	Env string
+	// DevTenant lets API requests without a key act as this tenant with
+	// every scope. Only `sluice dev` sets it; refused unless Env is dev.
+	DevTenant string
+	// Collectors are registered on the node's registry (provider breakers).
+	Collectors []prometheus.Collector
 }
 
 // Node is one running sluice process.
@@ -63,6 +75,10 @@ type Node struct {
 	ErrorLog *errorlog.Log
 	Service  *orchestrator.Service
 	HTTP     *api.Server
+	Control  *control.Store
+
+	stopWatch context.CancelFunc // ends the control-plane watchers
+	watchers  sync.WaitGroup
 }
 
 // Start connects, migrates if asked, and starts the configured roles. On
@@ -80,6 +96,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if cfg.Name == "" {
 		cfg.Name = "sluice"
 	}
+	if cfg.Env == "" {
+		cfg.Env = "dev"
+	}
 	n := &Node{cfg: cfg, log: logger, Registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -89,6 +108,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 	}()
 	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range cfg.Collectors {
+		if err := n.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("node: register metrics: %w", err)
+		}
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	n.stopWatch = stopWatch
 
 	n.NC, err = nats.Connect(cfg.NATSURL,
 		nats.Name(cfg.Name),
@@ -104,7 +130,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err != nil {
 		return nil, fmt.Errorf("node: connect nats %s: %w", cfg.NATSURL, err)
 	}
-	n.JS, err = jetstream.New(n.NC, jetstream.WithPublishAsyncMaxPending(4096))
+	n.JS, err = jetstream.New(n.NC, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("node: jetstream: %w", err)
 	}
@@ -131,6 +157,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 	}
 
+	n.Control, err = control.Open(ctx, n.JS, n.Pool, logger, control.Options{DefaultErrorLogMode: cfg.ErrorLog.Mode})
+	if err != nil {
+		return nil, err
+	}
+
 	if cfg.Worker {
 		// Error-log events are identified across redeliveries by their
 		// sequence in this stream; its creation time tells a recreated
@@ -144,6 +175,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		if err := n.ErrorLog.Start(ctx); err != nil {
 			return nil, err
 		}
+		// The fleet's error-log mode lives in the control plane; every worker
+		// follows it within a second of a change.
+		n.watch(func() error { return n.Control.WatchErrorLogMode(watchCtx, n.ErrorLog.SetMode) }, "errorlog mode")
 		n.Service, err = orchestrator.NewService(n.JS, cfg.Providers, n.ErrorLog, cfg.Pipeline, logger, n.Registry)
 		if err != nil {
 			return nil, err
@@ -170,10 +204,53 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err != nil {
 		return nil, err
 	}
+	if cfg.API {
+		if err := n.mountAPI(ctx, watchCtx); err != nil {
+			return nil, err
+		}
+	}
 	if err := n.HTTP.Start(); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// mountAPI registers the campaign API and the admin routes (admin scope; the
+// key becomes the audited actor).
+func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
+	var intakePaused atomic.Bool
+	n.watch(func() error {
+		return n.Control.WatchIntake(watchCtx, func(s control.Setting[control.IntakeStatus]) { intakePaused.Store(s.Value.Paused) })
+	}, "intake")
+	camp, err := api.NewCampaigns(ctx, api.CampaignDeps{
+		Pool: n.Pool, JS: n.JS, Logger: n.log, Registerer: n.Registry, Env: n.cfg.Env, DevTenant: n.cfg.DevTenant,
+		ConversationState: func(ctx context.Context, tenant, id string) (string, error) {
+			st, err := n.Control.Conversation(ctx, tenant, id)
+			return string(st.Value.State), err
+		},
+		IntakePaused: intakePaused.Load,
+	})
+	if err != nil {
+		return err
+	}
+	camp.Register(n.HTTP)
+	for pattern, h := range n.Control.AdminRoutes() {
+		n.HTTP.Handle(pattern, camp.Instrument(pattern, camp.RequireScope(api.ScopeAdmin,
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				p, _ := api.PrincipalFrom(r.Context())
+				h.ServeHTTP(w, r.WithContext(control.WithActor(r.Context(), "key:"+p.KeyID+"@"+p.Tenant)))
+			}))))
+	}
+	return nil
+}
+
+// watch runs a control-plane watcher until Stop, logging if it ends early.
+func (n *Node) watch(run func() error, what string) {
+	n.watchers.Go(func() {
+		if err := run(); err != nil {
+			n.log.Error("control-plane watch ended; this process no longer follows changes", "watch", what, "err", err)
+		}
+	})
 }
 
 // logDatabase logs which Postgres answered: its system identifier and
@@ -193,6 +270,9 @@ func (n *Node) logDatabase(ctx context.Context) {
 // Stop drains and closes everything the node started, in order.
 func (n *Node) Stop(ctx context.Context) error {
 	var errs []error
+	if n.stopWatch != nil {
+		n.stopWatch()
+	}
 	if n.Service != nil {
 		errs = append(errs, n.Service.Stop(ctx))
 	}
@@ -210,6 +290,7 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.NC != nil {
 		n.NC.Close()
 	}
+	n.watchers.Wait()
 	if n.Pool != nil {
 		n.Pool.Close()
 	}
