@@ -48,7 +48,7 @@ smtp-sink:
 	@if command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		echo "postfix's smtp-sink not found: installing Debian's postfix (not started)"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix && (postfix stop >/dev/null 2>&1 || true); \
 	else \
 		echo "smtp-sink not found: the SMTP interoperability tests will skip (sudo apt-get install -y postfix)"; \
 	fi

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/orchestrator"
 )
 
@@ -36,6 +37,38 @@ func BenchmarkPipeline(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 			if got := bd.rec.Ledger.Stats().Unique + int(sum(bd.errorCounts(b))); got != b.N {
 				b.Fatalf("accounted %d of %d", got, b.N)
+			}
+		})
+	}
+}
+
+// BenchmarkErrorLogModes runs the same all-invalid flood (b.N messages, queued
+// first, 8 conversations × 3 reasons) through each error-log mode and reports
+// messages per second until every one is counted and acked.
+func BenchmarkErrorLogModes(b *testing.B) {
+	for _, mode := range []errorlog.Mode{
+		{Name: errorlog.ModeFull},
+		{Name: errorlog.ModeSample, First: 100, Then: 1000, Window: time.Minute},
+		{Name: errorlog.ModeOff},
+		{Name: errorlog.ModeSync},
+	} {
+		b.Run(string(mode.Name), func(b *testing.B) {
+			bd := setup(b)
+			bd.elog.SetMode(mode)
+			acts := make([]*orchestrator.Activation, b.N)
+			for i := range acts {
+				r := floodReasons[i%len(floodReasons)]
+				acts[i] = activation(fmt.Sprintf("m-%d", i), orchestrator.LaneBulk, "acme", fmt.Sprintf("storm-%d", i%8), dispatch.ChannelEmail, r.to)
+			}
+			bd.publish(b, acts)
+			b.ResetTimer()
+			start := time.Now()
+			bd.start(b, bd.js, allChannels(bd.rec), orchestrator.Config{})
+			waitFor(b, 30*time.Minute, "the flood to drain", func() bool { return bd.streamMsgs(b) == 0 })
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+			if got := sum(bd.errorCounts(b)); got != int64(b.N) {
+				b.Fatalf("counted %d of %d", got, b.N)
 			}
 		})
 	}

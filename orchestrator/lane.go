@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/dispatch"
 )
 
 // LaneConfig sizes one lane.
@@ -30,7 +32,10 @@ type LaneConfig struct {
 	AckWait time.Duration
 	// MaxDeliver is the number of delivery attempts; the last one that fails
 	// transiently is recorded as failed (max_deliveries). Default 20, which
-	// with the default backoff spans about half an hour of retries.
+	// with the default backoff spans about half an hour of retries. The
+	// pipeline enforces it, not the server (the consumers' MaxDeliver is
+	// unlimited), so that deliveries deferred by a provider outage can never
+	// strand a message at the server's limit.
 	MaxDeliver int
 	// MaxAckPending bounds unacknowledged messages per consumer (the whole
 	// transactional lane; each bulk conversation). Default 1024 for
@@ -81,7 +86,7 @@ func consumerConfig(name, filter string, c LaneConfig, inactive time.Duration) j
 		AckPolicy:         jetstream.AckExplicitPolicy,
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckWait:           c.AckWait,
-		MaxDeliver:        c.MaxDeliver,
+		MaxDeliver:        -1, // enforced by the pipeline: see LaneConfig.MaxDeliver
 		MaxAckPending:     c.MaxAckPending,
 		MaxWaiting:        512,
 		InactiveThreshold: inactive,
@@ -161,6 +166,33 @@ type bulkSource struct {
 	mu    sync.Mutex
 	convs map[string]jetstream.Consumer // by subject
 	wake  chan struct{}
+
+	// waiting maps a conversation's subject to the channel its messages were
+	// last deferred for; the conversation is skipped while that channel's
+	// provider is open (circuit breaker), so an outage costs its
+	// conversations nothing and the others keep the lane.
+	waiting  sync.Map // subject -> dispatch.Channel
+	isClosed func(ch dispatch.Channel) bool
+}
+
+// deferred notes that subject's messages wait for ch.
+func (s *bulkSource) deferred(subject string, ch dispatch.Channel) {
+	if _, _, _, ok := SubjectParts(subject); ok && s.isClosed != nil {
+		s.waiting.Store(subject, ch)
+	}
+}
+
+// skip reports whether subject waits for a provider that is still open.
+func (s *bulkSource) skip(subject string) bool {
+	v, ok := s.waiting.Load(subject)
+	if !ok {
+		return false
+	}
+	if s.isClosed(v.(dispatch.Channel)) {
+		s.waiting.Delete(subject)
+		return false
+	}
+	return true
 }
 
 func newBulkSource(stream jetstream.Stream, cfg LaneConfig, interval time.Duration, log *slog.Logger, m *metrics) *bulkSource {
@@ -250,13 +282,16 @@ func (s *bulkSource) discoverLoop(ctx context.Context) {
 	}
 }
 
-// snapshot returns the conversation consumers in a stable order.
+// snapshot returns the conversation consumers in a stable order, leaving out
+// those waiting for an open provider.
 func (s *bulkSource) snapshot() []jetstream.Consumer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	subjects := make([]string, 0, len(s.convs))
 	for subj := range s.convs {
-		subjects = append(subjects, subj)
+		if !s.skip(subj) {
+			subjects = append(subjects, subj)
+		}
 	}
 	sort.Strings(subjects)
 	out := make([]jetstream.Consumer, len(subjects))

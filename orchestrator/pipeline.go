@@ -28,6 +28,10 @@ type pipeline struct {
 	cfg       *Config
 	m         *metrics
 	log       *slog.Logger
+	// unavailable, when set, learns which channel a conversation's
+	// messages wait for, so the bulk lane can skip it while its breaker
+	// is open.
+	unavailable func(subject string, ch dispatch.Channel)
 }
 
 // ack is the terminal acknowledgement of an outcome.
@@ -86,6 +90,21 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 		if !a.EnqueuedAt.IsZero() {
 			p.m.endToEnd.WithLabelValues(string(lane)).Observe(time.Since(a.EnqueuedAt).Seconds())
 		}
+	case errors.Is(err, dispatch.ErrUnavailable):
+		// The provider, not the message, is the problem: wait as long as it
+		// says, and never fail the message for it.
+		var ue *dispatch.UnavailableError
+		delay := p.cfg.RetryBase
+		if errors.As(err, &ue) && ue.RetryAfter > 0 {
+			delay = ue.RetryAfter
+		}
+		if err := msg.NakWithDelay(delay); err != nil {
+			p.log.Warn("nak failed; the message is redelivered after AckWait", "err", err)
+		}
+		p.m.messages.WithLabelValues(string(lane), string(ch), OutcomeDeferred).Inc()
+		if p.unavailable != nil {
+			p.unavailable(msg.Subject(), ch)
+		}
 	case errors.Is(err, dispatch.ErrRejected):
 		var re *dispatch.RejectedError
 		errors.As(err, &re)
@@ -96,7 +115,10 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 }
 
 // retry NakWithDelays a transient failure, or on the last allowed delivery
-// records it as failed (max_deliveries) and terminates it.
+// records it as failed (max_deliveries) and terminates it. Deliveries that
+// ended deferred (provider unavailable) count toward NumDelivered too, so after
+// a long outage a message has fewer retries of its own left; it is never
+// failed by the outage itself.
 func (p *pipeline) retry(lane Lane, ch dispatch.Channel, msg jetstream.Msg, meta *jetstream.MsgMetadata, a *Activation, cause error) {
 	if max := p.cfg.lane(lane).MaxDeliver; max > 0 && meta.NumDelivered >= uint64(max) {
 		p.record(lane, msg, meta, p.event(msg, meta, a, ReasonMaxDeliveries, cause.Error()), OutcomeFailed, ackTerm)

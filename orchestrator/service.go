@@ -149,6 +149,8 @@ func (s *Service) Start(ctx context.Context) error {
 
 	ts := &transactionalSource{cons: s.trans, batch: tc.FetchBatch, log: s.log}
 	s.bulk = newBulkSource(stream, s.cfg.Bulk, s.cfg.DiscoverInterval, s.log, s.m)
+	s.bulk.isClosed = s.providerClosed
+	s.pipe.unavailable = s.bulk.deferred
 	if err := s.bulk.discover(ctx); err != nil {
 		s.log.Warn("first bulk discovery failed; retrying in the background", "err", err)
 	}
@@ -191,6 +193,13 @@ func (s *Service) Stop(ctx context.Context) error {
 		<-done
 		return fmt.Errorf("orchestrator: drain cut short: %w", ctx.Err())
 	}
+}
+
+// providerClosed reports whether ch's provider accepts sends: false while its
+// circuit breaker is open. Providers without a breaker are always closed.
+func (s *Service) providerClosed(ch dispatch.Channel) bool {
+	b, ok := s.pipe.providers[ch].(interface{ Open() bool })
+	return !ok || !b.Open()
 }
 
 func (s *Service) statsLoop(ctx context.Context) {

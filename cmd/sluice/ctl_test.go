@@ -189,7 +189,7 @@ func TestCtlFailures(t *testing.T) {
 		{args: []string{"errorlog", "show", "extra"}, usage: true, errSub: "unexpected arguments"},
 		{args: []string{"errors", "top", "--limit", "0"}, errSub: "400 Bad Request: control: invalid value: limit 0"},
 		{args: []string{"--key", "wrong", "errorlog", "show"}, errSub: "401 Unauthorized: unknown API key (an API key with the admin scope: --key or SLUICE_API_KEY)"},
-		{args: []string{"apikey", "create"}, errSub: "apikey: not available yet"},
+		{args: []string{"apikey", "create"}, usage: true, errSub: "--tenant is required"},
 	} {
 		out, stderr, err := b.ctl(t, tc.args...)
 		switch {
