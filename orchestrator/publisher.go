@@ -3,10 +3,16 @@ package orchestrator
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// StallWait is how long PublishAsync waits for room in a full window of
+// pending publishes (the server acknowledging slowly: a loaded machine, a
+// stream leader election) before it fails.
+const StallWait = 30 * time.Second
 
 // Publisher publishes activations with asynchronous JetStream publishing and
 // a bounded window of unacknowledged publishes.
@@ -20,7 +26,8 @@ func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js}
 
 // PublishAsync encodes a and publishes it with its ID as Nats-Msg-Id, so a
 // retried publish within the stream's duplicate window is stored once. It
-// blocks only while the window of pending publishes is full.
+// blocks only while the window of pending publishes is full, for at most
+// StallWait; then it fails.
 func (p *Publisher) PublishAsync(a *Activation) (jetstream.PubAckFuture, error) {
 	data, err := Encode(a)
 	if err != nil {
@@ -28,7 +35,7 @@ func (p *Publisher) PublishAsync(a *Activation) (jetstream.PubAckFuture, error) 
 	}
 	msg := &nats.Msg{Subject: a.Subject(), Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, a.ID)
-	f, err := p.js.PublishMsgAsync(msg)
+	f, err := p.js.PublishMsgAsync(msg, jetstream.WithStallWait(StallWait))
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: publish: %w", err)
 	}
