@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/internal/pglocal"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/control"
 )
 
 // floodSize is the storm of the error-log tests: 500k invalid and 10k valid
@@ -322,4 +323,55 @@ func TestPostgresDownMidFlood(t *testing.T) {
 		t.Error("the flood stalled while Postgres was down")
 	}
 	settle(t, b, want, valid, trickle)
+}
+
+// TestModeSwitchMidFloodAcrossWorkers runs two workers (own NATS connection,
+// own error log, own control-plane watch: two processes as far as the system
+// can tell), switches the fleet's error-log mode through the control plane in
+// the middle of a flood, and checks that both follow within a second and that
+// no count is lost.
+func TestModeSwitchMidFloodAcrossWorkers(t *testing.T) {
+	t.Parallel()
+	n, valid := floodSize()
+	b := setup(t)
+	// The bundle's own error log stays idle: the two workers have theirs.
+	ctx := context.Background()
+	lp := newLatencyProvider(b.rec)
+	var logs []*errorlog.Log
+	var stores []*control.Store
+	for range 2 {
+		_, js := connect(t, b.url)
+		st, err := control.Open(ctx, js, b.db.Pool, b.log, control.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		elog := b.newErrorLog(t, js, errorlog.Config{})
+		wctx, cancel := context.WithCancel(ctx)
+		t.Cleanup(cancel)
+		go func() { _ = st.WatchErrorLogMode(wctx, elog.SetMode) }()
+		b.startWith(t, js, elog, allChannels(lp), orchestrator.Config{})
+		logs, stores = append(logs, elog), append(stores, st)
+	}
+	want, trickle := flood(t, b, lp, n, valid)
+	waitFor(t, time.Minute, "the flood to start being counted", func() bool { return sum(b.errorCounts(t)) > 0 })
+
+	switched := time.Now()
+	if _, err := stores[0].SetErrorLogMode(ctx, errorlog.Mode{Name: errorlog.ModeOff}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "both workers to switch to off", func() bool {
+		return logs[0].Mode().Name == errorlog.ModeOff && logs[1].Mode().Name == errorlog.ModeOff
+	})
+	took := time.Since(switched)
+	rowsAtSwitch := b.rows(t)
+	t.Logf("both workers in mode off %v after the change; %d rows were written before it", took.Round(time.Millisecond), rowsAtSwitch)
+	if took > time.Second {
+		t.Errorf("mode switch took %v across two workers, want under 1s", took)
+	}
+	settle(t, b, want, valid, trickle)
+	// Rows written after the switch are only those of batches already
+	// pending at the switch: far fewer than the flood.
+	if rows := b.rows(t); rows == int64(n) {
+		t.Errorf("every event still got a row after switching to off")
+	}
 }
