@@ -32,6 +32,8 @@ type pipeline struct {
 	// messages wait for, so the bulk lane can skip it while its breaker
 	// is open.
 	unavailable func(subject string, ch dispatch.Channel)
+	// delivered, when set, counts a delivery per conversation.
+	delivered func(tenant, conversation, channel string)
 }
 
 // ack is the terminal acknowledgement of an outcome.
@@ -87,6 +89,9 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 			p.log.Warn("ack after delivery failed; the message will be redelivered and sent again", "err", err)
 		}
 		p.m.messages.WithLabelValues(string(lane), string(ch), OutcomeDelivered).Inc()
+		if p.delivered != nil {
+			p.delivered(a.Tenant, a.Conversation, a.Channel)
+		}
 		if !a.EnqueuedAt.IsZero() {
 			p.m.endToEnd.WithLabelValues(string(lane)).Observe(time.Since(a.EnqueuedAt).Seconds())
 		}

@@ -67,7 +67,7 @@ func TestAccountingExact(t *testing.T) {
 	if wantValid == 0 || len(wantInvalid) < 4 {
 		t.Fatalf("fixture should mix valid and several invalid reasons: valid=%d invalid=%v", wantValid, wantInvalid)
 	}
-	b.start(t, b.js, allChannels(b.rec), orchestrator.Config{})
+	b.start(t, b.js, allChannels(b.rec), orchestrator.Config{Counts: b.db.Pool, CountsInterval: 100 * time.Millisecond})
 	b.publish(t, acts)
 
 	waitFor(t, 3*time.Minute, "every message to be delivered or counted", func() bool {
@@ -95,6 +95,13 @@ func TestAccountingExact(t *testing.T) {
 	if rows != sum(wantInvalid) {
 		t.Errorf("error_log rows = %d, want %d", rows, sum(wantInvalid))
 	}
+	waitFor(t, 10*time.Second, "delivered counts to reach Postgres", func() bool {
+		var d int64
+		if err := b.db.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(count), 0)::bigint FROM delivery_counts`).Scan(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d == int64(wantValid)
+	})
 }
 
 // slowProvider takes delay per message, so a lane's throughput is bounded

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -37,6 +38,10 @@ type Config struct {
 	// StatsInterval is how often consumer pending gauges are refreshed.
 	// Default 5s.
 	StatsInterval time.Duration
+	// Counts, when set, receives per-conversation delivered counts (table
+	// delivery_counts) every CountsInterval (default 1s).
+	Counts         *pgxpool.Pool
+	CountsInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -59,6 +64,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StatsInterval == 0 {
 		c.StatsInterval = 5 * time.Second
+	}
+	if c.CountsInterval == 0 {
+		c.CountsInterval = time.Second
 	}
 }
 
@@ -102,6 +110,8 @@ type Service struct {
 	bulk        *bulkSource
 	trans       jetstream.Consumer
 	stopped     bool
+	tally       *tally
+	tallyDone   chan struct{}
 }
 
 // NewService wires the pipeline. providers maps each channel to its
@@ -120,6 +130,10 @@ func NewService(js jetstream.JetStream, providers map[dispatch.Channel]dispatch.
 	}
 	s := &Service{js: js, cfg: cfg, log: logger, m: m}
 	s.pipe = &pipeline{providers: providers, elog: elog, cfg: &s.cfg, m: m, log: logger}
+	if cfg.Counts != nil {
+		s.tally = newTally(cfg.Counts, logger)
+		s.pipe.delivered = s.tally.add
+	}
 	return s, nil
 }
 
@@ -154,6 +168,13 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.bulk.discover(ctx); err != nil {
 		s.log.Warn("first bulk discovery failed; retrying in the background", "err", err)
 	}
+	if s.tally != nil {
+		s.tallyDone = make(chan struct{})
+		go func() {
+			defer close(s.tallyDone)
+			s.tally.run(fetchCtx, workCtx, s.cfg.CountsInterval)
+		}()
+	}
 	s.fetchers.Add(4)
 	go func() { defer s.fetchers.Done(); ts.run(fetchCtx, tp) }()
 	go func() { defer s.fetchers.Done(); s.bulk.run(fetchCtx, bp) }()
@@ -185,14 +206,19 @@ func (s *Service) Stop(ctx context.Context) error {
 		}
 		close(done)
 	}()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		s.cancelWork()
 		<-done
-		return fmt.Errorf("orchestrator: drain cut short: %w", ctx.Err())
+		err = fmt.Errorf("orchestrator: drain cut short: %w", ctx.Err())
 	}
+	if s.tally != nil {
+		s.tally.flush(ctx) // what the drained workers delivered
+		<-s.tallyDone
+	}
+	return err
 }
 
 // providerClosed reports whether ch's provider accepts sends: false while its
