@@ -1,0 +1,230 @@
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/errorlog"
+)
+
+// Scenario names.
+const (
+	ScenarioIncident = "incident"
+	ScenarioValid    = "valid"
+	ScenarioMixed    = "mixed"
+)
+
+// Sinks choices for the self-contained stack.
+const (
+	SinksRecorder = "recorder"
+	SinksProtocol = "protocol"
+)
+
+// Config configures a run. Zero values take the documented defaults.
+type Config struct {
+	// Scenario is incident, valid or mixed. Default incident.
+	Scenario string
+	// Seed makes the scenario deterministic. Default 1.
+	Seed uint64
+	// Messages is the size of the burst, over all conversations. Default
+	// 8,000,000.
+	Messages int
+	// Conversations is the number of bulk conversations. Default 8.
+	Conversations int
+	// InvalidRatio is the share of burst messages with an empty or malformed
+	// address, 0 to 1. Negative: the scenario's default (incident 0.95,
+	// valid 0, mixed 0.5).
+	InvalidRatio float64
+	// Channels are the channels of the burst. Default email (mixed: email,
+	// sms, push).
+	Channels []dispatch.Channel
+	// TrickleRate is the transactional trickle in messages per second; 0
+	// turns it off. Negative: default 200.
+	TrickleRate float64
+	// Baseline is how long the trickle runs alone before the burst, for the
+	// no-burst latency. Default 5s; negative: none.
+	Baseline time.Duration
+	// Window bounds unacknowledged asynchronous publishes. Default 4096.
+	Window int
+
+	// Compare runs the burst once per mode in Modes, with quarantine off,
+	// plus the JetStream ceiling.
+	Compare bool
+	// Modes are the error-log modes; default full,sample,off,sync with
+	// Compare, full otherwise.
+	Modes []errorlog.ModeName
+	// SyncMessages is the burst size of the sync mode. Default the smaller
+	// of Messages and 100,000: one INSERT per event is slow by design.
+	SyncMessages int
+	// Ceiling measures the raw JetStream ceiling even without Compare.
+	Ceiling bool
+
+	// Sinks is recorder (in-process, default) or protocol (SMTP, Twilio,
+	// FCM, APNs sinks on loopback).
+	Sinks string
+	// DataDir holds the self-contained stack's NATS store and Postgres.
+	// Default a new directory under os.TempDir(), removed at the end.
+	DataDir string
+
+	// NATSURL targets a running sluice instead of the self-contained stack.
+	NATSURL string
+	// DatabaseURL is the running sluice's database, for accounting.
+	DatabaseURL string
+	// Env is the target's environment as configured (SLUICE_ENV).
+	Env string
+	// AllowProduction lets the run target an environment named production.
+	AllowProduction bool
+
+	// Quarantine, if set, is the quarantine step of a non-compare run.
+	Quarantine Quarantiner
+	// Timeout bounds the drain of one mode. Default 6h.
+	Timeout time.Duration
+	// Progress, if set, is called about once a second.
+	Progress func(Progress)
+}
+
+// Progress is a snapshot of a running mode.
+type Progress struct {
+	Mode       string
+	Phase      string // ceiling, baseline, burst, settle
+	Elapsed    time.Duration
+	Published  int
+	Processed  int
+	Total      int
+	PubRate    float64 // burst publishes/s over the last sample
+	ProcRate   float64 // burst messages processed/s over the last sample
+	ErrorRows  int64
+	Trickle    int
+	LatencyP99 float64 // transactional, ms, so far in this phase
+}
+
+func (c *Config) setDefaults() {
+	if c.Scenario == "" {
+		c.Scenario = ScenarioIncident
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Messages == 0 {
+		c.Messages = 8_000_000
+	}
+	if c.Conversations == 0 {
+		c.Conversations = 8
+	}
+	if c.InvalidRatio < 0 {
+		switch c.Scenario {
+		case ScenarioValid:
+			c.InvalidRatio = 0
+		case ScenarioMixed:
+			c.InvalidRatio = 0.5
+		default:
+			c.InvalidRatio = 0.95
+		}
+	}
+	if len(c.Channels) == 0 {
+		c.Channels = []dispatch.Channel{dispatch.ChannelEmail}
+		if c.Scenario == ScenarioMixed {
+			c.Channels = []dispatch.Channel{dispatch.ChannelEmail, dispatch.ChannelSMS, dispatch.ChannelPush}
+		}
+	}
+	if c.TrickleRate < 0 {
+		c.TrickleRate = 200
+	}
+	if c.Baseline == 0 {
+		c.Baseline = 5 * time.Second
+	} else if c.Baseline < 0 {
+		c.Baseline = 0
+	}
+	if c.Window == 0 {
+		c.Window = 4096
+	}
+	if len(c.Modes) == 0 {
+		c.Modes = []errorlog.ModeName{errorlog.ModeFull}
+		if c.Compare {
+			c.Modes = []errorlog.ModeName{errorlog.ModeFull, errorlog.ModeSample, errorlog.ModeOff, errorlog.ModeSync}
+		}
+	}
+	if c.SyncMessages == 0 {
+		c.SyncMessages = min(c.Messages, 100_000)
+	}
+	if c.Sinks == "" {
+		c.Sinks = SinksRecorder
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 6 * time.Hour
+	}
+}
+
+func (c *Config) validate() error {
+	switch c.Scenario {
+	case ScenarioIncident, ScenarioValid, ScenarioMixed:
+	default:
+		return fmt.Errorf("loadtest: Scenario %q: want incident, valid or mixed", c.Scenario)
+	}
+	switch {
+	case c.Messages < 1:
+		return errors.New("loadtest: Messages must be at least 1")
+	case c.Conversations < 1 || c.Conversations > 1000:
+		return errors.New("loadtest: Conversations must be 1 to 1000")
+	case c.InvalidRatio > 1:
+		return errors.New("loadtest: InvalidRatio must be at most 1")
+	case c.Window < 1:
+		return errors.New("loadtest: Window must be at least 1")
+	case c.SyncMessages < 1:
+		return errors.New("loadtest: SyncMessages must be at least 1")
+	case c.Sinks != SinksRecorder && c.Sinks != SinksProtocol:
+		return fmt.Errorf("loadtest: Sinks %q: want recorder or protocol", c.Sinks)
+	case c.Compare && c.NATSURL != "":
+		return errors.New("loadtest: Compare needs the self-contained stack (fresh databases per mode); drop NATSURL")
+	case c.NATSURL != "" && len(c.Modes) > 1:
+		return errors.New("loadtest: several Modes need the self-contained stack; drop NATSURL")
+	}
+	for _, ch := range c.Channels {
+		if !ch.Valid() {
+			return fmt.Errorf("loadtest: Channels: unknown channel %q", ch)
+		}
+	}
+	for _, m := range c.Modes {
+		if err := (errorlog.Mode{Name: m}).Validate(); err != nil {
+			return fmt.Errorf("loadtest: Modes: %w", err)
+		}
+	}
+	return nil
+}
+
+// ParseChannels parses a comma-separated list of channels.
+func ParseChannels(s string) ([]dispatch.Channel, error) {
+	var out []dispatch.Channel
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		ch := dispatch.Channel(f)
+		if !ch.Valid() {
+			return nil, fmt.Errorf("unknown channel %q: want email, sms or push", f)
+		}
+		out = append(out, ch)
+	}
+	return out, nil
+}
+
+// ParseModes parses a comma-separated list of error-log modes.
+func ParseModes(s string) ([]errorlog.ModeName, error) {
+	var out []errorlog.ModeName
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		m, err := errorlog.ParseModeName(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}

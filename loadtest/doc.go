@@ -1,0 +1,85 @@
+// Package loadtest replays the incident that sluice exists to survive and
+// measures it: `sluice loadtest`.
+//
+// # Scenarios
+//
+// Every scenario is deterministic from its seed: message i of a run is
+// derived from (seed, i) alone, so two runs with the same flags publish the
+// same conversations, channels and addresses in the same order.
+//
+//   - incident: 8 conversations activated at once on the bulk lane,
+//     8,000,000 messages in total, 95% of them with an empty or malformed
+//     address, while a steady trickle of valid transactional messages
+//     (200/s) flows on the other lane.
+//   - valid: the same burst with every address deliverable.
+//   - mixed: half invalid, spread over email, SMS and push.
+//
+// Sizes, ratios, channels and rates are Config fields (flags of the
+// command); Messages 200000 gives a run of a minute or so.
+//
+// # Target
+//
+// By default the run starts its own stack, so that one command reproduces
+// the whole experiment: an embedded NATS JetStream server on a free port, a
+// throwaway local Postgres (pglocal, in a temporary directory), a sluice node
+// with the worker and API roles, and the sinks that stand in for the
+// providers: the in-process recorder (Sinks "recorder", the default) or the
+// real-protocol SMTP, Twilio, FCM and APNs sinks (Sinks "protocol"). Each
+// mode of a comparison gets a fresh NATS server (fresh streams and control
+// bucket) and a fresh database in the same Postgres cluster.
+//
+// With NATSURL the burst goes into a running sluice instead. Then there are
+// no sink ledgers and no provider hook: accounting reads the database's
+// error_counts (DatabaseURL) and cannot see deliveries, transactional latency
+// is not measured, and Compare is refused (modes cannot be run on fresh
+// databases). The report says so in its notes.
+//
+// # Measurements
+//
+// Publishing is asynchronous with a bounded window of unacknowledged
+// publishes (orchestrator.Publisher). Each second the run samples how many
+// burst messages have been processed (published minus those still in the
+// stream), error-log rows written (sluice_errorlog_events_total{outcome=
+// "written"}) and goroutines. Transactional latency is the time from the
+// trickle's publish call to the provider's acceptance, measured by a wrapper
+// around the providers; it is reported separately for a short baseline
+// before the burst and during the burst. Postgres time in error-log writes is
+// the sum of the error log's flush-duration histogram (batched modes; the
+// sync mode's inserts are not timed by the error log). Peak RSS is the
+// process's VmHWM, reset at the start of each mode where the kernel allows
+// (/proc/self/clear_refs); it covers NATS, the publisher and the workers, not
+// Postgres.
+//
+// Accounting is checked per conversation, at rest: accepted (published) =
+// delivered (sink ledgers) + invalid + failed (error_counts, by reason) +
+// purged.
+//
+// # Compare and ceiling
+//
+// Compare runs the same burst under several error-log modes (default full,
+// sample, off, sync; sync on SyncMessages messages, fewer by default since
+// one INSERT per event is the point), with quarantine off, and measures the
+// raw JetStream ceiling on the same machine in the same run: publish and
+// consume-with-ack of the same number of messages with no processing. Each
+// mode's msgs_per_sec is reported as ratio_to_ceiling.
+//
+// # Quarantine
+//
+// Automatic quarantine is a pluggable step (Config.Quarantine). The
+// comparison always runs without it. When no Quarantiner is given the
+// report's "quarantine" is "not available".
+//
+// # Production fence
+//
+// Run refuses a target whose environment is production unless
+// AllowProduction is set. The environment is read from SLUICE_ENV (Config.Env)
+// and, for a running target, from the `env` key of the control bucket
+// (sluice_control) when it exists.
+//
+// # Report
+//
+// WriteReport writes report.json (every figure, named plainly) and
+// report.html (inline SVG charts: throughput over time per mode,
+// transactional latency over time, error-log write rate; no scripts) into a
+// directory; Summary renders the short text summary.
+package loadtest

@@ -1,0 +1,208 @@
+package loadtest
+
+import (
+	"bufio"
+	"bytes"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// latency records the transactional trickle's end-to-end latency: from the
+// publish call to the provider's acceptance.
+type latency struct {
+	conv   string
+	origin time.Time
+
+	mu      sync.Mutex
+	phase   string
+	start   map[string]time.Time
+	samples []latencySample
+}
+
+type latencySample struct {
+	at    time.Duration // since origin
+	ms    float64
+	phase string
+}
+
+func newLatency(conv string, origin time.Time) *latency {
+	return &latency{conv: conv, origin: origin, start: make(map[string]time.Time), phase: "baseline"}
+}
+
+func (l *latency) setPhase(p string) {
+	l.mu.Lock()
+	l.phase = p
+	l.mu.Unlock()
+}
+
+func (l *latency) published(id string, t time.Time) {
+	l.mu.Lock()
+	l.start[id] = t
+	l.mu.Unlock()
+}
+
+func (l *latency) delivered(id string) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.start[id]
+	if !ok {
+		return // a redelivery already counted
+	}
+	delete(l.start, id)
+	l.samples = append(l.samples, latencySample{at: now.Sub(l.origin), ms: float64(now.Sub(t).Microseconds()) / 1000, phase: l.phase})
+}
+
+// pending is the number of trickle messages published and not yet delivered.
+func (l *latency) pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.start)
+}
+
+// Percentiles summarise latencies in milliseconds.
+type Percentiles struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P95   float64 `json:"p95_ms"`
+	P99   float64 `json:"p99_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+func percentiles(ms []float64) Percentiles {
+	if len(ms) == 0 {
+		return Percentiles{}
+	}
+	s := slices.Clone(ms)
+	slices.Sort(s)
+	q := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	return Percentiles{Count: len(s), P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: s[len(s)-1]}
+}
+
+// byPhase returns the percentiles of one phase and the per-second series of
+// the whole run.
+func (l *latency) summary() (baseline, burst Percentiles, series []LatencyPoint) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b, u []float64
+	perSec := map[int][]float64{}
+	for _, s := range l.samples {
+		switch s.phase {
+		case "baseline":
+			b = append(b, s.ms)
+		case "burst":
+			u = append(u, s.ms)
+		}
+		sec := int(s.at / time.Second)
+		perSec[sec] = append(perSec[sec], s.ms)
+	}
+	keys := make([]int, 0, len(perSec))
+	for k := range perSec {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		p := percentiles(perSec[k])
+		series = append(series, LatencyPoint{T: float64(k), P50: p.P50, P99: p.P99, Max: p.Max, N: p.Count})
+	}
+	return percentiles(b), percentiles(u), series
+}
+
+// p99So returns the p99 of the current phase so far (for progress lines).
+func (l *latency) p99So() float64 {
+	l.mu.Lock()
+	var ms []float64
+	for i := len(l.samples) - 1; i >= 0 && len(ms) < 2000; i-- {
+		if l.samples[i].phase == l.phase {
+			ms = append(ms, l.samples[i].ms)
+		}
+	}
+	l.mu.Unlock()
+	return percentiles(ms).P99
+}
+
+// peakRSS reads the process's VmHWM in bytes, 0 if unknown.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := bytes.Fields(sc.Bytes())
+		if len(f) >= 2 && string(f[0]) == "VmHWM:" {
+			kb, err := strconv.ParseInt(string(f[1]), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS resets VmHWM to the current RSS (Linux 4.0+). It reports
+// whether it could.
+func resetPeakRSS() bool {
+	runtime.GC()
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// metricValue sums the counter (or histogram sum) named name over the
+// series whose labels include want.
+func metricValue(g prometheus.Gatherer, name string, want map[string]string) float64 {
+	if g == nil {
+		return 0
+	}
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if !labelsMatch(m, want) {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Histogram != nil:
+				sum += m.Histogram.GetSampleSum()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func labelsMatch(m *dto.Metric, want map[string]string) bool {
+	for k, v := range want {
+		found := false
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == k && lp.GetValue() == v {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}

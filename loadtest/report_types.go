@@ -1,0 +1,118 @@
+package loadtest
+
+import "time"
+
+// Report is every figure of a run; report.json is its JSON encoding.
+type Report struct {
+	Scenario      string   `json:"scenario"`
+	Seed          uint64   `json:"seed"`
+	Messages      int      `json:"messages"`
+	Conversations int      `json:"conversations"`
+	InvalidRatio  float64  `json:"invalid_ratio"`
+	Channels      []string `json:"channels"`
+	TrickleRate   float64  `json:"trickle_rate"`
+	BaselineSecs  float64  `json:"baseline_seconds"`
+	Window        int      `json:"publish_window"`
+	Sinks         string   `json:"sinks"`
+	Target        string   `json:"target"`
+	Env           string   `json:"env"`
+	// Quarantine is "off" in a comparison, "not available" when no
+	// quarantine step exists, "on" otherwise.
+	Quarantine string    `json:"quarantine"`
+	Machine    Machine   `json:"machine"`
+	StartedAt  time.Time `json:"started_at"`
+	Seconds    float64   `json:"seconds"`
+	// CeilingMsgsPerSec is the raw JetStream publish + consume-with-ack rate
+	// of CeilingMessages messages; 0 when not measured.
+	CeilingMsgsPerSec float64      `json:"ceiling_msgs_per_sec"`
+	CeilingMessages   int          `json:"ceiling_messages"`
+	CeilingSeconds    float64      `json:"ceiling_seconds"`
+	Modes             []ModeReport `json:"modes"`
+	// AccountingExact holds when every mode's accounting is exact.
+	AccountingExact bool     `json:"accounting_exact"`
+	Notes           []string `json:"notes,omitempty"`
+}
+
+// Machine describes where the run ran.
+type Machine struct {
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model,omitempty"`
+	MemBytes  int64  `json:"mem_bytes,omitempty"`
+	GoVersion string `json:"go_version"`
+	Postgres  string `json:"postgres,omitempty"`
+}
+
+// ModeReport is one mode's burst.
+type ModeReport struct {
+	Mode            string `json:"mode"`
+	Messages        int    `json:"messages"`
+	InvalidMessages int    `json:"invalid_messages"`
+	// PublishSeconds is how long publishing the burst took (every publish
+	// acknowledged); workers were consuming meanwhile.
+	PublishSeconds    float64 `json:"publish_seconds"`
+	PublishMsgsPerSec float64 `json:"publish_msgs_per_sec"`
+	// DrainSeconds runs from the first publish of the burst until the last
+	// burst message is processed (acked and gone from the stream).
+	DrainSeconds float64 `json:"drain_seconds"`
+	// MsgsPerSec is Messages / DrainSeconds.
+	MsgsPerSec     float64 `json:"msgs_per_sec"`
+	RatioToCeiling float64 `json:"ratio_to_ceiling"`
+	// Transactional latency during the burst, and with no burst (baseline);
+	// nil when not measured (running target).
+	TransactionalP50Ms   *float64          `json:"transactional_p50_ms"`
+	TransactionalP95Ms   *float64          `json:"transactional_p95_ms"`
+	TransactionalP99Ms   *float64          `json:"transactional_p99_ms"`
+	TransactionalMaxMs   *float64          `json:"transactional_max_ms"`
+	TransactionalBurst   *Percentiles      `json:"transactional_burst"`
+	TransactionalBase    *Percentiles      `json:"transactional_baseline"`
+	TransactionalSent    int               `json:"transactional_sent"`
+	ErrorRowsWritten     int64             `json:"error_rows_written"`
+	ErrorRowsPerSec      float64           `json:"error_rows_per_sec"`
+	ErrorLogWriteSeconds *float64          `json:"errorlog_write_seconds"`
+	ErrorLogFlushes      int64             `json:"errorlog_flushes"`
+	PeakRSSBytes         int64             `json:"peak_rss_bytes"`
+	PeakRSSReset         bool              `json:"peak_rss_reset"`
+	PeakGoroutines       int               `json:"peak_goroutines"`
+	AccountingExact      bool              `json:"accounting_exact"`
+	Accounting           []Account         `json:"accounting"`
+	Throughput           []Point           `json:"throughput"`
+	ErrorRowRate         []Point           `json:"error_row_rate"`
+	Latency              []LatencyPoint    `json:"latency"`
+	Quarantine           []QuarantineEvent `json:"quarantine_events,omitempty"`
+}
+
+// Account is one conversation's accounting at rest.
+type Account struct {
+	Conversation string `json:"conversation"`
+	Accepted     int64  `json:"accepted"`
+	Delivered    int64  `json:"delivered"`
+	Invalid      int64  `json:"invalid"`
+	Failed       int64  `json:"failed"`
+	Purged       int64  `json:"purged"`
+	Exact        bool   `json:"exact"`
+}
+
+// Point is one 1-second sample.
+type Point struct {
+	T float64 `json:"t"` // seconds since the mode started
+	V float64 `json:"v"`
+}
+
+// LatencyPoint summarises one second of transactional latencies.
+type LatencyPoint struct {
+	T   float64 `json:"t"`
+	P50 float64 `json:"p50_ms"`
+	P99 float64 `json:"p99_ms"`
+	Max float64 `json:"max_ms"`
+	N   int     `json:"n"`
+}
+
+// QuarantineEvent records when a conversation was quarantined.
+type QuarantineEvent struct {
+	Conversation    string  `json:"conversation"`
+	AfterSeconds    float64 `json:"after_seconds"`
+	ProcessedBefore int64   `json:"processed_before"`
+	Purged          int64   `json:"purged"`
+}

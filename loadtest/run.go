@@ -1,0 +1,641 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/orchestrator"
+)
+
+// Run runs the configured scenario and returns its report. logger may be
+// nil.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = discardLogger()
+	}
+	q, qstate := quarantineFor(&cfg)
+	rep := &Report{
+		Scenario: cfg.Scenario, Seed: cfg.Seed, Messages: cfg.Messages, Conversations: cfg.Conversations,
+		InvalidRatio: cfg.InvalidRatio, TrickleRate: cfg.TrickleRate, BaselineSecs: cfg.Baseline.Seconds(),
+		Window: cfg.Window, Sinks: cfg.Sinks, Env: cfg.Env, Quarantine: qstate,
+		Machine: machine(), StartedAt: time.Now().UTC(),
+	}
+	for _, ch := range cfg.Channels {
+		rep.Channels = append(rep.Channels, string(ch))
+	}
+	if qstate == QuarantineNotAvailable {
+		rep.Notes = append(rep.Notes, "quarantine not available: no conversation stop with purge to plug in yet; every invalid message went through the error log")
+	}
+	start := time.Now()
+	var err error
+	if cfg.NATSURL != "" {
+		err = runTarget(ctx, &cfg, rep, q, logger)
+	} else {
+		err = runStack(ctx, &cfg, rep, q, logger)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	rep.AccountingExact = len(rep.Modes) > 0
+	for i := range rep.Modes {
+		m := &rep.Modes[i]
+		rep.AccountingExact = rep.AccountingExact && m.AccountingExact
+		if rep.CeilingMsgsPerSec > 0 {
+			m.RatioToCeiling = m.MsgsPerSec / rep.CeilingMsgsPerSec
+		}
+	}
+	return rep, err
+}
+
+// runStack runs every mode on the self-contained stack.
+func runStack(ctx context.Context, cfg *Config, rep *Report, q Quarantiner, logger *slog.Logger) error {
+	rep.Target = "self-contained (embedded NATS, local Postgres, node with worker and API, " + cfg.Sinks + " sinks)"
+	env, err := checkFence(ctx, cfg.Env, nil, cfg.AllowProduction)
+	rep.Env = env
+	if err != nil {
+		return err
+	}
+	st, err := startStack(ctx, cfg.DataDir, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		st.close(sctx)
+	}()
+	rep.Machine.Postgres = postgresVersion(ctx, st.pg.AdminURL("postgres"))
+	if cfg.Compare || cfg.Ceiling {
+		if err := runCeiling(ctx, cfg, rep, st); err != nil {
+			return err
+		}
+	}
+	for i, m := range cfg.Modes {
+		n := cfg.Messages
+		if m == errorlog.ModeSync && cfg.Compare {
+			n = cfg.SyncMessages
+			if n < cfg.Messages {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("mode sync ran %d messages instead of %d (one INSERT per event; --sync-messages)", n, cfg.Messages))
+			}
+		}
+		// A tag per mode keeps ids distinct; each mode has fresh streams and
+		// a fresh database anyway.
+		sc := newScenario(cfg, "")
+		origin := time.Now()
+		lat := newLatency(sc.TrickleConversation(), origin)
+		ms, err := st.startMode(ctx, cfg, m, lat)
+		if err != nil {
+			return fmt.Errorf("loadtest: mode %s: %w", m, err)
+		}
+		mr, err := runMode(ctx, cfg, string(m), n, sc, lat, origin, ms.ns.ClientURL(), ms, q, ms.node.Registry)
+		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ms.stop(sctx, logger)
+		cancel()
+		if mr != nil {
+			rep.Modes = append(rep.Modes, *mr)
+		}
+		if err != nil {
+			return fmt.Errorf("loadtest: mode %s: %w", m, err)
+		}
+		_ = i
+	}
+	return nil
+}
+
+// runTarget runs one mode against a running sluice.
+func runTarget(ctx context.Context, cfg *Config, rep *Report, q Quarantiner, logger *slog.Logger) error {
+	rep.Target = redactURL(cfg.NATSURL)
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("sluice-loadtest"))
+	if err != nil {
+		return fmt.Errorf("loadtest: connect %s: %w", rep.Target, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	env, err := checkFence(ctx, cfg.Env, js, cfg.AllowProduction)
+	rep.Env = env
+	if err != nil {
+		return err
+	}
+	rep.Notes = append(rep.Notes,
+		"running target: the sinks' ledgers are not available, so deliveries cannot be counted and accounting_exact is false unless every message was invalid (delivery_counts is not filled by the workers yet)",
+		"running target: transactional latency is not measured (no provider hook); error-log rows are counted from the database at the end, not sampled over time")
+	run := "-" + strconv.FormatInt(time.Now().Unix()%1_000_000, 36)
+	sc := newScenario(cfg, run)
+	origin := time.Now()
+	mode := "target"
+	if len(cfg.Modes) == 1 && cfg.Modes[0] != errorlog.ModeFull {
+		rep.Notes = append(rep.Notes, "Modes is not applied to a running target; set its mode with sluice ctl errorlog set")
+	}
+	var pool *pgxpool.Pool
+	if cfg.DatabaseURL != "" {
+		pool, err = pgxpool.New(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return fmt.Errorf("loadtest: postgres: %w", err)
+		}
+		defer pool.Close()
+	} else {
+		rep.Notes = append(rep.Notes, "no DatabaseURL: accounting and error-log rows not read")
+	}
+	tgt := &targetDB{pool: pool}
+	mr, err := runMode(ctx, cfg, mode, cfg.Messages, sc, nil, origin, cfg.NATSURL, tgt, q, nil)
+	if mr != nil {
+		rep.Modes = append(rep.Modes, *mr)
+	}
+	return err
+}
+
+// system is what runMode needs from a target: where the database is and who
+// counts deliveries.
+type system interface {
+	db() *pgxpool.Pool
+	// delivered returns the sinks' count for a conversation, or -1 when the
+	// target has no ledgers.
+	deliveredCount(conversation string) int64
+}
+
+func (ms *modeStack) db() *pgxpool.Pool                { return ms.node.Pool }
+func (ms *modeStack) deliveredCount(conv string) int64 { return ms.delivered(conv) }
+
+type targetDB struct{ pool *pgxpool.Pool }
+
+func (t *targetDB) db() *pgxpool.Pool           { return t.pool }
+func (t *targetDB) deliveredCount(string) int64 { return -1 }
+
+// runMode publishes one burst with the trickle and measures it.
+func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario, lat *latency, origin time.Time, natsURL string, sys system, q Quarantiner, reg prometheus.Gatherer) (*ModeReport, error) {
+	mr := &ModeReport{Mode: mode, Messages: n}
+	mr.PeakRSSReset = resetPeakRSS()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+
+	pubNC, err := nats.Connect(natsURL, nats.Name("sluice-loadtest-burst"))
+	if err != nil {
+		return nil, err
+	}
+	defer pubNC.Close()
+	pubJS, err := jetstream.New(pubNC, jetstream.WithPublishAsyncMaxPending(cfg.Window), jetstream.WithPublishAsyncTimeout(time.Minute))
+	if err != nil {
+		return nil, err
+	}
+	stream, err := pubJS.Stream(ctx, orchestrator.StreamName)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", orchestrator.StreamName, err)
+	}
+	trNC, err := nats.Connect(natsURL, nats.Name("sluice-loadtest-trickle"))
+	if err != nil {
+		return nil, err
+	}
+	defer trNC.Close()
+	trJS, err := jetstream.New(trNC)
+	if err != nil {
+		return nil, err
+	}
+
+	// Per-conversation accepted counts, filled as the burst is published.
+	accepted := make(map[string]int64, len(sc.convs)+1)
+	var published atomic.Int64
+	var invalid int
+	for i := range n {
+		if _, bad := sc.Burst(i); bad {
+			invalid++
+		}
+		accepted[sc.convs[i%len(sc.convs)]]++
+	}
+	mr.InvalidMessages = invalid
+
+	var phase atomic.Value
+	phase.Store("baseline")
+	setPhase := func(p string) {
+		phase.Store(p)
+		if lat != nil {
+			lat.setPhase(p)
+		}
+	}
+
+	// The trickle: valid transactional messages at a steady rate.
+	var trickleSent atomic.Int64
+	trickleCtx, stopTrickle := context.WithCancel(ctx)
+	var trickleWG sync.WaitGroup
+	var trickleErr error
+	if cfg.TrickleRate > 0 {
+		trickleWG.Go(func() {
+			trickleErr = runTrickle(trickleCtx, trJS, sc, cfg.TrickleRate, lat, &trickleSent)
+		})
+	}
+	defer func() {
+		stopTrickle()
+		trickleWG.Wait()
+	}()
+
+	// Sampling: processed burst messages, error rows, goroutines, each second.
+	remaining := func() (int64, map[string]uint64, error) {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(orchestrator.Subject(orchestrator.LaneBulk, Tenant, "*")))
+		if err != nil {
+			return 0, nil, err
+		}
+		var sum int64
+		per := make(map[string]uint64, len(info.State.Subjects))
+		mine := make(map[string]bool, len(sc.convs))
+		for _, c := range sc.convs {
+			mine[c] = true
+		}
+		for subj, c := range info.State.Subjects {
+			_, _, conv, ok := orchestrator.SubjectParts(subj)
+			if ok && mine[conv] {
+				sum += int64(c)
+				per[conv] = c
+			}
+		}
+		return sum, per, nil
+	}
+	errorRows := func() float64 {
+		return metricValue(reg, "sluice_errorlog_events_total", map[string]string{"outcome": "written"})
+	}
+	modeStart := time.Now()
+	if lat != nil {
+		lat.mu.Lock()
+		lat.origin = modeStart
+		lat.mu.Unlock()
+	}
+	var burstStart time.Time
+	var sampleMu sync.Mutex
+	var lastProcessed, lastPublished int64
+	var lastRows float64
+	sample := func(now time.Time) {
+		rem, _, err := remaining()
+		if err != nil {
+			return
+		}
+		pub := published.Load()
+		processed := pub - rem
+		rows := errorRows()
+		g := runtime.NumGoroutine()
+		sampleMu.Lock()
+		t := now.Sub(modeStart).Seconds()
+		procRate := float64(processed - lastProcessed)
+		pubRate := float64(pub - lastPublished)
+		mr.Throughput = append(mr.Throughput, Point{T: t, V: procRate})
+		if reg != nil {
+			mr.ErrorRowRate = append(mr.ErrorRowRate, Point{T: t, V: rows - lastRows})
+		}
+		lastProcessed, lastPublished, lastRows = processed, pub, rows
+		mr.PeakGoroutines = max(mr.PeakGoroutines, g)
+		sampleMu.Unlock()
+		if cfg.Progress != nil {
+			p := Progress{Mode: mode, Phase: phase.Load().(string), Elapsed: now.Sub(modeStart), Published: int(pub), Processed: int(processed),
+				Total: n, PubRate: pubRate, ProcRate: procRate, ErrorRows: int64(rows), Trickle: int(trickleSent.Load())}
+			if lat != nil {
+				p.LatencyP99 = lat.p99So()
+			}
+			cfg.Progress(p)
+		}
+	}
+	samplerCtx, stopSampler := context.WithCancel(ctx)
+	var samplerWG sync.WaitGroup
+	samplerWG.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-samplerCtx.Done():
+				return
+			case now := <-t.C:
+				sample(now)
+			}
+		}
+	})
+	defer func() {
+		stopSampler()
+		samplerWG.Wait()
+	}()
+
+	// Baseline: the trickle alone.
+	if cfg.TrickleRate > 0 && cfg.Baseline > 0 {
+		if err := sleep(ctx, cfg.Baseline); err != nil {
+			return mr, err
+		}
+	}
+
+	// The burst.
+	setPhase("burst")
+	burstStart = time.Now()
+	pub := orchestrator.NewPublisher(pubJS)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		for i := range n {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			a, _ := sc.Burst(i)
+			a.EnqueuedAt = time.Now().UTC()
+			if _, err := pub.PublishAsync(a); err != nil {
+				return err
+			}
+			published.Add(1)
+		}
+		if err := pub.Wait(gctx); err != nil {
+			return err
+		}
+		mr.PublishSeconds = time.Since(burstStart).Seconds()
+		mr.PublishMsgsPerSec = float64(n) / mr.PublishSeconds
+		return nil
+	})
+	var qevents []QuarantineEvent
+	purged := map[string]int64{}
+	g.Go(func() error {
+		quarantined := map[string]bool{}
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		lastQ := time.Time{}
+		for {
+			select {
+			case <-gctx.Done():
+				return gctx.Err()
+			case <-tick.C:
+			}
+			rem, per, err := remaining()
+			if err != nil {
+				continue
+			}
+			if q != nil && time.Since(lastQ) >= time.Second {
+				lastQ = time.Now()
+				for _, c := range sc.convs {
+					if quarantined[c] {
+						continue
+					}
+					ok, err := q.Quarantined(gctx, Tenant, c)
+					if err != nil || !ok {
+						continue
+					}
+					quarantined[c] = true
+					ev := QuarantineEvent{Conversation: c, AfterSeconds: time.Since(burstStart).Seconds(), ProcessedBefore: accepted[c] - int64(per[c])}
+					p, err := q.Stop(gctx, Tenant, c)
+					if err != nil {
+						return fmt.Errorf("stop quarantined conversation %s: %w", c, err)
+					}
+					ev.Purged, purged[c] = p, p
+					qevents = append(qevents, ev)
+				}
+			}
+			if published.Load() == int64(n) && rem == 0 {
+				mr.DrainSeconds = time.Since(burstStart).Seconds()
+				return nil
+			}
+		}
+	})
+	if err := g.Wait(); err != nil {
+		return mr, fmt.Errorf("burst: %w", err)
+	}
+	mr.Quarantine = qevents
+	if mr.DrainSeconds > 0 {
+		mr.MsgsPerSec = float64(n) / mr.DrainSeconds
+	}
+
+	// Settle: stop the trickle and wait for its last messages.
+	setPhase("settle")
+	stopTrickle()
+	trickleWG.Wait()
+	if trickleErr != nil && !errors.Is(trickleErr, context.Canceled) {
+		return mr, fmt.Errorf("trickle: %w", trickleErr)
+	}
+	mr.TransactionalSent = int(trickleSent.Load())
+	accepted[sc.trickle] = trickleSent.Load()
+	if lat != nil {
+		deadline := time.Now().Add(time.Minute)
+		for lat.pending() > 0 && time.Now().Before(deadline) {
+			if err := sleep(ctx, 20*time.Millisecond); err != nil {
+				return mr, err
+			}
+		}
+	}
+	// Every message acked is counted: wait for the stream to hold none of
+	// this run's messages, then for the error log's last acks.
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(orchestrator.Subject(orchestrator.LaneTransactional, Tenant, sc.trickle)))
+		if err == nil && info.State.Msgs == 0 {
+			break
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return mr, err
+		}
+	}
+	stopSampler()
+	samplerWG.Wait()
+	sample(time.Now())
+
+	mr.PeakRSSBytes = peakRSS()
+	if lat != nil {
+		base, burst, series := lat.summary()
+		mr.TransactionalBase, mr.TransactionalBurst, mr.Latency = &base, &burst, series
+		mr.TransactionalP50Ms, mr.TransactionalP95Ms, mr.TransactionalP99Ms, mr.TransactionalMaxMs = &burst.P50, &burst.P95, &burst.P99, &burst.Max
+	}
+	if reg != nil {
+		w := metricValue(reg, "sluice_errorlog_flush_duration_seconds", nil)
+		if mode != string(errorlog.ModeSync) {
+			mr.ErrorLogWriteSeconds = &w
+		}
+		mr.ErrorLogFlushes = int64(histCount(reg, "sluice_errorlog_flush_duration_seconds"))
+	}
+	if err := account(ctx, sys, sc, accepted, purged, mr); err != nil {
+		return mr, err
+	}
+	if mr.DrainSeconds > 0 {
+		mr.ErrorRowsPerSec = float64(mr.ErrorRowsWritten) / mr.DrainSeconds
+	}
+	return mr, nil
+}
+
+// runTrickle publishes transactional messages at rate per second until ctx
+// ends, each with a synchronous publish.
+func runTrickle(ctx context.Context, js jetstream.JetStream, sc *Scenario, rate float64, lat *latency, sent *atomic.Int64) error {
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	for i := 0; ; i++ {
+		next := start.Add(time.Duration(i) * interval)
+		if d := time.Until(next); d > 0 {
+			if err := sleep(ctx, d); err != nil {
+				return err
+			}
+		} else if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a := sc.Trickle(i)
+		data, err := orchestrator.Encode(a)
+		if err != nil {
+			return err
+		}
+		t := time.Now()
+		if lat != nil {
+			lat.published(a.ID, t)
+		}
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		_, err = js.Publish(pctx, a.Subject(), data, jetstream.WithMsgID(a.ID))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", a.ID, err)
+		}
+		sent.Add(1)
+	}
+}
+
+// invalidReasons are the error_counts reasons that count as invalid (the
+// message itself cannot be sent); every other reason counts as failed.
+var invalidReasons = map[string]bool{
+	orchestrator.ReasonUndecodable: true, orchestrator.ReasonUnknownSchema: true, orchestrator.ReasonMissingField: true,
+	orchestrator.ReasonSubjectMismatch: true, orchestrator.ReasonVarsTooLarge: true,
+	string(dispatch.ReasonEmpty): true, string(dispatch.ReasonSyntax): true, string(dispatch.ReasonTooLong): true,
+	string(dispatch.ReasonBadDomain): true, string(dispatch.ReasonNotE164): true, string(dispatch.ReasonInvalidNumber): true,
+	string(dispatch.ReasonBadToken): true, string(dispatch.ReasonUnknownChannel): true,
+}
+
+// account fills the accounting and error rows of mr from the sinks and the
+// database.
+func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map[string]int64, mr *ModeReport) error {
+	pool := sys.db()
+	convs := append(append([]string(nil), sc.convs...), sc.trickle)
+	type counts struct{ invalid, failed int64 }
+	byConv := map[string]*counts{}
+	if pool != nil {
+		rows, err := pool.Query(ctx, `SELECT conversation, reason, sum(count)::bigint FROM error_counts
+			WHERE tenant = $1 AND conversation = ANY($2) GROUP BY conversation, reason`, Tenant, convs)
+		if err != nil {
+			return fmt.Errorf("read error_counts: %w", err)
+		}
+		for rows.Next() {
+			var conv, reason string
+			var c int64
+			if err := rows.Scan(&conv, &reason, &c); err != nil {
+				rows.Close()
+				return err
+			}
+			if byConv[conv] == nil {
+				byConv[conv] = &counts{}
+			}
+			if invalidReasons[reason] {
+				byConv[conv].invalid += c
+			} else {
+				byConv[conv].failed += c
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM error_log WHERE tenant = $1 AND conversation = ANY($2)`, Tenant, convs).Scan(&mr.ErrorRowsWritten); err != nil {
+			return fmt.Errorf("count error_log rows: %w", err)
+		}
+	}
+	mr.AccountingExact = pool != nil
+	for _, c := range convs {
+		a := Account{Conversation: c, Accepted: accepted[c], Purged: purged[c]}
+		if bc := byConv[c]; bc != nil {
+			a.Invalid, a.Failed = bc.invalid, bc.failed
+		}
+		a.Delivered = sys.deliveredCount(c)
+		a.Exact = pool != nil && a.Delivered >= 0 && a.Accepted == a.Delivered+a.Invalid+a.Failed+a.Purged
+		if a.Delivered < 0 {
+			// No ledgers: exact only if nothing was deliverable.
+			a.Delivered = 0
+			a.Exact = pool != nil && a.Accepted == a.Invalid+a.Failed+a.Purged
+		}
+		mr.AccountingExact = mr.AccountingExact && a.Exact
+		mr.Accounting = append(mr.Accounting, a)
+	}
+	return nil
+}
+
+func histCount(g prometheus.Gatherer, name string) uint64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				if m.Histogram != nil {
+					n += m.Histogram.GetSampleCount()
+				}
+			}
+		}
+	}
+	return n
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func redactURL(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "***" + u[i:]
+		}
+	}
+	return u
+}
+
+func machine() Machine {
+	m := Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+					m.MemBytes = kb << 10
+				}
+			}
+		}
+	}
+	return m
+}
+
+func postgresVersion(ctx context.Context, url string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return ""
+	}
+	defer pool.Close()
+	var v string
+	_ = pool.QueryRow(ctx, `SHOW server_version`).Scan(&v)
+	return v
+}

@@ -1,0 +1,198 @@
+package loadtest
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/dispatch/providerset"
+	"github.com/sluicehq/sluice/dispatch/sink"
+	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/internal/natsrv"
+	"github.com/sluicehq/sluice/internal/pglocal"
+	"github.com/sluicehq/sluice/orchestrator/node"
+)
+
+// stack is the self-contained stack's long-lived part: a data directory and
+// one local Postgres cluster whose databases the modes use in turn.
+type stack struct {
+	dir     string
+	removes bool
+	pg      *pglocal.Cluster
+	log     *slog.Logger
+	next    int
+}
+
+func startStack(ctx context.Context, dataDir string, logger *slog.Logger) (_ *stack, err error) {
+	s := &stack{dir: dataDir, log: logger}
+	if s.dir == "" {
+		// As root pglocal runs Postgres as the postgres user, which must be
+		// able to traverse the data directory's parents.
+		s.dir, err = os.MkdirTemp(os.TempDir(), "sluice-loadtest-")
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: data dir: %w", err)
+		}
+		s.removes = true
+		if err := os.Chmod(s.dir, 0o711); err != nil {
+			return nil, fmt.Errorf("loadtest: data dir: %w", err)
+		}
+	} else if err := os.MkdirAll(s.dir, 0o711); err != nil {
+		return nil, fmt.Errorf("loadtest: data dir: %w", err)
+	}
+	s.pg, err = pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(s.dir, "pg"), Fast: true, Ephemeral: true, Logger: logger})
+	if err != nil {
+		s.close(context.Background())
+		return nil, fmt.Errorf("loadtest: postgres: %w", err)
+	}
+	return s, nil
+}
+
+func (s *stack) close(ctx context.Context) {
+	if s.pg != nil {
+		if err := s.pg.Stop(ctx); err != nil {
+			s.log.Warn("stop postgres", "err", err)
+		}
+	}
+	if s.removes {
+		_ = os.RemoveAll(s.dir)
+	}
+}
+
+// modeStack is one mode's fresh system: its own NATS server and database, a
+// node with the worker and API roles, and sinks.
+type modeStack struct {
+	ns     *server.Server
+	node   *node.Node
+	rec    *sink.Recorder
+	local  *sink.Local
+	provs  *providerset.Set
+	dbURL  string
+	dbName string
+	lat    *latency
+}
+
+// startMode starts a fresh NATS server and database and a node in mode m.
+func (s *stack) startMode(ctx context.Context, cfg *Config, m errorlog.ModeName, lat *latency) (_ *modeStack, err error) {
+	s.next++
+	ms := &modeStack{lat: lat, dbName: fmt.Sprintf("loadtest_%d_%s", s.next, m)}
+	defer func() {
+		if err != nil {
+			ms.stop(context.Background(), s.log)
+		}
+	}()
+	storeDir := filepath.Join(s.dir, fmt.Sprintf("nats-%d-%s", s.next, m))
+	ms.ns, err = natsrv.Start(natsrv.Config{Port: -1, StoreDir: storeDir})
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: nats: %w", err)
+	}
+	if err := createDatabase(ctx, s.pg.AdminURL("postgres"), ms.dbName); err != nil {
+		return nil, err
+	}
+	ms.dbURL = s.pg.AdminURL(ms.dbName)
+
+	var provs map[dispatch.Channel]dispatch.Provider
+	if cfg.Sinks == SinksProtocol {
+		ms.local, err = sink.StartLocal(ctx, sink.LocalConfig{Logger: s.log})
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: sinks: %w", err)
+		}
+		ms.provs, err = providerset.New(ms.local.Config(), s.log, nil)
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: providers: %w", err)
+		}
+		provs = ms.provs.Providers()
+	} else {
+		ms.rec = sink.NewRecorder()
+		provs = map[dispatch.Channel]dispatch.Provider{dispatch.ChannelEmail: ms.rec, dispatch.ChannelSMS: ms.rec, dispatch.ChannelPush: ms.rec}
+	}
+	timed := make(map[dispatch.Channel]dispatch.Provider, len(provs))
+	for ch, p := range provs {
+		timed[ch] = timedProvider{next: p, lat: lat}
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	ncfg := node.Config{
+		NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, HTTPAddr: "127.0.0.1:0",
+		Worker: true, API: true, Migrate: true,
+		ErrorLog:  errorlog.Config{Mode: errorlog.Mode{Name: m}, MaskKey: key},
+		Providers: timed, Name: "sluice-loadtest", Env: "test",
+	}
+	if ms.provs != nil {
+		ncfg.Collectors = append(ncfg.Collectors, ms.provs)
+	}
+	ms.node, err = node.Start(ctx, ncfg, s.log)
+	if err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+// delivered returns how many distinct messages of the conversation the
+// sinks accepted.
+func (ms *modeStack) delivered(conversation string) int64 {
+	if ms.rec != nil {
+		return int64(ms.rec.Ledger.Conversation(Tenant, conversation))
+	}
+	l := ms.local
+	return int64(l.SMTP.Ledger().Conversation(Tenant, conversation) + l.Twilio.Ledger().Conversation(Tenant, conversation) +
+		l.FCM.Ledger().Conversation(Tenant, conversation) + l.APNs.Ledger().Conversation(Tenant, conversation))
+}
+
+func (ms *modeStack) stop(ctx context.Context, logger *slog.Logger) {
+	if ms.node != nil {
+		if err := ms.node.Stop(ctx); err != nil {
+			logger.Warn("stop node", "err", err)
+		}
+	}
+	if ms.provs != nil {
+		_ = ms.provs.Close()
+	}
+	if ms.local != nil {
+		_ = ms.local.Close()
+	}
+	if ms.ns != nil {
+		natsrv.Stop(ms.ns)
+		_ = os.RemoveAll(ms.ns.StoreDir())
+	}
+}
+
+func createDatabase(ctx context.Context, adminURL, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("loadtest: postgres: %w", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("loadtest: create database %s: %w", name, err)
+	}
+	return nil
+}
+
+// timedProvider reports the trickle's deliveries to the latency recorder.
+type timedProvider struct {
+	next dispatch.Provider
+	lat  *latency
+}
+
+func (p timedProvider) Send(ctx context.Context, m *dispatch.Message) error {
+	err := p.next.Send(ctx, m)
+	if err == nil && p.lat != nil && m.Conversation == p.lat.conv {
+		p.lat.delivered(m.ID)
+	}
+	return err
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
