@@ -91,7 +91,10 @@ type Account struct {
 	Invalid      int64  `json:"invalid"`
 	Failed       int64  `json:"failed"`
 	Purged       int64  `json:"purged"`
-	Exact        bool   `json:"exact"`
+	// DeliveryCounts is the workers' delivery_counts tally, a cross-check
+	// of Delivered (the sinks' ledgers) on the self-contained stack.
+	DeliveryCounts int64 `json:"delivery_counts"`
+	Exact          bool  `json:"exact"`
 }
 
 // Point is one 1-second sample.

@@ -139,7 +139,7 @@ func runTarget(ctx context.Context, cfg *Config, rep *Report, q Quarantiner, log
 		return err
 	}
 	rep.Notes = append(rep.Notes,
-		"running target: the sinks' ledgers are not available, so deliveries cannot be counted and accounting_exact is false unless every message was invalid (delivery_counts is not filled by the workers yet)",
+		"running target: the sinks' ledgers are not available; delivered is the workers' delivery_counts tally (at least once: a redelivery after a lost ack counts twice)",
 		"running target: transactional latency is not measured (no provider hook); error-log rows are counted from the database at the end, not sampled over time")
 	run := "-" + strconv.FormatInt(time.Now().Unix()%1_000_000, 36)
 	sc := newScenario(cfg, run)
@@ -179,6 +179,15 @@ func (ms *modeStack) db() *pgxpool.Pool                { return ms.node.Pool }
 func (ms *modeStack) deliveredCount(conv string) int64 { return ms.delivered(conv) }
 
 type targetDB struct{ pool *pgxpool.Pool }
+
+// accountWait is how long accounting may take to settle: the delivery
+// tally of a running target flushes once a second.
+func accountWait(sys system) time.Duration {
+	if _, ok := sys.(*targetDB); ok {
+		return 15 * time.Second
+	}
+	return 0
+}
 
 func (t *targetDB) db() *pgxpool.Pool           { return t.pool }
 func (t *targetDB) deliveredCount(string) int64 { return -1 }
@@ -459,8 +468,19 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 		}
 		mr.ErrorLogFlushes = int64(histCount(reg, "sluice_errorlog_flush_duration_seconds"))
 	}
-	if err := account(ctx, sys, sc, accepted, purged, mr); err != nil {
-		return mr, err
+	// The error counts are durable before the acks; the delivery tally is
+	// flushed once a second, so a running target may need a moment.
+	for deadline := time.Now().Add(accountWait(sys)); ; {
+		mr.Accounting = nil
+		if err := account(ctx, sys, sc, accepted, purged, mr); err != nil {
+			return mr, err
+		}
+		if mr.AccountingExact || time.Now().After(deadline) {
+			break
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return mr, err
+		}
 	}
 	if mr.DrainSeconds > 0 {
 		mr.ErrorRowsPerSec = float64(mr.ErrorRowsWritten) / mr.DrainSeconds
@@ -518,6 +538,7 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 	convs := append(append([]string(nil), sc.convs...), sc.trickle)
 	type counts struct{ invalid, failed int64 }
 	byConv := map[string]*counts{}
+	counted := map[string]int64{} // delivery_counts, the workers' at-least-once tally
 	if pool != nil {
 		rows, err := pool.Query(ctx, `SELECT conversation, reason, sum(count)::bigint FROM error_counts
 			WHERE tenant = $1 AND conversation = ANY($2) GROUP BY conversation, reason`, Tenant, convs)
@@ -544,6 +565,24 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		drows, err := pool.Query(ctx, `SELECT conversation, sum(count)::bigint FROM delivery_counts
+			WHERE tenant = $1 AND conversation = ANY($2) GROUP BY conversation`, Tenant, convs)
+		if err != nil {
+			return fmt.Errorf("read delivery_counts: %w", err)
+		}
+		for drows.Next() {
+			var conv string
+			var c int64
+			if err := drows.Scan(&conv, &c); err != nil {
+				drows.Close()
+				return err
+			}
+			counted[conv] = c
+		}
+		drows.Close()
+		if err := drows.Err(); err != nil {
+			return err
+		}
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM error_log WHERE tenant = $1 AND conversation = ANY($2)`, Tenant, convs).Scan(&mr.ErrorRowsWritten); err != nil {
 			return fmt.Errorf("count error_log rows: %w", err)
 		}
@@ -554,13 +593,14 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 		if bc := byConv[c]; bc != nil {
 			a.Invalid, a.Failed = bc.invalid, bc.failed
 		}
+		a.DeliveryCounts = counted[c]
 		a.Delivered = sys.deliveredCount(c)
-		a.Exact = pool != nil && a.Delivered >= 0 && a.Accepted == a.Delivered+a.Invalid+a.Failed+a.Purged
 		if a.Delivered < 0 {
-			// No ledgers: exact only if nothing was deliverable.
-			a.Delivered = 0
-			a.Exact = pool != nil && a.Accepted == a.Invalid+a.Failed+a.Purged
+			// No ledgers (running target): the workers' tally, which a
+			// redelivery after a lost ack counts twice.
+			a.Delivered = a.DeliveryCounts
 		}
+		a.Exact = pool != nil && a.Accepted == a.Delivered+a.Invalid+a.Failed+a.Purged
 		mr.AccountingExact = mr.AccountingExact && a.Exact
 		mr.Accounting = append(mr.Accounting, a)
 	}

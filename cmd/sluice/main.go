@@ -27,6 +27,7 @@ commands:
   send       publish activations into the stream
   ctl        operate a running sluice: errorlog show|set, errors top, apikey
   validate   check addresses: sluice validate --channel email|sms|push ADDRESS...
+  loadtest   replay the 8M-message incident and measure it (--compare: every error-log mode)
 
 Run 'sluice <command> -h' for the command's flags. Flags default from SLUICE_*
 environment variables: SLUICE_NATS_URL, SLUICE_DATABASE_URL, SLUICE_HTTP_ADDR, SLUICE_ENV.
@@ -55,6 +56,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitCode(stderr, runSend(ctx, rest, stdout, stderr))
 	case "ctl":
 		return exitCode(stderr, runCtl(ctx, rest, stdout, stderr))
+	case "loadtest":
+		return exitCode(stderr, runLoadtest(ctx, rest, stdout, stderr))
 	case "validate":
 		return runValidate(rest, stdin, stdout, stderr)
 	case "help", "-h", "--help":

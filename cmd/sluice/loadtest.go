@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sluicehq/sluice/loadtest"
+)
+
+const loadtestUsage = `usage: sluice loadtest [flags]
+
+Replay the incident (8 conversations, 8M messages, 95%% with empty or malformed
+addresses, on the bulk lane, with a transactional trickle) and measure it.
+By default the command starts its own stack (embedded NATS, a local Postgres
+in a temporary directory, a node with worker and API, sinks); --nats-url
+targets a running sluice instead. --compare runs the same burst under several
+error-log modes with the raw JetStream ceiling. --messages 200000 is a short run.
+
+Writes report.json and report.html into --report and a summary on stdout.
+
+flags:
+`
+
+func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("loadtest", stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, loadtestUsage)
+		fs.PrintDefaults()
+	}
+	var cfg loadtest.Config
+	fs.StringVar(&cfg.Scenario, "scenario", loadtest.ScenarioIncident, "scenario: incident, valid or mixed")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed of the scenario; the same seed publishes the same messages")
+	fs.IntVar(&cfg.Messages, "messages", 8_000_000, "burst size, over all conversations")
+	fs.IntVar(&cfg.Conversations, "conversations", 8, "bulk conversations activated at once")
+	fs.Float64Var(&cfg.InvalidRatio, "invalid-ratio", -1, "share of empty or malformed addresses, 0 to 1 (default: incident 0.95, valid 0, mixed 0.5)")
+	channels := fs.String("channels", "", "channels of the burst, comma-separated (default email; mixed: email,sms,push)")
+	fs.Float64Var(&cfg.TrickleRate, "trickle-rate", 200, "valid transactional messages per second during the run; 0: none")
+	fs.DurationVar(&cfg.Baseline, "baseline", 5*time.Second, "trickle alone before the burst, for the no-burst latency; 0: none")
+	fs.IntVar(&cfg.Window, "window", 4096, "bound on unacknowledged asynchronous publishes")
+	fs.BoolVar(&cfg.Compare, "compare", false, "run the burst under each of --modes, with quarantine off, and measure the raw JetStream ceiling")
+	modes := fs.String("modes", "", "error-log modes, comma-separated (default with --compare: full,sample,off,sync; without: full)")
+	fs.IntVar(&cfg.SyncMessages, "sync-messages", 0, "burst size of the sync mode under --compare (default the smaller of --messages and 100000)")
+	fs.BoolVar(&cfg.Ceiling, "ceiling", false, "measure the raw JetStream ceiling without --compare")
+	fs.StringVar(&cfg.Sinks, "sinks", loadtest.SinksRecorder, "providers of the self-contained stack: recorder (in process) or protocol (SMTP, Twilio, FCM and APNs sinks on loopback)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the stack's NATS store and Postgres (default a temporary directory, removed at the end)")
+	fs.StringVar(&cfg.NATSURL, "nats-url", "", "target a running sluice at this NATS URL instead of starting a stack (SLUICE_NATS_URL is deliberately not read)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "the running sluice's database, for accounting (with --nats-url)")
+	fs.StringVar(&cfg.Env, "env", env("SLUICE_ENV", ""), "the target's environment; production is refused without --allow-production")
+	fs.BoolVar(&cfg.AllowProduction, "allow-production", false, "allow a target whose environment is production")
+	fs.DurationVar(&cfg.Timeout, "timeout", 6*time.Hour, "bound on the drain of one mode")
+	reportDir := fs.String("report", "loadtest-report", "directory for report.json and report.html")
+	verbose := fs.Bool("v", false, "log the stack's warnings on stderr")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "loadtest: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	var err error
+	if cfg.Channels, err = loadtest.ParseChannels(*channels); err != nil {
+		return fmt.Errorf("loadtest: --channels: %w", err)
+	}
+	if cfg.Modes, err = loadtest.ParseModes(*modes); err != nil {
+		return fmt.Errorf("loadtest: --modes: %w", err)
+	}
+	if cfg.Baseline == 0 {
+		cfg.Baseline = -1
+	}
+	var logger *slog.Logger
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	cfg.Progress = newProgress(stdout, isTerminal(stdout))
+
+	rep, runErr := loadtest.Run(ctx, cfg, logger)
+	if errors.Is(runErr, loadtest.ErrProduction) {
+		return runErr
+	}
+	if rep != nil && len(rep.Modes) > 0 || rep != nil && rep.CeilingMsgsPerSec > 0 {
+		if err := loadtest.WriteReport(*reportDir, rep); err != nil {
+			return errors.Join(runErr, err)
+		}
+		fmt.Fprintln(stdout)
+		loadtest.Summary(stdout, rep)
+		abs, _ := filepath.Abs(*reportDir)
+		fmt.Fprintf(stdout, "report: %s, %s\n", filepath.Join(abs, loadtest.ReportJSON), filepath.Join(abs, loadtest.ReportHTML))
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if !rep.AccountingExact {
+		return errors.New("loadtest: accounting is not exact (see the report)")
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// newProgress returns the progress printer: one rewritten line with a bar on
+// a terminal, a plain line every 5 seconds (and at each phase change)
+// otherwise.
+func newProgress(w io.Writer, tty bool) func(loadtest.Progress) {
+	var lastPrint time.Time
+	var lastKey string
+	return func(p loadtest.Progress) {
+		key := p.Mode + "/" + p.Phase
+		frac := 0.0
+		if p.Total > 0 {
+			frac = float64(p.Processed) / float64(p.Total)
+		}
+		line := fmt.Sprintf("%-7s %-8s %6.0fs processed %d/%d (%.0f/s) published %d (%.0f/s) error rows %d trickle %d p99 %.1fms",
+			p.Mode, p.Phase, p.Elapsed.Seconds(), p.Processed, p.Total, p.ProcRate, p.Published, p.PubRate, p.ErrorRows, p.Trickle, p.LatencyP99)
+		if tty {
+			const width = 24
+			n := int(frac * width)
+			bar := "[" + repeat('#', n) + repeat('.', width-n) + "]"
+			if key != lastKey && lastKey != "" {
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintf(w, "\r\033[K%s %s", bar, line)
+			lastKey = key
+			return
+		}
+		if key != lastKey || time.Since(lastPrint) >= 5*time.Second {
+			fmt.Fprintln(w, line)
+			lastPrint, lastKey = time.Now(), key
+		}
+	}
+}
+
+func repeat(c byte, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = c
+	}
+	return string(b)
+}
