@@ -173,6 +173,9 @@ type bulkSource struct {
 	// conversations nothing and the others keep the lane.
 	waiting  sync.Map // subject -> dispatch.Channel
 	isClosed func(ch dispatch.Channel) bool
+	// controls, when set, leaves out the conversations that are not
+	// active: their queued messages are never fetched.
+	controls *Controls
 }
 
 // deferred notes that subject's messages wait for ch.
@@ -182,8 +185,12 @@ func (s *bulkSource) deferred(subject string, ch dispatch.Channel) {
 	}
 }
 
-// skip reports whether subject waits for a provider that is still open.
+// skip reports whether subject's conversation is not active, or waits for a
+// provider that is still open or a channel that is disabled.
 func (s *bulkSource) skip(subject string) bool {
+	if s.controls != nil && s.controls.heldSubject(subject) {
+		return true
+	}
 	v, ok := s.waiting.Load(subject)
 	if !ok {
 		return false
@@ -283,7 +290,8 @@ func (s *bulkSource) discoverLoop(ctx context.Context) {
 }
 
 // snapshot returns the conversation consumers in a stable order, leaving out
-// those waiting for an open provider.
+// those of conversations not active and those waiting for an open provider
+// or a disabled channel.
 func (s *bulkSource) snapshot() []jetstream.Consumer {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -25,7 +25,13 @@ type metrics struct {
 	ackPending      *prometheus.GaugeVec
 	bulkConsumers   prometheus.Gauge
 	consumerChanges *prometheus.CounterVec
+	held            *prometheus.CounterVec
 }
+
+// HeldChannelDisabled is the reason label of sluice_orchestrator_held_total
+// for a message whose channel is disabled; the others are the conversation's
+// state (paused, stopped, quarantined).
+const HeldChannelDisabled = "channel_disabled"
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -60,7 +66,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Per-conversation bulk consumers created and deleted.",
 		}, []string{"change"}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.consumerChanges} {
+	m.held = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "sluice", Subsystem: "orchestrator", Name: "held_total",
+		Help: "Fetched activations put back unprocessed because their conversation is not active or their channel is disabled, by lane and reason; not an outcome.",
+	}, []string{"lane", "reason"})
+	for _, c := range []prometheus.Collector{m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.consumerChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

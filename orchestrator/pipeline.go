@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/orchestrator/control"
 )
 
 // ErrorLog is where the pipeline records messages that cannot be delivered.
@@ -34,6 +35,9 @@ type pipeline struct {
 	unavailable func(subject string, ch dispatch.Channel)
 	// delivered, when set, counts a delivery per conversation.
 	delivered func(tenant, conversation, channel string)
+	// controls, when set, holds the messages of conversations that are not
+	// active and of disabled channels.
+	controls *Controls
 }
 
 // ack is the terminal acknowledgement of an outcome.
@@ -66,9 +70,22 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 		return
 	}
 	ch := dispatch.Channel(a.Channel)
+	if p.controls != nil {
+		if st := p.controls.Conversation(a.Tenant, a.Conversation); st != control.StateActive {
+			p.hold(lane, msg, string(st))
+			return
+		}
+	}
 	if err := dispatch.Validate(ch, a.To); err != nil {
 		reason := string(dispatch.ReasonOf(err))
 		p.record(lane, msg, meta, p.event(msg, meta, a, reason, ""), OutcomeInvalid, ackOK)
+		return
+	}
+	if p.controls != nil && p.controls.ChannelDisabled(ch) {
+		p.hold(lane, msg, HeldChannelDisabled)
+		if p.unavailable != nil {
+			p.unavailable(msg.Subject(), ch)
+		}
 		return
 	}
 	prov, ok := p.providers[ch]
@@ -117,6 +134,24 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 	default:
 		p.retry(lane, ch, msg, meta, a, err)
 	}
+}
+
+// hold puts back a message that must wait (its conversation is not active,
+// its channel is disabled) without counting a delivery outcome: at once in
+// the bulk lane, where the conversation is no longer fetched, after
+// holdDelay in the transactional lane, which cannot leave a conversation
+// out.
+func (p *pipeline) hold(lane Lane, msg jetstream.Msg, why string) {
+	var err error
+	if lane == LaneBulk {
+		err = msg.Nak()
+	} else {
+		err = msg.NakWithDelay(holdDelay)
+	}
+	if err != nil {
+		p.log.Warn("nak of a held message failed; it is redelivered after AckWait", "err", err)
+	}
+	p.m.held.WithLabelValues(string(lane), why).Inc()
 }
 
 // retry NakWithDelays a transient failure, or on the last allowed delivery

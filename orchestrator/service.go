@@ -112,6 +112,7 @@ type Service struct {
 	stopped     bool
 	tally       *tally
 	tallyDone   chan struct{}
+	controls    *Controls
 }
 
 // NewService wires the pipeline. providers maps each channel to its
@@ -128,8 +129,8 @@ func NewService(js jetstream.JetStream, providers map[dispatch.Channel]dispatch.
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: metrics: %w", err)
 	}
-	s := &Service{js: js, cfg: cfg, log: logger, m: m}
-	s.pipe = &pipeline{providers: providers, elog: elog, cfg: &s.cfg, m: m, log: logger}
+	s := &Service{js: js, cfg: cfg, log: logger, m: m, controls: newControls()}
+	s.pipe = &pipeline{providers: providers, elog: elog, cfg: &s.cfg, m: m, log: logger, controls: s.controls}
 	if cfg.Counts != nil {
 		s.tally = newTally(cfg.Counts, logger)
 		s.pipe.delivered = s.tally.add
@@ -163,7 +164,8 @@ func (s *Service) Start(ctx context.Context) error {
 
 	ts := &transactionalSource{cons: s.trans, batch: tc.FetchBatch, log: s.log}
 	s.bulk = newBulkSource(stream, s.cfg.Bulk, s.cfg.DiscoverInterval, s.log, s.m)
-	s.bulk.isClosed = s.providerClosed
+	s.bulk.isClosed = func(ch dispatch.Channel) bool { return s.providerClosed(ch) && !s.controls.ChannelDisabled(ch) }
+	s.bulk.controls = s.controls
 	s.pipe.unavailable = s.bulk.deferred
 	if err := s.bulk.discover(ctx); err != nil {
 		s.log.Warn("first bulk discovery failed; retrying in the background", "err", err)
@@ -220,6 +222,12 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 	return err
 }
+
+// Controls returns the live control state the service's lanes consult;
+// the caller keeps it current (node feeds it from the control plane's
+// watches). Every conversation is active and every channel enabled until
+// told otherwise.
+func (s *Service) Controls() *Controls { return s.controls }
 
 // providerClosed reports whether ch's provider accepts sends: false while its
 // circuit breaker is open. Providers without a breaker are always closed.

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -60,4 +61,50 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		return nil, fmt.Errorf("orchestrator: ensure stream %s: %w", StreamName, err)
 	}
 	return s, nil
+}
+
+// PurgeConversation removes every queued activation of a conversation from
+// SLUICE_ACTIVATIONS, in both lanes, and returns how many were removed. Each
+// purge is atomic on the server, so concurrent callers (two API replicas
+// stopping the same conversation) together remove each message once, and the
+// sum of their counts is exact. Messages being processed when it runs are
+// removed too: stop a conversation (so workers hold its messages) before
+// purging it.
+func PurgeConversation(ctx context.Context, js jetstream.JetStream, tenant, conversation string) (uint64, error) {
+	if !ValidToken(tenant) || !ValidToken(conversation) {
+		return 0, fmt.Errorf("orchestrator: purge: invalid tenant or conversation id %q/%q", tenant, conversation)
+	}
+	var total uint64
+	for _, lane := range []Lane{LaneTransactional, LaneBulk} {
+		// jetstream.Stream.Purge does not return the count the server
+		// reports, so this sends the API request itself.
+		req, err := json.Marshal(map[string]string{"filter": Subject(lane, tenant, conversation)})
+		if err != nil {
+			return total, err
+		}
+		msg, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+StreamName, req)
+		if err != nil {
+			return total, fmt.Errorf("orchestrator: purge %s: %w", Subject(lane, tenant, conversation), err)
+		}
+		var resp struct {
+			Success bool   `json:"success"`
+			Purged  uint64 `json:"purged"`
+			Error   *struct {
+				Code        int    `json:"code"`
+				Description string `json:"description"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(msg.Data, &resp); err != nil {
+			return total, fmt.Errorf("orchestrator: purge %s: %w", Subject(lane, tenant, conversation), err)
+		}
+		if resp.Error != nil || !resp.Success {
+			desc := "not successful"
+			if resp.Error != nil {
+				desc = resp.Error.Description
+			}
+			return total, fmt.Errorf("orchestrator: purge %s: %s", Subject(lane, tenant, conversation), desc)
+		}
+		total += resp.Purged
+	}
+	return total, nil
 }

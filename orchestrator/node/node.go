@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,9 @@ type Config struct {
 	// DevTenant lets API requests without a key act as this tenant with
 	// every scope. Only `sluice dev` sets it; refused unless Env is dev.
 	DevTenant string
+	// StopSettle is how long a conversation stop waits for the workers
+	// before purging (control.OpsConfig.StopSettle). Default 2s.
+	StopSettle time.Duration
 	// Collectors are registered on the node's registry (provider breakers).
 	Collectors []prometheus.Collector
 }
@@ -157,6 +161,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 	}
 
+	// The environment fence: a process configured for another environment
+	// than the database's or NATS's stops here.
+	if err := control.CheckEnv(ctx, n.JS, n.Pool, cfg.Env, cfg.Name); err != nil {
+		return nil, err
+	}
+	logger.Info("environment", "env", cfg.Env)
+
 	n.Control, err = control.Open(ctx, n.JS, n.Pool, logger, control.Options{DefaultErrorLogMode: cfg.ErrorLog.Mode})
 	if err != nil {
 		return nil, err
@@ -182,6 +193,31 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		n.Service, err = orchestrator.NewService(n.JS, cfg.Providers, n.ErrorLog, cfg.Pipeline, logger, n.Registry)
 		if err != nil {
 			return nil, err
+		}
+		// Conversation states and channel switches reach the lanes within
+		// a second of a change made anywhere.
+		// The lanes start once the current states are known, so that a
+		// paused conversation is not fetched by a worker just started.
+		ctl := n.Service.Controls()
+		convSynced, chanSynced := make(chan struct{}), make(chan struct{})
+		n.watch(func() error {
+			return n.Control.WatchConversations(watchCtx, func(u control.ConversationUpdate) {
+				ctl.SetConversation(u.Tenant, u.Conversation, u.Value.State)
+			}, func() { close(convSynced) })
+		}, "conversations")
+		n.watch(func() error {
+			return n.Control.WatchChannels(watchCtx, func(u control.ChannelUpdate) {
+				ctl.SetChannel(u.Channel, u.Value.Disabled)
+			}, func() { close(chanSynced) })
+		}, "channels")
+		for _, c := range []chan struct{}{convSynced, chanSynced} {
+			select {
+			case <-c:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(10 * time.Second):
+				return nil, errors.New("node: the control plane's conversation and channel states did not load within 10s")
+			}
 		}
 		if err := n.Service.Start(ctx); err != nil {
 			return nil, err
@@ -235,7 +271,14 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 		return err
 	}
 	camp.Register(n.HTTP)
-	for pattern, h := range n.Control.AdminRoutes() {
+	routes := n.Control.AdminRoutes()
+	maps.Copy(routes, n.Control.OpsRoutes(control.OpsConfig{
+		Purge: func(ctx context.Context, tenant, conversation string) (uint64, error) {
+			return orchestrator.PurgeConversation(ctx, n.JS, tenant, conversation)
+		},
+		StopSettle: n.cfg.StopSettle,
+	}))
+	for pattern, h := range routes {
 		n.HTTP.Handle(pattern, camp.Instrument(pattern, camp.RequireScope(api.ScopeAdmin,
 			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				p, _ := api.PrincipalFrom(r.Context())

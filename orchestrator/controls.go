@@ -1,0 +1,89 @@
+package orchestrator
+
+import (
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/orchestrator/control"
+)
+
+// holdDelay is how long a held message of the transactional lane (its
+// conversation paused, stopped or quarantined, or its channel disabled)
+// waits before it is looked at again: the time a resume or an enable takes
+// to reach it.
+const holdDelay = time.Second
+
+// Controls is the live control state that the lanes consult before fetching
+// and before sending: conversation states and disabled channels, kept current
+// by the control plane's watches (node wires them). The zero value is not
+// usable; Service.Controls returns the service's. Safe for concurrent use.
+//
+// How each lane holds messages:
+//
+//   - bulk: a conversation that is not active is never fetched (its consumer
+//     is left out of the round-robin), so its queued messages cost the other
+//     conversations nothing; the few already fetched when the change arrives
+//     are Nak'd back to pending. A conversation whose messages wait for a
+//     disabled channel is skipped the same way once one of its messages has
+//     shown which channel it uses.
+//   - transactional: one consumer serves every conversation, so a held
+//     message is NakWithDelay'd for holdDelay without counting as an
+//     outcome. Each held message holds one of the lane's MaxAckPending slots
+//     while it waits and comes back once per holdDelay: pausing a
+//     transactional conversation is meant for small ones.
+type Controls struct {
+	mu       sync.RWMutex
+	convs    map[string]control.ConversationState // by "<tenant>.<conversation>", only those not active
+	disabled map[dispatch.Channel]bool
+}
+
+func newControls() *Controls {
+	return &Controls{convs: make(map[string]control.ConversationState), disabled: make(map[dispatch.Channel]bool)}
+}
+
+// SetConversation records a conversation's state.
+func (c *Controls) SetConversation(tenant, conversation string, st control.ConversationState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st == control.StateActive || st == "" {
+		delete(c.convs, tenant+"."+conversation)
+		return
+	}
+	c.convs[tenant+"."+conversation] = st
+}
+
+// SetChannel records whether a channel is disabled.
+func (c *Controls) SetChannel(ch dispatch.Channel, disabled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if disabled {
+		c.disabled[ch] = true
+	} else {
+		delete(c.disabled, ch)
+	}
+}
+
+// Conversation returns a conversation's state as last seen.
+func (c *Controls) Conversation(tenant, conversation string) control.ConversationState {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if st, ok := c.convs[tenant+"."+conversation]; ok {
+		return st
+	}
+	return control.StateActive
+}
+
+// ChannelDisabled reports whether ch is disabled.
+func (c *Controls) ChannelDisabled(ch dispatch.Channel) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.disabled[ch]
+}
+
+// heldSubject reports whether the conversation of an activation subject is
+// not active.
+func (c *Controls) heldSubject(subject string) bool {
+	_, t, conv, ok := SubjectParts(subject)
+	return ok && c.Conversation(t, conv) != control.StateActive
+}
