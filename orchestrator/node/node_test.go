@@ -486,4 +486,6 @@ func TestEnvFence(t *testing.T) {
 	}
 }
 
-func jetstreamSubjects(filter string) jetstream.StreamInfoOpt { return jetstream.WithSubjectFilter(filter) }
+func jetstreamSubjects(filter string) jetstream.StreamInfoOpt {
+	return jetstream.WithSubjectFilter(filter)
+}
