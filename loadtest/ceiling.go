@@ -84,9 +84,10 @@ func runCeiling(ctx context.Context, cfg *Config, rep *Report, st *stack) error 
 
 	sc := newScenario(cfg, "")
 	start := time.Now()
+	var published atomic.Int64
 	progress := func() {
 		if cfg.Progress != nil {
-			cfg.Progress(Progress{Mode: "ceiling", Phase: "ceiling", Elapsed: time.Since(start), Total: n, Processed: int(acked.Load())})
+			cfg.Progress(Progress{Mode: "ceiling", Phase: "ceiling", Elapsed: time.Since(start), Total: n, Processed: int(acked.Load()), Published: int(published.Load())})
 		}
 	}
 	nextProgress := start.Add(time.Second)
@@ -102,6 +103,7 @@ func runCeiling(ctx context.Context, cfg *Config, rep *Report, st *stack) error 
 		if _, err := js.PublishMsgAsync(msg, jetstream.WithStallWait(orchestrator.StallWait)); err != nil {
 			return fmt.Errorf("loadtest: ceiling publish: %w", err)
 		}
+		published.Add(1)
 		if i%1024 == 0 && time.Now().After(nextProgress) {
 			progress()
 			nextProgress = time.Now().Add(time.Second)

@@ -78,8 +78,10 @@ type Config struct {
 	// AllowProduction lets the run target an environment named production.
 	AllowProduction bool
 
-	// Quarantine, if set, is the quarantine step of a non-compare run.
-	Quarantine Quarantiner
+	// Quarantine, if set, builds the quarantine step of a non-compare run on
+	// the self-contained stack, once per mode (ControlQuarantine is sluice's
+	// control plane). Nil: quarantine "not available".
+	Quarantine func(QuarantineTarget) Quarantiner
 	// Timeout bounds the drain of one mode. Default 6h.
 	Timeout time.Duration
 	// Progress, if set, is called about once a second.

@@ -65,16 +65,27 @@
 //
 // # Quarantine
 //
-// Automatic quarantine is a pluggable step (Config.Quarantine). The
-// comparison always runs without it. When no Quarantiner is given the
-// report's "quarantine" is "not available".
+// Quarantine is a pluggable step (Config.Quarantine, a Quarantiner per mode).
+// While the burst drains, the run asks it once a second which conversations
+// are quarantined, records how many seconds after activation each was and
+// how many of its messages had been processed, and stops it (purging its
+// queued messages); once the burst is published it purges the stopped
+// conversations again, so that the run ends with exact accounting, purged
+// included. ControlQuarantine is sluice's control plane (the conversation's
+// state, the admin stop's settle and orchestrator.PurgeConversation). The
+// workers do not quarantine conversations automatically yet, so the command
+// runs without the step by default and the report says quarantine "not
+// available"; a comparison always runs with quarantine "off", so that every
+// invalid message really goes through the error log.
 //
 // # Production fence
 //
 // Run refuses a target whose environment is production unless
-// AllowProduction is set. The environment is read from SLUICE_ENV (Config.Env)
-// and, for a running target, from the `env` key of the control bucket
-// (sluice_control) when it exists.
+// AllowProduction (--allow-production) is set: when SLUICE_ENV (Config.Env)
+// says production, or when the target records production in its database
+// (sluice_meta) or its NATS (key env of the control bucket), read with
+// control.RecordedEnv and refused as control.RefuseProduction does. The
+// self-contained stack is environment "test".
 //
 // # Report
 //

@@ -2,49 +2,45 @@ package loadtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/orchestrator/control"
 )
 
-// ErrProduction is returned when the target's environment is production and
-// AllowProduction is not set.
-var ErrProduction = errors.New("loadtest: target environment is production (use AllowProduction / --allow-production to override)")
+// ErrProduction is matched (errors.Is) by the error of a run refused because
+// its target is production and AllowProduction is not set. It is the control
+// plane's fence sentinel, shared with every tool that writes test data.
+var ErrProduction = control.ErrProduction
 
-// EnvKey is the control bucket's key holding the deployment's environment
-// name, when the deployment records it.
-const EnvKey = "env"
-
-// checkFence refuses a production target. configured is SLUICE_ENV as the
-// run sees it; js, if not nil, is the target, whose control bucket may hold
-// its environment under EnvKey.
-func checkFence(ctx context.Context, configured string, js jetstream.JetStream, allow bool) (string, error) {
+// checkFence refuses a production target unless allow. The environment is
+// production if configured (SLUICE_ENV, Config.Env) says so, or if the
+// target's database (table sluice_meta) or NATS (key env of the control
+// bucket) records it (control.RefuseProduction). js and pool may be nil
+// (the self-contained stack has nothing recorded yet). It returns the
+// environment it found, for the report.
+func checkFence(ctx context.Context, configured string, js jetstream.JetStream, pool *pgxpool.Pool, allow bool) (string, error) {
 	env := strings.TrimSpace(configured)
-	if js != nil {
-		if kv, err := js.KeyValue(ctx, control.Bucket); err == nil {
-			if e, err := kv.Get(ctx, EnvKey); err == nil {
-				stored := strings.Trim(strings.TrimSpace(string(e.Value())), `"`)
-				if isProduction(stored) || env == "" {
-					env = stored
-				}
-			} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-				return env, fmt.Errorf("loadtest: read the target's environment (%s %s): %w", control.Bucket, EnvKey, err)
-			}
-		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return env, fmt.Errorf("loadtest: open the target's control bucket: %w", err)
+	db, kv, err := control.RecordedEnv(ctx, js, pool)
+	if err != nil {
+		return env, fmt.Errorf("loadtest: environment fence: %w", err)
+	}
+	for _, recorded := range []string{db, kv} {
+		if recorded != "" && (env == "" || recorded == control.EnvProduction) {
+			env = recorded
 		}
 	}
-	if isProduction(env) && !allow {
-		return env, ErrProduction
+	if allow {
+		return env, nil
+	}
+	if strings.EqualFold(configured, control.EnvProduction) {
+		return env, fmt.Errorf("loadtest: %w: SLUICE_ENV (--env) is %q; pass --allow-production if this is really intended", ErrProduction, configured)
+	}
+	if err := control.RefuseProduction(ctx, js, pool, false); err != nil {
+		return env, fmt.Errorf("loadtest: %w", err)
 	}
 	return env, nil
-}
-
-func isProduction(env string) bool {
-	e := strings.ToLower(env)
-	return e == "production" || e == "prod"
 }

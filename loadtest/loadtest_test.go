@@ -9,7 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/internal/natsrv"
+	"github.com/sluicehq/sluice/orchestrator/control"
 )
 
 // TestIncidentCompare runs a tiny incident under two modes with the ceiling,
@@ -148,13 +153,13 @@ func TestScenarioDeterministic(t *testing.T) {
 
 func TestFenceRefusesProduction(t *testing.T) {
 	ctx := context.Background()
-	if _, err := checkFence(ctx, "production", nil, false); !errors.Is(err, ErrProduction) {
+	if _, err := checkFence(ctx, "production", nil, nil, false); !errors.Is(err, ErrProduction) {
 		t.Errorf("production: %v, want ErrProduction", err)
 	}
-	if _, err := checkFence(ctx, "production", nil, true); err != nil {
+	if _, err := checkFence(ctx, "production", nil, nil, true); err != nil {
 		t.Errorf("production with override: %v", err)
 	}
-	if _, err := checkFence(ctx, "staging", nil, false); err != nil {
+	if _, err := checkFence(ctx, "staging", nil, nil, false); err != nil {
 		t.Errorf("staging: %v", err)
 	}
 	_, err := Run(ctx, Config{Env: "production", Messages: 10}, nil)
@@ -174,5 +179,87 @@ func TestConfigValidate(t *testing.T) {
 		if err := cfg.validate(); err == nil {
 			t.Errorf("%s: validate() = nil", name)
 		}
+	}
+}
+
+// TestIncidentQuarantine plugs in a quarantine step (the control plane's stop
+// and purge, with a stand-in for automatic detection that quarantines the
+// first conversation at once) and checks that the purged messages close the
+// accounting.
+func TestIncidentQuarantine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts NATS and Postgres")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Config{
+		Scenario: ScenarioIncident, Messages: 20000, InvalidRatio: -1, TrickleRate: 50, Baseline: -1,
+		Quarantine: func(qt QuarantineTarget) Quarantiner {
+			return firstQuarantined{Quarantiner: ControlQuarantine(200 * time.Millisecond)(qt), conv: "incident-c0"}
+		},
+		DataDir: tempDataDir(t), Timeout: time.Minute,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Quarantine != QuarantineOn {
+		t.Errorf("quarantine %q", rep.Quarantine)
+	}
+	m := rep.Modes[0]
+	if !m.AccountingExact {
+		t.Fatalf("accounting not exact: %+v", m.Accounting)
+	}
+	if len(m.Quarantine) != 1 || m.Quarantine[0].Conversation != "incident-c0" {
+		t.Fatalf("quarantine events %+v", m.Quarantine)
+	}
+	for _, a := range m.Accounting {
+		if a.Conversation == "incident-c0" && a.Purged == 0 {
+			t.Errorf("incident-c0: nothing purged: %+v", a)
+		}
+		if a.Conversation != "incident-c0" && a.Purged != 0 {
+			t.Errorf("%s purged: %+v", a.Conversation, a)
+		}
+	}
+}
+
+type firstQuarantined struct {
+	Quarantiner
+	conv string
+}
+
+func (f firstQuarantined) Quarantined(_ context.Context, _, conversation string) (bool, error) {
+	return conversation == f.conv, nil
+}
+
+// TestFenceRecordedProduction: a target whose NATS records environment
+// production is refused, whatever SLUICE_ENV says, unless allowed.
+func TestFenceRecordedProduction(t *testing.T) {
+	ns, err := natsrv.Start(natsrv.Config{Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { natsrv.Stop(ns) })
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := control.CheckEnv(ctx, js, nil, control.EnvProduction, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkFence(ctx, "", js, nil, false); !errors.Is(err, ErrProduction) {
+		t.Errorf("recorded production: %v, want ErrProduction", err)
+	}
+	if env, err := checkFence(ctx, "", js, nil, true); err != nil || env != control.EnvProduction {
+		t.Errorf("recorded production, allowed: %q, %v", env, err)
+	}
+	_, err = Run(ctx, Config{NATSURL: ns.ClientURL(), Env: "staging", Messages: 10}, nil)
+	if !errors.Is(err, ErrProduction) {
+		t.Errorf("Run against recorded production: %v, want ErrProduction", err)
 	}
 }

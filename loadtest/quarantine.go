@@ -1,38 +1,102 @@
 package loadtest
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/control"
+)
 
 // Quarantiner is the quarantine step of an incident run. The run polls
 // Quarantined for each burst conversation once a second; once a
 // conversation is quarantined, the run records when and how many of its
 // messages were processed before, then calls Stop, which stops the
 // conversation and purges its queued messages, returning how many were
-// purged (they count as purged in the accounting).
-//
-// No implementation ships yet: conversation stop with purge is being built
-// in orchestrator/control. A run without one reports quarantine "not
-// available".
+// purged (they count as purged in the accounting). Once the whole burst is
+// published the run calls Stop again for each quarantined conversation, to
+// purge what was published after the first stop; a stop is repeatable.
 type Quarantiner interface {
 	Quarantined(ctx context.Context, tenant, conversation string) (bool, error)
 	Stop(ctx context.Context, tenant, conversation string) (purged int64, err error)
 }
 
+// QuarantineTarget is what a Quarantiner may act on: the mode's NATS and
+// control plane.
+type QuarantineTarget struct {
+	JS      jetstream.JetStream
+	Control *control.Store
+}
+
 // Quarantine states of the report.
 const (
+	// QuarantineNotAvailable: no quarantine step was given (the workers do
+	// not quarantine conversations automatically yet), or the target is a
+	// running sluice.
 	QuarantineNotAvailable = "not available"
-	QuarantineOff          = "off"
-	QuarantineOn           = "on"
+	// QuarantineOff: a comparison, which always runs without quarantine.
+	QuarantineOff = "off"
+	// QuarantineOn: the step ran; see each mode's quarantine_events.
+	QuarantineOn = "on"
 )
 
-// quarantineFor returns the quarantiner of a run (nil in comparisons) and
-// the report's state.
-func quarantineFor(cfg *Config) (Quarantiner, string) {
+// quarantineState is the report's quarantine state of cfg.
+func quarantineState(cfg *Config) string {
 	switch {
 	case cfg.Compare:
-		return nil, QuarantineOff
-	case cfg.Quarantine == nil:
-		return nil, QuarantineNotAvailable
+		return QuarantineOff
+	case cfg.Quarantine == nil || cfg.NATSURL != "":
+		return QuarantineNotAvailable
 	default:
-		return cfg.Quarantine, QuarantineOn
+		return QuarantineOn
 	}
+}
+
+// ControlQuarantine is the Quarantiner of sluice's control plane: a
+// conversation is quarantined when its state is quarantined; Stop sets it
+// stopped (every worker stops fetching it within a second), waits settle
+// for sends already begun (control.DefaultStopSettle when 0), then purges its
+// queued messages (orchestrator.PurgeConversation), as POST
+// /v1/admin/conversations/{tenant}/{id}/stop does.
+func ControlQuarantine(settle time.Duration) func(QuarantineTarget) Quarantiner {
+	if settle == 0 {
+		settle = control.DefaultStopSettle
+	}
+	return func(t QuarantineTarget) Quarantiner { return &controlQuarantine{t: t, settle: settle} }
+}
+
+type controlQuarantine struct {
+	t       QuarantineTarget
+	settle  time.Duration
+	stopped map[string]bool
+}
+
+func (q *controlQuarantine) Quarantined(ctx context.Context, tenant, conversation string) (bool, error) {
+	st, err := q.t.Control.Conversation(ctx, tenant, conversation)
+	if err != nil {
+		return false, err
+	}
+	return st.Value.State == control.StateQuarantined, nil
+}
+
+func (q *controlQuarantine) Stop(ctx context.Context, tenant, conversation string) (int64, error) {
+	if q.stopped == nil {
+		q.stopped = map[string]bool{}
+	}
+	if !q.stopped[conversation] {
+		_, err := q.t.Control.SetConversation(ctx, tenant, conversation,
+			control.ConversationStatus{State: control.StateStopped, Reason: "sluice loadtest: stopped after quarantine"}, "sluice loadtest")
+		if err != nil {
+			return 0, fmt.Errorf("loadtest: stop %s/%s: %w", tenant, conversation, err)
+		}
+		q.stopped[conversation] = true
+		if err := sleep(ctx, q.settle); err != nil {
+			return 0, err
+		}
+	}
+	n, err := orchestrator.PurgeConversation(ctx, q.t.JS, tenant, conversation)
+	return int64(n), err
 }

@@ -34,7 +34,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	if logger == nil {
 		logger = discardLogger()
 	}
-	q, qstate := quarantineFor(&cfg)
+	qstate := quarantineState(&cfg)
 	rep := &Report{
 		Scenario: cfg.Scenario, Seed: cfg.Seed, Messages: cfg.Messages, Conversations: cfg.Conversations,
 		InvalidRatio: cfg.InvalidRatio, TrickleRate: cfg.TrickleRate, BaselineSecs: cfg.Baseline.Seconds(),
@@ -50,9 +50,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	start := time.Now()
 	var err error
 	if cfg.NATSURL != "" {
-		err = runTarget(ctx, &cfg, rep, q, logger)
+		err = runTarget(ctx, &cfg, rep, logger)
 	} else {
-		err = runStack(ctx, &cfg, rep, q, logger)
+		err = runStack(ctx, &cfg, rep, logger)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	rep.AccountingExact = len(rep.Modes) > 0
@@ -67,9 +67,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 }
 
 // runStack runs every mode on the self-contained stack.
-func runStack(ctx context.Context, cfg *Config, rep *Report, q Quarantiner, logger *slog.Logger) error {
+func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger) error {
 	rep.Target = "self-contained (embedded NATS, local Postgres, node with worker and API, " + cfg.Sinks + " sinks)"
-	env, err := checkFence(ctx, cfg.Env, nil, cfg.AllowProduction)
+	env, err := checkFence(ctx, cfg.Env, nil, nil, cfg.AllowProduction)
 	rep.Env = env
 	if err != nil {
 		return err
@@ -100,13 +100,16 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, q Quarantiner, logg
 		// A tag per mode keeps ids distinct; each mode has fresh streams and
 		// a fresh database anyway.
 		sc := newScenario(cfg, "")
-		origin := time.Now()
-		lat := newLatency(sc.TrickleConversation(), origin)
+		lat := newLatency(sc.TrickleConversation(), time.Now())
 		ms, err := st.startMode(ctx, cfg, m, lat)
 		if err != nil {
 			return fmt.Errorf("loadtest: mode %s: %w", m, err)
 		}
-		mr, err := runMode(ctx, cfg, string(m), n, sc, lat, origin, ms.ns.ClientURL(), ms, q, ms.node.Registry)
+		var q Quarantiner
+		if cfg.Quarantine != nil && !cfg.Compare {
+			q = cfg.Quarantine(QuarantineTarget{JS: ms.node.JS, Control: ms.node.Control})
+		}
+		mr, err := runMode(ctx, cfg, string(m), n, sc, lat, ms.ns.ClientURL(), ms, q, ms.node.Registry)
 		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		ms.stop(sctx, logger)
 		cancel()
@@ -122,7 +125,7 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, q Quarantiner, logg
 }
 
 // runTarget runs one mode against a running sluice.
-func runTarget(ctx context.Context, cfg *Config, rep *Report, q Quarantiner, logger *slog.Logger) error {
+func runTarget(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger) error {
 	rep.Target = redactURL(cfg.NATSURL)
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("sluice-loadtest"))
 	if err != nil {
@@ -132,21 +135,6 @@ func runTarget(ctx context.Context, cfg *Config, rep *Report, q Quarantiner, log
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
-	}
-	env, err := checkFence(ctx, cfg.Env, js, cfg.AllowProduction)
-	rep.Env = env
-	if err != nil {
-		return err
-	}
-	rep.Notes = append(rep.Notes,
-		"running target: the sinks' ledgers are not available; delivered is the workers' delivery_counts tally (at least once: a redelivery after a lost ack counts twice)",
-		"running target: transactional latency is not measured (no provider hook); error-log rows are counted from the database at the end, not sampled over time")
-	run := "-" + strconv.FormatInt(time.Now().Unix()%1_000_000, 36)
-	sc := newScenario(cfg, run)
-	origin := time.Now()
-	mode := "target"
-	if len(cfg.Modes) == 1 && cfg.Modes[0] != errorlog.ModeFull {
-		rep.Notes = append(rep.Notes, "Modes is not applied to a running target; set its mode with sluice ctl errorlog set")
 	}
 	var pool *pgxpool.Pool
 	if cfg.DatabaseURL != "" {
@@ -158,8 +146,22 @@ func runTarget(ctx context.Context, cfg *Config, rep *Report, q Quarantiner, log
 	} else {
 		rep.Notes = append(rep.Notes, "no DatabaseURL: accounting and error-log rows not read")
 	}
+	env, err := checkFence(ctx, cfg.Env, js, pool, cfg.AllowProduction)
+	rep.Env = env
+	if err != nil {
+		return err
+	}
+	rep.Notes = append(rep.Notes,
+		"running target: the sinks' ledgers are not available; delivered is the workers' delivery_counts tally (at least once: a redelivery after a lost ack counts twice)",
+		"running target: transactional latency is not measured (no provider hook); error-log rows are counted from the database at the end, not sampled over time")
+	run := "-" + strconv.FormatInt(time.Now().Unix()%1_000_000, 36)
+	sc := newScenario(cfg, run)
+	mode := "target"
+	if len(cfg.Modes) == 1 && cfg.Modes[0] != errorlog.ModeFull {
+		rep.Notes = append(rep.Notes, "Modes is not applied to a running target; set its mode with sluice ctl errorlog set")
+	}
 	tgt := &targetDB{pool: pool}
-	mr, err := runMode(ctx, cfg, mode, cfg.Messages, sc, nil, origin, cfg.NATSURL, tgt, q, nil)
+	mr, err := runMode(ctx, cfg, mode, cfg.Messages, sc, nil, cfg.NATSURL, tgt, nil, nil)
 	if mr != nil {
 		rep.Modes = append(rep.Modes, *mr)
 	}
@@ -193,7 +195,7 @@ func (t *targetDB) db() *pgxpool.Pool           { return t.pool }
 func (t *targetDB) deliveredCount(string) int64 { return -1 }
 
 // runMode publishes one burst with the trickle and measures it.
-func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario, lat *latency, origin time.Time, natsURL string, sys system, q Quarantiner, reg prometheus.Gatherer) (*ModeReport, error) {
+func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario, lat *latency, natsURL string, sys system, q Quarantiner, reg prometheus.Gatherer) (*ModeReport, error) {
 	mr := &ModeReport{Mode: mode, Messages: n}
 	mr.PeakRSSReset = resetPeakRSS()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -297,11 +299,16 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 		if err != nil {
 			return
 		}
+		// Published counts publish calls; those still unacknowledged may not
+		// be in the stream yet, so they are not processed either. Read the
+		// count before the pending: an undercount, never an overcount.
 		pub := published.Load()
-		processed := pub - rem
+		acked := pub - int64(pubJS.PublishAsyncPending())
+		processed := max(acked-rem, 0)
 		rows := errorRows()
 		g := runtime.NumGoroutine()
 		sampleMu.Lock()
+		processed = max(processed, lastProcessed)
 		t := now.Sub(modeStart).Seconds()
 		procRate := float64(processed - lastProcessed)
 		pubRate := float64(pub - lastPublished)
@@ -390,7 +397,7 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 			}
 			if q != nil && time.Since(lastQ) >= time.Second {
 				lastQ = time.Now()
-				for _, c := range sc.convs {
+				for k, c := range sc.convs {
 					if quarantined[c] {
 						continue
 					}
@@ -399,7 +406,8 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 						continue
 					}
 					quarantined[c] = true
-					ev := QuarantineEvent{Conversation: c, AfterSeconds: time.Since(burstStart).Seconds(), ProcessedBefore: accepted[c] - int64(per[c])}
+					ev := QuarantineEvent{Conversation: c, AfterSeconds: time.Since(burstStart).Seconds(),
+						ProcessedBefore: max(0, publishedTo(k, len(sc.convs), published.Load()-int64(pubJS.PublishAsyncPending()))-int64(per[c]))}
 					p, err := q.Stop(gctx, Tenant, c)
 					if err != nil {
 						return fmt.Errorf("stop quarantined conversation %s: %w", c, err)
@@ -408,7 +416,25 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 					qevents = append(qevents, ev)
 				}
 			}
-			if published.Load() == int64(n) && rem == 0 {
+			// A stopped conversation's messages stay queued until purged:
+			// they are not waited for, and once the whole burst is
+			// published a last stop purges what came after the first.
+			for c := range quarantined {
+				rem -= int64(per[c])
+			}
+			if published.Load() == int64(n) && pubJS.PublishAsyncPending() == 0 && rem == 0 {
+				for c := range quarantined {
+					p, err := q.Stop(gctx, Tenant, c)
+					if err != nil {
+						return fmt.Errorf("purge quarantined conversation %s: %w", c, err)
+					}
+					purged[c] += p
+					for i := range qevents {
+						if qevents[i].Conversation == c {
+							qevents[i].Purged += p
+						}
+					}
+				}
 				mr.DrainSeconds = time.Since(burstStart).Seconds()
 				return nil
 			}
@@ -486,6 +512,12 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 		mr.ErrorRowsPerSec = float64(mr.ErrorRowsWritten) / mr.DrainSeconds
 	}
 	return mr, nil
+}
+
+// publishedTo is how many of the first p burst messages went to
+// conversation k of convs (message i goes to conversation i mod convs).
+func publishedTo(k, convs int, p int64) int64 {
+	return max(0, (p-int64(k)+int64(convs)-1)/int64(convs))
 }
 
 // runTrickle publishes transactional messages at rate per second until ctx

@@ -54,6 +54,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&cfg.Env, "env", env("SLUICE_ENV", ""), "the target's environment; production is refused without --allow-production")
 	fs.BoolVar(&cfg.AllowProduction, "allow-production", false, "allow a target whose environment is production")
 	fs.DurationVar(&cfg.Timeout, "timeout", 6*time.Hour, "bound on the drain of one mode")
+	quarantine := fs.String("quarantine", "none", "quarantine step of the incident run: none, or control (stop and purge each conversation the control plane marks quarantined; the workers do not quarantine automatically yet)")
 	reportDir := fs.String("report", "loadtest-report", "directory for report.json and report.html")
 	verbose := fs.Bool("v", false, "log the stack's warnings on stderr")
 	if err := parse(fs, args); err != nil {
@@ -72,6 +73,13 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if cfg.Baseline == 0 {
 		cfg.Baseline = -1
+	}
+	switch *quarantine {
+	case "none":
+	case "control":
+		cfg.Quarantine = loadtest.ControlQuarantine(0)
+	default:
+		return fmt.Errorf("loadtest: --quarantine %q: want none or control", *quarantine)
 	}
 	var logger *slog.Logger
 	if *verbose {
