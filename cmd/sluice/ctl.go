@@ -40,6 +40,19 @@ commands:
   errors top [--window 5m] [--limit 20]
                                  the conversations with the most undeliverable
                                  messages over the window, with their reasons
+  conversation pause|resume|stop TENANT ID [--reason TEXT]
+                                 pause (queued messages wait), resume (also
+                                 ends a quarantine) or stop a conversation;
+                                 stop is final and purges its queued messages,
+                                 counted as purged
+  conversation show TENANT ID    a conversation's control state
+  conversation list [--state paused|quarantined|stopped|active]
+                                 conversations whose state was set
+  intake show|pause|resume       while intake is paused the API answers 503
+                                 with Retry-After; workers keep draining
+  channel list                   each channel, enabled or disabled
+  channel disable|enable NAME    a disabled channel's messages wait (email,
+                                 sms or push); they are not failed
   apikey ...                     manage API keys (sluice ctl apikey -h)
 
 flags, before or after the command:
@@ -106,6 +119,16 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return ctlErrorLogSet(ctx, o, name, cmd[2:], stdout, stderr)
 	case "errors top":
 		return ctlErrorsTop(ctx, o, name, cmd[2:], stdout, stderr)
+	case "conversation pause", "conversation resume", "conversation stop", "conversation show":
+		return ctlConversation(ctx, o, name, sub, cmd[2:], stdout, stderr)
+	case "conversation list":
+		return ctlConversationList(ctx, o, name, cmd[2:], stdout, stderr)
+	case "intake show", "intake pause", "intake resume":
+		return ctlIntake(ctx, o, name, sub, cmd[2:], stdout, stderr)
+	case "channel list":
+		return ctlChannelList(ctx, o, name, cmd[2:], stdout, stderr)
+	case "channel disable", "channel enable":
+		return ctlChannel(ctx, o, name, sub, cmd[2:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "sluice ctl: unknown command %q\n\n%s", strings.TrimSpace(cmd[0]+" "+sub), ctlUsage)
 		return errUsage
@@ -337,5 +360,200 @@ func writeIndented(w io.Writer, body []byte) error {
 	}
 	buf.WriteByte('\n')
 	_, err := buf.WriteTo(w)
+	return err
+}
+
+func ctlConversation(ctx context.Context, o *ctlOptions, name, verb string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(name, stderr)
+	o.register(fs)
+	reason := fs.String("reason", "", "why, recorded with the change")
+	pos, err := parseCommand(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		fmt.Fprintf(stderr, "usage: sluice %s TENANT ID\n", name)
+		return errUsage
+	}
+	path := "/v1/admin/conversations/" + url.PathEscape(pos[0]) + "/" + url.PathEscape(pos[1])
+	method := http.MethodGet
+	var req []byte
+	if verb != "show" {
+		method, path = http.MethodPost, path+"/"+verb
+		if req, err = json.Marshal(map[string]string{"reason": *reason}); err != nil {
+			return err
+		}
+	} else if *reason != "" {
+		fmt.Fprintf(stderr, "sluice %s: --reason is for changes\n", name)
+		return errUsage
+	}
+	body, err := o.call(ctx, method, path, req)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeIndented(stdout, body)
+	}
+	var ci control.ConversationInfo
+	if err := json.Unmarshal(body, &ci); err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	switch {
+	case verb == "show":
+		return printConversations(stdout, []control.ConversationInfo{ci})
+	case ci.Purged != nil:
+		_, err = fmt.Fprintf(stdout, "conversation %s/%s: %s -> %s, %d queued messages purged\n", ci.Tenant, ci.Conversation, ci.Previous, ci.State, *ci.Purged)
+	default:
+		_, err = fmt.Fprintf(stdout, "conversation %s/%s: %s -> %s\n", ci.Tenant, ci.Conversation, ci.Previous, ci.State)
+	}
+	return err
+}
+
+func ctlConversationList(ctx context.Context, o *ctlOptions, name string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(name, stderr)
+	o.register(fs)
+	state := fs.String("state", "", "only this state: paused, quarantined, stopped or active")
+	if pos, err := parseCommand(fs, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		fmt.Fprintf(stderr, "sluice %s: unexpected arguments %q\n", name, pos)
+		return errUsage
+	}
+	path := "/v1/admin/conversations"
+	if *state != "" {
+		path += "?" + url.Values{"state": {*state}}.Encode()
+	}
+	body, err := o.call(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeIndented(stdout, body)
+	}
+	var l control.ConversationList
+	if err := json.Unmarshal(body, &l); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	if len(l.Conversations) == 0 {
+		_, err := fmt.Fprintln(stdout, "no conversations")
+		return err
+	}
+	return printConversations(stdout, l.Conversations)
+}
+
+func printConversations(w io.Writer, list []control.ConversationInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TENANT\tCONVERSATION\tSTATE\tBY\tAT\tREASON")
+	for _, c := range list {
+		at := "-"
+		if c.UpdatedAt != nil {
+			at = c.UpdatedAt.Local().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Tenant, c.Conversation, c.State, cmp.Or(c.UpdatedBy, "-"), at, c.Reason)
+	}
+	return tw.Flush()
+}
+
+func ctlIntake(ctx context.Context, o *ctlOptions, name, verb string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(name, stderr)
+	o.register(fs)
+	if pos, err := parseCommand(fs, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		fmt.Fprintf(stderr, "sluice %s: unexpected arguments %q\n", name, pos)
+		return errUsage
+	}
+	method := http.MethodGet
+	var req []byte
+	if verb != "show" {
+		method = http.MethodPut
+		req, _ = json.Marshal(map[string]bool{"paused": verb == "pause"})
+	}
+	body, err := o.call(ctx, method, "/v1/admin/intake", req)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeIndented(stdout, body)
+	}
+	var ii control.IntakeInfo
+	if err := json.Unmarshal(body, &ii); err != nil {
+		return fmt.Errorf("%s /v1/admin/intake: %w", method, err)
+	}
+	state := "running"
+	if ii.Paused {
+		state = "paused (the API answers 503 to new activations)"
+	}
+	if ii.UpdatedAt != nil {
+		state += fmt.Sprintf(", since %s by %s", ii.UpdatedAt.Local().Format(time.RFC3339), ii.UpdatedBy)
+	}
+	_, err = fmt.Fprintf(stdout, "intake: %s\n", state)
+	return err
+}
+
+func ctlChannelList(ctx context.Context, o *ctlOptions, name string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(name, stderr)
+	o.register(fs)
+	if pos, err := parseCommand(fs, args); err != nil {
+		return err
+	} else if len(pos) != 0 {
+		fmt.Fprintf(stderr, "sluice %s: unexpected arguments %q\n", name, pos)
+		return errUsage
+	}
+	body, err := o.call(ctx, http.MethodGet, "/v1/admin/channels", nil)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeIndented(stdout, body)
+	}
+	var l control.ChannelList
+	if err := json.Unmarshal(body, &l); err != nil {
+		return fmt.Errorf("GET /v1/admin/channels: %w", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHANNEL\tSTATE\tBY\tAT")
+	for _, c := range l.Channels {
+		state, at := "enabled", "-"
+		if c.Disabled {
+			state = "disabled"
+		}
+		if c.UpdatedAt != nil {
+			at = c.UpdatedAt.Local().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Channel, state, cmp.Or(c.UpdatedBy, "-"), at)
+	}
+	return tw.Flush()
+}
+
+func ctlChannel(ctx context.Context, o *ctlOptions, name, verb string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet(name, stderr)
+	o.register(fs)
+	pos, err := parseCommand(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(stderr, "usage: sluice %s email|sms|push\n", name)
+		return errUsage
+	}
+	path := "/v1/admin/channels/" + url.PathEscape(pos[0])
+	req, _ := json.Marshal(map[string]bool{"disabled": verb == "disable"})
+	body, err := o.call(ctx, http.MethodPut, path, req)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return writeIndented(stdout, body)
+	}
+	var ci control.ChannelInfo
+	if err := json.Unmarshal(body, &ci); err != nil {
+		return fmt.Errorf("PUT %s: %w", path, err)
+	}
+	state := "enabled"
+	if ci.Disabled {
+		state = "disabled: its messages wait in the queue"
+	}
+	_, err = fmt.Fprintf(stdout, "channel %s %s\n", ci.Channel, state)
 	return err
 }
