@@ -194,6 +194,11 @@ func (s *server) setup() error {
 	if s.admin, err = pgxpool.New(ctx, s.base.String()); err != nil {
 		return err
 	}
+	if s.cluster == nil {
+		if err := s.refuseProduction(ctx); err != nil {
+			return err
+		}
+	}
 	if err := s.create(ctx, s.template, ""); err != nil {
 		return err
 	}
@@ -205,6 +210,45 @@ func (s *server) setup() error {
 	tpl.Close()
 	if err != nil {
 		return fmt.Errorf("migrate template database: %w", err)
+	}
+	return nil
+}
+
+// EnvAllowProduction names the variable (set to 1) that lets the tests run on
+// a server one of whose databases belongs to production.
+const EnvAllowProduction = "SLUICE_TEST_ALLOW_PRODUCTION"
+
+// refuseProduction is the environment fence of the tests: on a server given by
+// EnvURL it looks in every database it can connect to for the environment
+// sluice recorded there (sluice_meta, key env) and refuses a production
+// server unless EnvAllowProduction is 1. Databases it cannot read are
+// skipped.
+func (s *server) refuseProduction(ctx context.Context) error {
+	if os.Getenv(EnvAllowProduction) == "1" {
+		return nil
+	}
+	rows, err := s.admin.Query(ctx, `SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate`)
+	if err != nil {
+		return fmt.Errorf("list databases: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list databases: %w", err)
+	}
+	for _, name := range names {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, err := pgx.Connect(cctx, s.dbURL(name))
+		if err != nil {
+			cancel()
+			continue
+		}
+		var env string
+		_ = conn.QueryRow(cctx, `SELECT value FROM sluice_meta WHERE key = 'env'`).Scan(&env)
+		conn.Close(cctx)
+		cancel()
+		if env == "production" {
+			return fmt.Errorf("%s points at a server whose database %q belongs to production (sluice_meta env); refusing to run tests there (set %s=1 to override)", EnvURL, name, EnvAllowProduction)
+		}
 	}
 	return nil
 }

@@ -208,3 +208,23 @@ func TestExternalChild(t *testing.T) {
 	}
 	fmt.Printf("CHILD_DB=%s\n", db.Name)
 }
+
+// TestRefuseProduction: a server holding a database that sluice recorded as
+// production is refused unless overridden.
+func TestRefuseProduction(t *testing.T) {
+	db := New(t)
+	if err := current.refuseProduction(t.Context()); err != nil {
+		t.Fatalf("no production database, refused: %v", err)
+	}
+	if _, err := db.Pool.Exec(t.Context(), `INSERT INTO sluice_meta (key, value) VALUES ('env', 'production')`); err != nil {
+		t.Fatal(err)
+	}
+	err := current.refuseProduction(t.Context())
+	if err == nil || !strings.Contains(err.Error(), db.Name) || !strings.Contains(err.Error(), EnvAllowProduction) {
+		t.Fatalf("production database: %v", err)
+	}
+	t.Setenv(EnvAllowProduction, "1")
+	if err := current.refuseProduction(t.Context()); err != nil {
+		t.Fatalf("override: %v", err)
+	}
+}
