@@ -36,6 +36,9 @@ type Controls struct {
 	mu       sync.RWMutex
 	convs    map[string]control.ConversationState // by "<tenant>.<conversation>", only those not active
 	disabled map[dispatch.Channel]bool
+	// onActive, when set, learns that a conversation was made active again
+	// (automatic quarantine starts its window over).
+	onActive func(tenant, conversation string)
 }
 
 func newControls() *Controls {
@@ -45,12 +48,18 @@ func newControls() *Controls {
 // SetConversation records a conversation's state.
 func (c *Controls) SetConversation(tenant, conversation string, st control.ConversationState) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	key := tenant + "." + conversation
+	_, wasHeld := c.convs[key]
 	if st == control.StateActive || st == "" {
-		delete(c.convs, tenant+"."+conversation)
-		return
+		delete(c.convs, key)
+	} else {
+		c.convs[key] = st
 	}
-	c.convs[tenant+"."+conversation] = st
+	onActive := c.onActive
+	c.mu.Unlock()
+	if wasHeld && (st == control.StateActive || st == "") && onActive != nil {
+		onActive(tenant, conversation)
+	}
 }
 
 // SetChannel records whether a channel is disabled.

@@ -26,6 +26,7 @@ type metrics struct {
 	bulkConsumers   prometheus.Gauge
 	consumerChanges *prometheus.CounterVec
 	held            *prometheus.CounterVec
+	quarantined     prometheus.Counter
 }
 
 // HeldChannelDisabled is the reason label of sluice_orchestrator_held_total
@@ -70,7 +71,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Namespace: "sluice", Subsystem: "orchestrator", Name: "held_total",
 		Help: "Fetched activations put back unprocessed because their conversation is not active or their channel is disabled, by lane and reason; not an outcome.",
 	}, []string{"lane", "reason"})
-	for _, c := range []prometheus.Collector{m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.consumerChanges} {
+	m.quarantined = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "sluice", Subsystem: "orchestrator", Name: "quarantines_total",
+		Help: "Conversations this worker quarantined automatically because too many of their recent messages had invalid addresses.",
+	})
+	for _, c := range []prometheus.Collector{m.quarantined, m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.consumerChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -38,6 +38,8 @@ type pipeline struct {
 	// controls, when set, holds the messages of conversations that are not
 	// active and of disabled channels.
 	controls *Controls
+	// quarantine, when set, watches each conversation's invalid ratio.
+	quarantine *quarantine
 }
 
 // ack is the terminal acknowledgement of an outcome.
@@ -77,10 +79,12 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 		}
 	}
 	if err := dispatch.Validate(ch, a.To); err != nil {
+		p.quarantine.observe(a.Tenant, a.Conversation, true)
 		reason := string(dispatch.ReasonOf(err))
 		p.record(lane, msg, meta, p.event(msg, meta, a, reason, ""), OutcomeInvalid, ackOK)
 		return
 	}
+	p.quarantine.observe(a.Tenant, a.Conversation, false)
 	if p.controls != nil && p.controls.ChannelDisabled(ch) {
 		p.hold(lane, msg, HeldChannelDisabled)
 		if p.unavailable != nil {

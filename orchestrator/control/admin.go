@@ -394,3 +394,38 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
+
+// ActorQuarantine is the actor of automatic quarantines.
+const ActorQuarantine = "quarantine"
+
+// Quarantine sets an active conversation's state to quarantined, with actor
+// "quarantine", audited as every change is, and mirrors the state in
+// Postgres. It reports false, changing nothing, if the conversation is not
+// active (an operator paused or stopped it, or another worker quarantined it
+// first).
+func (s *Store) Quarantine(ctx context.Context, tenant, conversation, reason string) (bool, error) {
+	key, err := ConversationKey(tenant, conversation)
+	if err != nil {
+		return false, err
+	}
+	errNotActive := errors.New("not active")
+	_, _, err = update(ctx, s, conversationKind, key, ActorQuarantine, func(old Setting[ConversationStatus]) (ConversationStatus, error) {
+		if old.Value.State != StateActive {
+			return ConversationStatus{}, errNotActive
+		}
+		return ConversationStatus{State: StateQuarantined, Reason: reason}, nil
+	})
+	if errors.Is(err, errNotActive) {
+		return false, nil
+	}
+	if err != nil && !errors.Is(err, ErrAudit) {
+		return false, err
+	}
+	if s.pool != nil {
+		if _, perr := s.pool.Exec(ctx, `UPDATE conversations SET state = 'quarantined', updated_at = now()
+			WHERE tenant = $1 AND id = $2 AND state = 'active'`, tenant, conversation); perr != nil {
+			s.log.Warn("quarantine applied but not recorded in Postgres", "tenant", tenant, "conversation", conversation, "err", perr)
+		}
+	}
+	return true, err
+}

@@ -64,6 +64,9 @@ type Config struct {
 	// StopSettle is how long a conversation stop waits for the workers
 	// before purging (control.OpsConfig.StopSettle). Default 2s.
 	StopSettle time.Duration
+	// Quarantine configures automatic quarantine in the worker role; its
+	// zero value (Ratio 0) turns it off.
+	Quarantine orchestrator.QuarantineConfig
 	// Collectors are registered on the node's registry (provider breakers).
 	Collectors []prometheus.Collector
 }
@@ -196,6 +199,23 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		}
 		// Conversation states and channel switches reach the lanes within
 		// a second of a change made anywhere.
+		// A conversation whose recent messages are mostly invalid is
+		// quarantined for the whole fleet: every worker stops fetching it
+		// within a second, and an operator resumes or stops it.
+		err = n.Service.SetQuarantine(cfg.Quarantine, func(tenant, conv, reason string, ratio float64) {
+			qctx, cancel := context.WithTimeout(watchCtx, 10*time.Second)
+			defer cancel()
+			changed, err := n.Control.Quarantine(qctx, tenant, conv, reason)
+			switch {
+			case err != nil:
+				logger.Error("automatic quarantine failed", "tenant", tenant, "conversation", conv, "invalid_ratio", ratio, "err", err)
+			case changed:
+				logger.Warn("conversation quarantined", "tenant", tenant, "conversation", conv, "invalid_ratio", ratio, "reason", reason)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
 		// The lanes start once the current states are known, so that a
 		// paused conversation is not fetched by a worker just started.
 		ctl := n.Service.Controls()

@@ -99,12 +99,16 @@ func config(natsURL string, db *pgtest.DB, rec *recorder, env string) node.Confi
 	return cfg
 }
 
-func setup(t *testing.T, delay time.Duration) *bundle {
+func setup(t *testing.T, delay time.Duration, opts ...func(*node.Config)) *bundle {
 	t.Helper()
 	_, url := natstest.Start(t)
 	db := pgtest.New(t)
 	rec := &recorder{delay: delay, byID: map[string]int{}, conv: map[string]int{}}
-	n, err := node.Start(t.Context(), config(url, db, rec, control.EnvDev), quietLogger(t))
+	cfg := config(url, db, rec, control.EnvDev)
+	for _, o := range opts {
+		o(&cfg)
+	}
+	n, err := node.Start(t.Context(), cfg, quietLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,13 +170,20 @@ func (b *bundle) conversation(t *testing.T, id string, ch dispatch.Channel, lane
 // with an invalid address.
 func (b *bundle) activate(t *testing.T, conv string, ch dispatch.Channel, n, invalidEvery int) {
 	t.Helper()
+	b.activateFunc(t, conv, ch, n, func(i int) bool { return invalidEvery > 0 && i%invalidEvery == 0 })
+}
+
+// activateFunc sends n activations to conv, those for which invalid says so
+// with an invalid address.
+func (b *bundle) activateFunc(t *testing.T, conv string, ch dispatch.Channel, n int, invalid func(i int) bool) {
+	t.Helper()
 	rows := make([]map[string]any, n)
 	for i := range rows {
 		to := fmt.Sprintf("user%d@example.com", i)
 		if ch == dispatch.ChannelSMS {
 			to = fmt.Sprintf("+33612%06d", i)
 		}
-		if invalidEvery > 0 && i%invalidEvery == 0 {
+		if invalid(i) {
 			to = "not-an-address"
 		}
 		rows[i] = map[string]any{"to": to, "vars": map[string]string{"name": "n" + strconv.Itoa(i)}}
@@ -483,6 +494,59 @@ func TestEnvFence(t *testing.T) {
 	}
 	if err := control.CheckEnv(t.Context(), nil, nil, "prod", "test"); !errors.Is(err, control.ErrInvalid) {
 		t.Fatalf("bad env name: %v", err)
+	}
+}
+
+// TestQuarantine: a 90%-invalid conversation is quarantined automatically
+// and listed, while a clean conversation of the same lane is delivered in
+// full; an operator resumes it (it trips again) and stops it, and the
+// accounting identity holds.
+func TestQuarantine(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, func(c *node.Config) {
+		c.Quarantine = orchestrator.QuarantineConfig{Ratio: 0.5, Window: 1000}
+	})
+	b.conversation(t, "bad", dispatch.ChannelEmail, orchestrator.LaneBulk)
+	b.conversation(t, "good", dispatch.ChannelEmail, orchestrator.LaneBulk)
+	const n = 20000
+	b.activateFunc(t, "bad", dispatch.ChannelEmail, n, func(i int) bool { return i%10 != 0 })
+	start := time.Now()
+	b.activate(t, "good", dispatch.ChannelEmail, n, 0)
+
+	var list control.ConversationList
+	waitFor(t, 30*time.Second, "bad quarantined", func() bool {
+		data := b.must(t, "GET", "/v1/admin/conversations?state=quarantined", nil, http.StatusOK)
+		list = control.ConversationList{}
+		return json.Unmarshal(data, &list) == nil && len(list.Conversations) == 1
+	})
+	q := list.Conversations[0]
+	if q.Conversation != "bad" || q.UpdatedBy != control.ActorQuarantine || !strings.Contains(q.Reason, "invalid addresses") {
+		t.Fatalf("quarantined: %+v", q)
+	}
+	waitFor(t, 60*time.Second, "good delivered", func() bool { return b.rec.delivered("good") == n })
+	t.Logf("good: %d delivered in %v beside the quarantined conversation; reason: %s", n, time.Since(start).Round(time.Millisecond), q.Reason)
+	if got := b.metric(t, "sluice_orchestrator_quarantines_total"); got != 1 {
+		t.Fatalf("quarantines_total = %v", got)
+	}
+	time.Sleep(500 * time.Millisecond)
+	c := b.counts(t, "bad")
+	if processed := c.Delivered + c.Invalid; processed > 3000 || b.queued(t, "bad") == 0 {
+		t.Fatalf("bad processed %d of %d after its quarantine", processed, n)
+	}
+
+	// Resumed, it trips again after a fresh window.
+	b.must(t, "POST", "/v1/admin/conversations/acme/bad/resume", nil, http.StatusOK)
+	waitFor(t, 30*time.Second, "bad quarantined again", func() bool {
+		st, err := b.n.Control.Conversation(t.Context(), "acme", "bad")
+		return err == nil && st.Value.State == control.StateQuarantined
+	})
+	b.must(t, "POST", "/v1/admin/conversations/acme/bad/stop", nil, http.StatusOK)
+	waitFor(t, 15*time.Second, "counts at rest", func() bool {
+		c = b.counts(t, "bad")
+		return c.Pending == 0 && c.Delivered == int64(b.rec.delivered("bad"))
+	})
+	if c.Accepted != n || c.Accepted != c.Delivered+c.Invalid+c.Failed+c.Purged || c.Purged == 0 {
+		t.Fatalf("bad: counts %+v", c)
 	}
 }
 
