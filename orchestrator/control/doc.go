@@ -60,5 +60,18 @@
 // a recent window, from the exact per-minute counters in error_counts.
 // [Store.AdminRoutes] serves the error-log mode and the top errors under
 // /v1/admin/, for the API server to mount behind its admin authentication,
-// which names the actor with [WithActor]. `sluice ctl` is their client.
+// which names the actor with [WithActor]. [Store.OpsRoutes] serves the
+// operators' controls under the same prefix: pause, resume and stop a
+// conversation (stop purges its queued messages through
+// [OpsConfig.Purge] and adds them to conversations.purged), list
+// conversations by state, pause and resume intake, disable and enable a
+// channel. [Store.Quarantine] is the automatic quarantine's change. `sluice
+// ctl` is their client.
+//
+// # Environment fence
+//
+// [CheckEnv] records the deployment's environment (SLUICE_ENV) at first
+// start, in Postgres (sluice_meta) and in the bucket (key env), and refuses a
+// process configured for another one, naming both. [RefuseProduction] is the
+// fence of tools that write test data (sluice loadtest, the test helpers).
 package control

@@ -317,7 +317,12 @@ func TestPausedConversationCost(t *testing.T) {
 	for _, c := range []string{big, clean, base} {
 		b.conversation(t, c, dispatch.ChannelEmail, orchestrator.LaneBulk)
 	}
-	const backlog, n = 50000, 5000
+	// SLUICE_PAUSED_BACKLOG sizes the paused backlog (default 50000), to
+	// measure with 1M.
+	backlog, n := 50000, 5000
+	if v, err := strconv.Atoi(os.Getenv("SLUICE_PAUSED_BACKLOG")); err == nil && v >= 10000 {
+		backlog = v / 10000 * 10000
+	}
 
 	start := time.Now()
 	b.activate(t, base, dispatch.ChannelEmail, n, 0)
@@ -339,7 +344,7 @@ func TestPausedConversationCost(t *testing.T) {
 	if b.rec.delivered(big) != 0 || held != 0 {
 		t.Fatalf("the paused conversation was handled: %d delivered, %v held", b.rec.delivered(big), held)
 	}
-	if q := b.queued(t, big); q != backlog {
+	if q := b.queued(t, big); q != uint64(backlog) {
 		t.Fatalf("paused conversation has %d queued, want %d", q, backlog)
 	}
 	if withPaused > 3*baseline+2*time.Second {
