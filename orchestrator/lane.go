@@ -95,14 +95,22 @@ func consumerConfig(name, filter string, c LaneConfig, inactive time.Duration) j
 
 // pool runs a lane's workers over a channel of fetched messages.
 type pool struct {
-	lane   Lane
-	work   chan jetstream.Msg
-	wg     sync.WaitGroup
-	handle func(context.Context, Lane, jetstream.Msg)
+	lane    Lane
+	ackWait time.Duration
+	work    chan held
+	wg      sync.WaitGroup
+	handle  func(context.Context, Lane, jetstream.Msg)
 }
 
-func newPool(lane Lane, workers int, handle func(context.Context, Lane, jetstream.Msg)) *pool {
-	return &pool{lane: lane, work: make(chan jetstream.Msg, workers), handle: handle}
+// held is a fetched message on its way to a worker, kept in progress on the
+// server until its handler returns.
+type held struct {
+	msg  jetstream.Msg
+	stop func()
+}
+
+func newPool(lane Lane, workers int, ackWait time.Duration, handle func(context.Context, Lane, jetstream.Msg)) *pool {
+	return &pool{lane: lane, ackWait: ackWait, work: make(chan held, workers), handle: handle}
 }
 
 // start runs the workers until the work channel is closed; ctx is the
@@ -112,15 +120,22 @@ func (p *pool) start(ctx context.Context, workers int) {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			for msg := range p.work {
-				p.handle(ctx, p.lane, msg)
+			for h := range p.work {
+				p.handle(ctx, p.lane, h.msg)
+				h.stop()
 			}
 		}()
 	}
 }
 
-// submit hands msg to a worker, blocking while all are busy.
-func (p *pool) submit(msg jetstream.Msg) { p.work <- msg }
+// submit hands msg to a worker, blocking while all are busy. From now until
+// its handler returns, the server is told every third of AckWait that msg is
+// in progress, so waiting for a worker and a slow send never cause a
+// redelivery underneath. (Messages still in a fetched batch are not covered:
+// keep FetchBatch × SendTimeout / Workers under AckWait.)
+func (p *pool) submit(msg jetstream.Msg) {
+	p.work <- held{msg: msg, stop: keepInProgress(msg, p.ackWait)}
+}
 
 // close lets the workers finish what was submitted and waits for them.
 func (p *pool) close() {

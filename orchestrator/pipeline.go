@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,6 +41,8 @@ type pipeline struct {
 	controls *Controls
 	// quarantine, when set, watches each conversation's invalid ratio.
 	quarantine *quarantine
+	// tpl, when set, renders each message from its conversation's template.
+	tpl *templates
 }
 
 // ack is the terminal acknowledgement of an outcome.
@@ -99,16 +102,18 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 		p.retry(lane, ch, msg, meta, a, errors.New("no provider for channel "+string(ch)))
 		return
 	}
-	sendCtx, cancel := context.WithTimeout(ctx, p.cfg.SendTimeout)
-	err = prov.Send(sendCtx, &dispatch.Message{
-		ID: a.ID, Tenant: a.Tenant, Conversation: a.Conversation, Channel: ch, To: a.To, Vars: a.Vars,
-	})
-	cancel()
+	m := &dispatch.Message{ID: a.ID, Tenant: a.Tenant, Conversation: a.Conversation, Channel: ch, To: a.To, Vars: a.Vars}
+	if p.tpl != nil {
+		err = p.tpl.render(m)
+	}
+	if err == nil {
+		sendCtx, cancel := context.WithTimeout(ctx, p.cfg.SendTimeout)
+		err = prov.Send(sendCtx, m)
+		cancel()
+	}
 	switch {
 	case err == nil:
-		if err := msg.Ack(); err != nil {
-			p.log.Warn("ack after delivery failed; the message will be redelivered and sent again", "err", err)
-		}
+		p.ackDelivered(ctx, lane, msg)
 		p.m.messages.WithLabelValues(string(lane), string(ch), OutcomeDelivered).Inc()
 		if p.delivered != nil {
 			p.delivered(a.Tenant, a.Conversation, a.Channel)
@@ -156,6 +161,53 @@ func (p *pipeline) hold(lane Lane, msg jetstream.Msg, why string) {
 		p.log.Warn("nak of a held message failed; it is redelivered after AckWait", "err", err)
 	}
 	p.m.held.WithLabelValues(string(lane), why).Inc()
+}
+
+// ackDelivered acknowledges a sent message. On the transactional lane it
+// waits for the server to confirm the ack (DoubleAck): a lost ack there means
+// a second password-reset mail, so the confirmation is worth a round trip;
+// bulk messages take the plain, asynchronous Ack. Either way a failed ack
+// means a redelivery, which the provider's idempotency key lets it drop.
+func (p *pipeline) ackDelivered(ctx context.Context, lane Lane, msg jetstream.Msg) {
+	var err error
+	if lane == LaneTransactional {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = msg.DoubleAck(actx)
+		cancel()
+	} else {
+		err = msg.Ack()
+	}
+	if err != nil {
+		p.log.Warn("ack after delivery failed; the message will be redelivered and sent again with the same idempotency key", "lane", lane, "err", err)
+	}
+}
+
+// keepInProgress tells the server, every third of AckWait, that msg is still
+// being worked on; the returned func stops it.
+func keepInProgress(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
+	every := ackWait / 3
+	var t *time.Timer
+	var mu sync.Mutex
+	stopped := false
+	var tick func()
+	tick = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		_ = msg.InProgress()
+		t.Reset(every)
+	}
+	mu.Lock()
+	t = time.AfterFunc(every, tick)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
 }
 
 // retry NakWithDelays a transient failure, or on the last allowed delivery

@@ -332,3 +332,27 @@ func TestGracefulStopDrains(t *testing.T) {
 		t.Errorf("%d duplicates after a graceful stop at %d/%d, want 0", d, stoppedAt, n)
 	}
 }
+
+// TestSlowSendsAreNotRedelivered: with one worker and sends of 2s, the third
+// message waits 4s for its turn, longer than the 3s AckWait; the worker keeps
+// it in progress on the server, so it is sent once, not twice.
+func TestSlowSendsAreNotRedelivered(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cp := &countingProvider{next: slowProvider(2*time.Second, b.rec)}
+	cfg := orchestrator.Config{SendTimeout: 2500 * time.Millisecond}
+	cfg.Transactional = orchestrator.LaneConfig{Workers: 1, FetchBatch: 1, AckWait: 3 * time.Second, MaxAckPending: 8}
+	b.start(t, b.js, allChannels(cp), cfg)
+	var acts []*orchestrator.Activation
+	for i := range 3 {
+		acts = append(acts, activation(fmt.Sprintf("slow-%d", i), orchestrator.LaneTransactional, "acme", "slow", dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i)))
+	}
+	b.publish(t, acts)
+	waitFor(t, 30*time.Second, "the slow messages to be delivered", func() bool { return b.rec.Ledger.Stats().Unique == 3 })
+	time.Sleep(500 * time.Millisecond) // a redelivery would show up now
+	for _, a := range acts {
+		if n := cp.count(a.ID); n != 1 {
+			t.Errorf("%s sent %d times, want 1", a.ID, n)
+		}
+	}
+}

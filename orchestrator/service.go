@@ -156,9 +156,9 @@ func (s *Service) Start(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.Background())
 	s.cancelFetch, s.cancelWork = cancelFetch, cancelWork
 
-	tp := newPool(LaneTransactional, tc.Workers, s.pipe.handle)
+	tp := newPool(LaneTransactional, tc.Workers, tc.AckWait, s.pipe.handle)
 	tp.start(workCtx, tc.Workers)
-	bp := newPool(LaneBulk, s.cfg.Bulk.Workers, s.pipe.handle)
+	bp := newPool(LaneBulk, s.cfg.Bulk.Workers, s.cfg.Bulk.AckWait, s.pipe.handle)
 	bp.start(workCtx, s.cfg.Bulk.Workers)
 	s.pools = []*pool{tp, bp}
 
@@ -177,7 +177,9 @@ func (s *Service) Start(ctx context.Context) error {
 			s.tally.run(fetchCtx, workCtx, s.cfg.CountsInterval)
 		}()
 	}
-	s.fetchers.Add(4)
+	s.pipe.tpl = newTemplates(s.log)
+	s.fetchers.Add(5)
+	go func() { defer s.fetchers.Done(); s.pipe.tpl.watch(fetchCtx, s.js) }()
 	go func() { defer s.fetchers.Done(); ts.run(fetchCtx, tp) }()
 	go func() { defer s.fetchers.Done(); s.bulk.run(fetchCtx, bp) }()
 	go func() { defer s.fetchers.Done(); s.bulk.discoverLoop(fetchCtx) }()

@@ -29,6 +29,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dbURL := fs.String("database-url", os.Getenv("SLUICE_DATABASE_URL"), "use this Postgres instead of starting a local one")
 	var cfg node.Config
 	laneFlags(fs, &cfg.Pipeline)
+	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/orchestrator"
 )
 
@@ -47,6 +48,21 @@ func laneFlags(fs *flag.FlagSet, cfg *orchestrator.Config) {
 	fs.IntVar(&cfg.Transactional.Workers, "transactional-workers", envInt("SLUICE_TRANSACTIONAL_WORKERS", 0), "concurrent transactional messages (default 16)")
 	fs.IntVar(&cfg.Bulk.Workers, "bulk-workers", envInt("SLUICE_BULK_WORKERS", 0), "concurrent bulk messages (default 32)")
 	fs.DurationVar(&cfg.SendTimeout, "send-timeout", envDuration("SLUICE_SEND_TIMEOUT", 0), "bound on one provider call (default 10s)")
+}
+
+// errorLogModeFlag registers --errorlog-default-mode: the fleet's error-log
+// mode when the control plane has none yet (first start); afterwards `sluice
+// ctl errorlog set` decides.
+func errorLogModeFlag(fs *flag.FlagSet, m *errorlog.Mode) {
+	*m = errorlog.Mode{Name: errorlog.ModeName(env("SLUICE_ERRORLOG_DEFAULT_MODE", string(errorlog.ModeFull)))}
+	fs.Func("errorlog-default-mode", "error-log mode at first start: full, sample, off or sync (env SLUICE_ERRORLOG_DEFAULT_MODE; default full)", func(v string) error {
+		name, err := errorlog.ParseModeName(v)
+		if err != nil {
+			return err
+		}
+		*m = errorlog.Mode{Name: name}
+		return nil
+	})
 }
 
 func envInt(name string, def int) int {

@@ -37,6 +37,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	providers := fs.String("providers", env("SLUICE_PROVIDERS", "sink"), "provider set: 'real' sends through the relay and accounts configured below; 'sink' starts local protocol sinks in this process and sends there (refused with SLUICE_ENV=production)")
 	pcfg := providerFlags(fs)
 	laneFlags(fs, &cfg.Pipeline)
+	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
