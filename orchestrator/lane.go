@@ -23,8 +23,10 @@ type LaneConfig struct {
 	// Default 16 for transactional, 32 for bulk.
 	Workers int
 	// FetchBatch is the most messages one pull request asks for; in the bulk
-	// lane it is also each conversation's turn in the round-robin. Default 64
-	// for transactional, 32 for bulk.
+	// lane it is also each conversation's turn in the round-robin. Default 16
+	// for transactional, 32 for bulk: no more than the workers, so the last
+	// message of a batch waits at most one SendTimeout before it is handed
+	// to a worker and kept in progress.
 	FetchBatch int
 	// AckWait is how long the server waits for an ack before redelivering.
 	// It must cover the worker queue, the send timeout and the error log's
@@ -44,7 +46,7 @@ type LaneConfig struct {
 }
 
 func (c *LaneConfig) setDefaults(l Lane) {
-	def := LaneConfig{Workers: 16, FetchBatch: 64, AckWait: 30 * time.Second, MaxDeliver: 20, MaxAckPending: 1024}
+	def := LaneConfig{Workers: 16, FetchBatch: 16, AckWait: 30 * time.Second, MaxDeliver: 20, MaxAckPending: 1024}
 	if l == LaneBulk {
 		def.Workers, def.FetchBatch, def.MaxAckPending = 32, 32, 256
 	}
