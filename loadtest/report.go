@@ -67,6 +67,12 @@ func Summary(w io.Writer, rep *Report) {
 			m.Mode, m.Messages, m.DrainSeconds, m.MsgsPerSec, ratio, fmtMs(m.TransactionalP50Ms), fmtMs(m.TransactionalP99Ms), base,
 			m.ErrorRowsWritten, float64(m.PeakRSSBytes)/(1<<20), acc)
 	}
+	for _, m := range rep.Modes {
+		for _, q := range m.Quarantine {
+			fmt.Fprintf(w, "%s: %s quarantined %.1fs after activation, %d processed before, %d purged\n",
+				m.Mode, q.Conversation, q.AfterSeconds, q.ProcessedBefore, q.Purged)
+		}
+	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
@@ -190,6 +196,9 @@ Target: {{.R.Target}}. Quarantine: {{.R.Quarantine}}. Machine: {{.R.Machine.CPUs
 {{range .R.Modes}}<h3>{{.Mode}}</h3><table><tr><th>conversation</th><th>accepted</th><th>delivered</th><th>invalid</th><th>failed</th><th>purged</th><th>exact</th></tr>
 {{range .Accounting}}<tr><td>{{.Conversation}}</td><td>{{.Accepted}}</td><td>{{.Delivered}}</td><td>{{.Invalid}}</td><td>{{.Failed}}</td><td>{{.Purged}}</td><td>{{if .Exact}}yes{{else}}<span class="bad">no</span>{{end}}</td></tr>
 {{end}}</table>{{end}}
+{{range .R.Modes}}{{if .Quarantine}}<h2>Quarantine ({{.Mode}})</h2><table><tr><th>conversation</th><th>seconds after activation</th><th>processed before</th><th>purged</th></tr>
+{{range .Quarantine}}<tr><td>{{.Conversation}}</td><td>{{f1 .AfterSeconds}}</td><td>{{.ProcessedBefore}}</td><td>{{.Purged}}</td></tr>
+{{end}}</table>{{end}}{{end}}
 {{if .R.Notes}}<h2>Notes</h2><ul>{{range .R.Notes}}<li>{{.}}</li>{{end}}</ul>{{end}}
 <p>Every figure is in report.json next to this page.</p>
 </body></html>

@@ -89,7 +89,7 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 			return err
 		}
 	}
-	for i, m := range cfg.Modes {
+	for _, m := range cfg.Modes {
 		n := cfg.Messages
 		if m == errorlog.ModeSync && cfg.Compare {
 			n = cfg.SyncMessages
@@ -119,7 +119,6 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 		if err != nil {
 			return fmt.Errorf("loadtest: mode %s: %w", m, err)
 		}
-		_ = i
 	}
 	return nil
 }
@@ -188,7 +187,18 @@ func accountWait(sys system) time.Duration {
 	if _, ok := sys.(*targetDB); ok {
 		return 15 * time.Second
 	}
-	return 0
+	return 3 * time.Second
+}
+
+// tallied reports whether the workers' delivery tally has caught up with
+// the deliveries (the cross-check is read after its last flush).
+func tallied(mr *ModeReport) bool {
+	for _, a := range mr.Accounting {
+		if a.DeliveryCounts < a.Delivered {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *targetDB) db() *pgxpool.Pool           { return t.pool }
@@ -501,7 +511,7 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 		if err := account(ctx, sys, sc, accepted, purged, mr); err != nil {
 			return mr, err
 		}
-		if mr.AccountingExact || time.Now().After(deadline) {
+		if mr.AccountingExact && tallied(mr) || time.Now().After(deadline) {
 			break
 		}
 		if err := sleep(ctx, 250*time.Millisecond); err != nil {

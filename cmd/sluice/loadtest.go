@@ -55,6 +55,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.BoolVar(&cfg.AllowProduction, "allow-production", false, "allow a target whose environment is production")
 	fs.DurationVar(&cfg.Timeout, "timeout", 6*time.Hour, "bound on the drain of one mode")
 	quarantine := fs.String("quarantine", "none", "quarantine step of the incident run: none, or control (stop and purge each conversation the control plane marks quarantined; the workers do not quarantine automatically yet)")
+	maxP99 := fs.Duration("max-tx-p99", 0, "fail (exit 1) if a mode's transactional p99 during the burst exceeds this, for smoke tests; 0: no bound")
 	reportDir := fs.String("report", "loadtest-report", "directory for report.json and report.html")
 	verbose := fs.Bool("v", false, "log the stack's warnings on stderr")
 	if err := parse(fs, args); err != nil {
@@ -105,6 +106,17 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if !rep.AccountingExact {
 		return errors.New("loadtest: accounting is not exact (see the report)")
+	}
+	if *maxP99 > 0 {
+		bound := float64(*maxP99) / float64(time.Millisecond)
+		for _, m := range rep.Modes {
+			if m.TransactionalP99Ms == nil {
+				return fmt.Errorf("loadtest: --max-tx-p99: mode %s has no transactional latency measured", m.Mode)
+			}
+			if *m.TransactionalP99Ms > bound {
+				return fmt.Errorf("loadtest: mode %s: transactional p99 %.1fms during the burst exceeds --max-tx-p99 %v", m.Mode, *m.TransactionalP99Ms, *maxP99)
+			}
+		}
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ func TestLoadtestRefusals(t *testing.T) {
 		wantCode int
 		wantErr  string
 	}{
-		{"production", []string{"--env", "production", "--messages", "10"}, 1, "environment is production"},
+		{"production", []string{"--env", "production", "--messages", "10"}, 1, "refusing to run against production"},
 		{"scenario", []string{"--scenario", "storm"}, 1, `Scenario "storm"`},
 		{"channel", []string{"--channels", "fax"}, 1, `unknown channel "fax"`},
 		{"mode", []string{"--modes", "loud"}, 1, `mode "loud"`},
@@ -43,8 +43,9 @@ func TestLoadtestShortRun(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"loadtest", "--messages", "2000", "--trickle-rate", "50", "--baseline", "500ms", "--report", dir}, nil, &stdout, &stderr)
-	if code != 0 {
+	// A bound no run can meet: the command fails after writing its report.
+	code := run([]string{"loadtest", "--messages", "2000", "--trickle-rate", "50", "--baseline", "500ms", "--max-tx-p99", "1ns", "--report", dir}, nil, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "exceeds --max-tx-p99 1ns") {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 	if !strings.Contains(stdout.String(), "exact") || !strings.Contains(stdout.String(), "quarantine: not available") {
