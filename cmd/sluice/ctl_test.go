@@ -20,7 +20,14 @@ import (
 
 // TestMain lets the tests of this package use pgtest.New. It starts no
 // database by itself: tests that do not call pgtest.New do not wait for one.
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	// The test binary doubles as the sluice binary for tests that need a
+	// process of their own to kill (kill_test.go).
+	if args := os.Getenv(execAsSluice); args != "" {
+		os.Exit(run(strings.Split(args, "\x1f"), os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(pgtest.Main(m))
+}
 
 // ctlKey is the admin key the test API accepts; it names the actor "ops".
 const ctlKey = "test-admin-key"

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/natstest"
+	"github.com/sluicehq/sluice/internal/pgtest"
+	"github.com/sluicehq/sluice/orchestrator"
+)
+
+// execAsSluice, set in a child's environment, makes the test binary run
+// `sluice` with these arguments (separated by \x1f) instead of the tests.
+const execAsSluice = "SLUICE_TEST_EXEC_ARGS"
+
+// startWorker runs `sluice serve --worker` as a separate OS process.
+func startWorker(t *testing.T, natsURL, dbURL string) *exec.Cmd {
+	t.Helper()
+	args := []string{"serve", "--worker", "--nats-url", natsURL, "--database-url", dbURL, "--http-addr", "127.0.0.1:0", "--providers", "sink", "--env", "test"}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), execAsSluice+"="+strings.Join(args, "\x1f"),
+		"SLUICE_ERRORLOG_MASK_KEY=00112233445566778899aabbccddeeff")
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	return cmd
+}
+
+// TestKill9MidFlood floods invalid addresses through a worker process, kills
+// it with SIGKILL mid-flood, starts another, and checks that the error
+// counters end exact: nothing counted twice, nothing lost.
+func TestKill9MidFlood(t *testing.T) {
+	n := 60_000
+	if testing.Short() {
+		n = 20_000
+	}
+	nc, natsURL := natstest.Start(t)
+	db := pgtest.New(t)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2048))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := orchestrator.EnsureStream(ctx, js, orchestrator.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	counted := func() int64 {
+		var c int64
+		if err := db.Pool.QueryRow(ctx, `SELECT coalesce(sum(count), 0)::bigint FROM error_counts`).Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first := startWorker(t, natsURL, db.URL)
+
+	pub := orchestrator.NewPublisher(js)
+	bad := []string{"", "not-an-email", "a@b"}
+	for i := range n {
+		a := &orchestrator.Activation{ID: fmt.Sprintf("k-%d", i), Tenant: "acme", Conversation: fmt.Sprintf("storm-%d", i%4),
+			Lane: orchestrator.LaneBulk, Channel: "email", To: bad[i%len(bad)], EnqueuedAt: time.Now().UTC()}
+		if _, err := pub.PublishAsync(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := pub.Wait(wctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for c := counted(); c < int64(n)/4; c = counted() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first worker counted only %d of %d", c, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	atKill := counted()
+
+	startWorker(t, natsURL, db.URL)
+	deadline = time.Now().Add(3 * time.Minute)
+	for counted() < int64(n) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Redeliveries of messages counted before the kill come back after
+	// AckWait; give them time to be (not) counted again.
+	s, err := js.Stream(ctx, orchestrator.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for time.Now().Before(deadline) {
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := counted(); got != int64(n) {
+		t.Fatalf("after kill -9 at %d counted: %d counted, want exactly %d", atKill, got, n)
+	}
+	t.Logf("kill -9 after %d of %d were counted; the second worker finished, counters exact", atKill, n)
+}
