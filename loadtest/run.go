@@ -45,7 +45,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 		rep.Channels = append(rep.Channels, string(ch))
 	}
 	if qstate == QuarantineNotAvailable {
-		rep.Notes = append(rep.Notes, "quarantine not available: no conversation stop with purge to plug in yet; every invalid message went through the error log")
+		rep.Notes = append(rep.Notes, "quarantine not available: the workers do not quarantine conversations automatically yet (--quarantine control plugs in the control plane's state, stop and purge); every invalid message went through the error log")
 	}
 	start := time.Now()
 	var err error
