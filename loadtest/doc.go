@@ -15,7 +15,7 @@
 //   - mixed: half invalid, spread over email, SMS and push.
 //
 // Sizes, ratios, channels and rates are Config fields (flags of the
-// command); Messages 200000 gives a run of a minute or so.
+// command); Messages 200000 gives a run of about two minutes on two cores.
 //
 // # Target
 //
@@ -28,11 +28,14 @@
 // mode of a comparison gets a fresh NATS server (fresh streams and control
 // bucket) and a fresh database in the same Postgres cluster.
 //
-// With NATSURL the burst goes into a running sluice instead. Then there are
-// no sink ledgers and no provider hook: accounting reads the database's
-// error_counts (DatabaseURL) and cannot see deliveries, transactional latency
-// is not measured, and Compare is refused (modes cannot be run on fresh
-// databases). The report says so in its notes.
+// With NATSURL the burst goes into a running sluice instead, under
+// conversation ids tagged with the run so that earlier runs do not mix in.
+// Then there are no sink ledgers and no provider hook: accounting reads the
+// database (DatabaseURL): error_counts for invalid and failed, and the
+// workers' delivery_counts tally for delivered (at least once, so a
+// redelivery after a lost ack shows as a surplus); transactional latency is
+// not measured, quarantine is not available, and Compare is refused (modes
+// cannot be run on fresh databases). The report says so in its notes.
 //
 // # Measurements
 //
