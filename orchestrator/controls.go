@@ -1,8 +1,14 @@
 package orchestrator
 
 import (
+	"context"
+	"fmt"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/orchestrator/control"
@@ -95,4 +101,39 @@ func (c *Controls) ChannelDisabled(ch dispatch.Channel) bool {
 func (c *Controls) heldSubject(subject string) bool {
 	_, t, conv, ok := SubjectParts(subject)
 	return ok && c.Conversation(t, conv) != control.StateActive
+}
+
+// park moves a held transactional message to its conversation's bulk
+// subject, where it waits without costing the lanes anything (the bulk lane
+// does not fetch a held conversation), and flows in the bulk lane once the
+// conversation is active again: a paused transactional conversation resumes
+// at bulk priority. The copy is published (deduplicated by the original's
+// stream sequence, so a retry after a crash publishes nothing twice) before
+// the original is acknowledged; purging by conversation removes either.
+func (s *Service) park(ctx context.Context, msg jetstream.Msg, a *Activation) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return err
+	}
+	moved := *a
+	moved.Lane = LaneBulk
+	data, err := Encode(&moved)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = s.js.PublishMsg(pctx, &nats.Msg{
+		Subject: Subject(LaneBulk, a.Tenant, a.Conversation),
+		Data:    data,
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{"park:" + strconv.FormatUint(meta.Sequence.Stream, 10)}},
+	})
+	if err != nil {
+		return fmt.Errorf("orchestrator: park %s: %w", msg.Subject(), err)
+	}
+	if err := msg.DoubleAck(pctx); err != nil {
+		// Redelivered and parked again: the copy is deduplicated.
+		return fmt.Errorf("orchestrator: ack parked %s: %w", msg.Subject(), err)
+	}
+	return nil
 }

@@ -41,6 +41,9 @@ type pipeline struct {
 	controls *Controls
 	// quarantine, when set, watches each conversation's invalid ratio.
 	quarantine *quarantine
+	// park, when set, moves a held transactional message to its
+	// conversation's bulk subject.
+	park func(ctx context.Context, msg jetstream.Msg, a *Activation) error
 	// tpl, when set, renders each message from its conversation's template.
 	tpl *templates
 }
@@ -77,7 +80,7 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 	ch := dispatch.Channel(a.Channel)
 	if p.controls != nil {
 		if st := p.controls.Conversation(a.Tenant, a.Conversation); st != control.StateActive {
-			p.hold(lane, msg, string(st))
+			p.hold(ctx, lane, msg, a, string(st))
 			return
 		}
 	}
@@ -89,7 +92,7 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 	}
 	p.quarantine.observe(a.Tenant, a.Conversation, false)
 	if p.controls != nil && p.controls.ChannelDisabled(ch) {
-		p.hold(lane, msg, HeldChannelDisabled)
+		p.hold(ctx, lane, msg, a, HeldChannelDisabled)
 		if p.unavailable != nil {
 			p.unavailable(msg.Subject(), ch)
 		}
@@ -146,21 +149,35 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 }
 
 // hold puts back a message that must wait (its conversation is not active,
-// its channel is disabled) without counting a delivery outcome: at once in
-// the bulk lane, where the conversation is no longer fetched, after
-// holdDelay in the transactional lane, which cannot leave a conversation
-// out.
-func (p *pipeline) hold(lane Lane, msg jetstream.Msg, why string) {
-	var err error
+// its channel is disabled) without counting a delivery outcome. In the bulk
+// lane it is Nak'd: the conversation is no longer fetched, so it waits in the
+// stream at no cost. The transactional lane's single consumer cannot leave a
+// conversation out, and a Nak'd message would hold one of its MaxAckPending
+// slots, so a large paused conversation would starve every other one: there
+// the message is parked, moved to its conversation's bulk subject (see
+// Service.park), and waits there; only if that fails, or if the
+// conversation is stopped (its messages are being purged), is it
+// NakWithDelay'd.
+func (p *pipeline) hold(ctx context.Context, lane Lane, msg jetstream.Msg, a *Activation, why string) {
+	p.m.held.WithLabelValues(string(lane), why).Inc()
 	if lane == LaneBulk {
-		err = msg.Nak()
-	} else {
-		err = msg.NakWithDelay(holdDelay)
+		if err := msg.Nak(); err != nil {
+			p.log.Warn("nak of a held message failed; it is redelivered after AckWait", "err", err)
+		}
+		return
 	}
-	if err != nil {
+	// A stopped conversation's messages are about to be purged: parking
+	// them would race the purge and leave copies behind.
+	if p.park != nil && why != string(control.StateStopped) {
+		err := p.park(ctx, msg, a)
+		if err == nil {
+			return
+		}
+		p.log.Warn("parking a held transactional message failed; it is retried", "err", err)
+	}
+	if err := msg.NakWithDelay(holdDelay); err != nil {
 		p.log.Warn("nak of a held message failed; it is redelivered after AckWait", "err", err)
 	}
-	p.m.held.WithLabelValues(string(lane), why).Inc()
 }
 
 // ackDelivered acknowledges a sent message. On the transactional lane it

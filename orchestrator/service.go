@@ -131,6 +131,7 @@ func NewService(js jetstream.JetStream, providers map[dispatch.Channel]dispatch.
 	}
 	s := &Service{js: js, cfg: cfg, log: logger, m: m, controls: newControls()}
 	s.pipe = &pipeline{providers: providers, elog: elog, cfg: &s.cfg, m: m, log: logger, controls: s.controls}
+	s.pipe.park = s.park
 	if cfg.Counts != nil {
 		s.tally = newTally(cfg.Counts, logger)
 		s.pipe.delivered = s.tally.add

@@ -352,6 +352,39 @@ func TestPausedConversationCost(t *testing.T) {
 	}
 }
 
+// TestPausedTransactionalCost: the transactional lane has one consumer for
+// every conversation; a paused conversation with more queued messages than
+// its MaxAckPending must not starve the others (its messages are parked on
+// the bulk subject, each handled once).
+func TestPausedTransactionalCost(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	b.conversation(t, "txbig", dispatch.ChannelEmail, orchestrator.LaneTransactional)
+	b.conversation(t, "txclean", dispatch.ChannelEmail, orchestrator.LaneTransactional)
+	b.must(t, "POST", "/v1/admin/conversations/acme/txbig/pause", nil, http.StatusOK)
+	const backlog, n = 5000, 500
+	b.activate(t, "txbig", dispatch.ChannelEmail, backlog, 0)
+	start := time.Now()
+	b.activate(t, "txclean", dispatch.ChannelEmail, n, 0)
+	waitFor(t, 30*time.Second, "clean delivered", func() bool { return b.rec.delivered("txclean") == n })
+	took := time.Since(start)
+	waitFor(t, 30*time.Second, "the paused backlog parked", func() bool {
+		return b.metric(t, "sluice_orchestrator_held_total", `lane="transactional"`) == backlog
+	})
+	time.Sleep(1500 * time.Millisecond)
+	held := b.metric(t, "sluice_orchestrator_held_total")
+	t.Logf("%d transactional messages in %v beside a paused %d-message transactional conversation; paused messages handled %v times in all",
+		n, took.Round(time.Millisecond), backlog, held)
+	if held > backlog+100 || b.rec.delivered("txbig") != 0 || b.queued(t, "txbig") != backlog {
+		t.Fatalf("paused messages cycled: held %v, delivered %d, queued %d", held, b.rec.delivered("txbig"), b.queued(t, "txbig"))
+	}
+	b.must(t, "POST", "/v1/admin/conversations/acme/txbig/resume", nil, http.StatusOK)
+	waitFor(t, 60*time.Second, "the resumed backlog delivered", func() bool { return b.rec.delivered("txbig") == backlog })
+	if d := b.rec.duplicates("txbig"); d != 0 {
+		t.Fatalf("%d duplicated", d)
+	}
+}
+
 // TestStopPurges: a stop, even two at once as two API replicas would, purges
 // the queued messages and the accounting identity holds exactly.
 func TestStopPurges(t *testing.T) {
