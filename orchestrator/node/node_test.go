@@ -320,6 +320,9 @@ func TestPausedConversationCost(t *testing.T) {
 	// SLUICE_PAUSED_BACKLOG sizes the paused backlog (default 50000), to
 	// measure with 1M.
 	backlog, n := 50000, 5000
+	if testing.Short() {
+		backlog, n = 10000, 1000
+	}
 	if v, err := strconv.Atoi(os.Getenv("SLUICE_PAUSED_BACKLOG")); err == nil && v >= 10000 {
 		backlog = v / 10000 * 10000
 	}
@@ -546,7 +549,10 @@ func TestQuarantine(t *testing.T) {
 	})
 	b.conversation(t, "bad", dispatch.ChannelEmail, orchestrator.LaneBulk)
 	b.conversation(t, "good", dispatch.ChannelEmail, orchestrator.LaneBulk)
-	const n = 20000
+	n := 20000
+	if testing.Short() {
+		n = 5000
+	}
 	b.activateFunc(t, "bad", dispatch.ChannelEmail, n, func(i int) bool { return i%10 != 0 })
 	start := time.Now()
 	b.activate(t, "good", dispatch.ChannelEmail, n, 0)
@@ -583,7 +589,7 @@ func TestQuarantine(t *testing.T) {
 		c = b.counts(t, "bad")
 		return c.Pending == 0 && c.Delivered == int64(b.rec.delivered("bad"))
 	})
-	if c.Accepted != n || c.Accepted != c.Delivered+c.Invalid+c.Failed+c.Purged || c.Purged == 0 {
+	if c.Accepted != int64(n) || c.Accepted != c.Delivered+c.Invalid+c.Failed+c.Purged || c.Purged == 0 {
 		t.Fatalf("bad: counts %+v", c)
 	}
 }
