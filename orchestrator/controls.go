@@ -137,3 +137,44 @@ func (s *Service) park(ctx context.Context, msg jetstream.Msg, a *Activation) er
 	}
 	return nil
 }
+
+// stopped returns the stopped conversations as "<tenant>.<conversation>".
+func (c *Controls) stopped() map[string]bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]bool)
+	for k, st := range c.convs {
+		if st == control.StateStopped {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+// SweepStopped calls sweep for every stopped conversation that still has
+// messages queued in the stream (in either lane), once per conversation. It
+// costs one stream info request, plus one call per such conversation.
+func (s *Service) SweepStopped(ctx context.Context, sweep func(ctx context.Context, tenant, conversation string)) error {
+	stopped := s.controls.stopped()
+	if len(stopped) == 0 {
+		return nil
+	}
+	stream, err := s.js.Stream(ctx, StreamName)
+	if err != nil {
+		return err
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subjectPrefix+">"))
+	if err != nil {
+		return err
+	}
+	done := make(map[string]bool)
+	for subj, n := range info.State.Subjects {
+		_, t, c, ok := SubjectParts(subj)
+		if !ok || n == 0 || !stopped[t+"."+c] || done[t+"."+c] {
+			continue
+		}
+		done[t+"."+c] = true
+		sweep(ctx, t, c)
+	}
+	return nil
+}

@@ -429,3 +429,26 @@ func (s *Store) Quarantine(ctx context.Context, tenant, conversation, reason str
 	}
 	return true, err
 }
+
+// SweepStopped purges what is still queued for a stopped conversation (an
+// activation request that was publishing when the stop came, a stop whose
+// purge failed half way) and adds it to conversations.purged. It does
+// nothing, returning 0, unless the conversation was stopped at least minAge
+// ago (longer than a stop's own settle and purge take, so that a sweep
+// never purges a message a worker is still sending). Workers run it
+// for stopped conversations that they see holding queued messages, so the
+// accounting identity settles without an operator repeating the stop.
+func (s *Store) SweepStopped(ctx context.Context, tenant, conversation string, minAge time.Duration, purge func(ctx context.Context, tenant, conversation string) (uint64, error)) (uint64, error) {
+	st, err := s.Conversation(ctx, tenant, conversation)
+	if err != nil || st.Value.State != StateStopped || s.now().Sub(st.At) < minAge {
+		return 0, err
+	}
+	n, err := purge(ctx, tenant, conversation)
+	if n > 0 && s.pool != nil {
+		o := &ops{s: s}
+		if rerr := o.record(ctx, tenant, conversation, StateStopped, n); rerr != nil {
+			return n, errors.Join(err, fmt.Errorf("control: %d purged from %s/%s but not counted: %w", n, tenant, conversation, rerr))
+		}
+	}
+	return n, err
+}

@@ -10,6 +10,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,6 +65,12 @@ type Config struct {
 	// StopSettle is how long a conversation stop waits for the workers
 	// before purging (control.OpsConfig.StopSettle). Default 2s.
 	StopSettle time.Duration
+	// SweepInterval is how often a worker looks for stopped conversations
+	// that still hold queued messages (published by a request that was
+	// running when the stop came) to purge and count them; SweepMinAge is
+	// how long after a stop it may (the stop's own settle and purge come
+	// first; keep it well above StopSettle). Defaults 10s and 30s.
+	SweepInterval, SweepMinAge time.Duration
 	// Quarantine configures automatic quarantine in the worker role; its
 	// zero value (Ratio 0) turns it off.
 	Quarantine orchestrator.QuarantineConfig
@@ -242,6 +249,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		if err := n.Service.Start(ctx); err != nil {
 			return nil, err
 		}
+		n.watchers.Go(func() { n.sweepLoop(watchCtx) })
 	}
 
 	n.HTTP, err = api.New(api.Config{
@@ -306,6 +314,36 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 			}))))
 	}
 	return nil
+}
+
+// sweepLoop purges, every sweepInterval, what is still queued for stopped
+// conversations (published by a request that was running when the stop
+// came), counting it as purged.
+func (n *Node) sweepLoop(ctx context.Context) {
+	purge := func(ctx context.Context, tenant, conversation string) (uint64, error) {
+		return orchestrator.PurgeConversation(ctx, n.JS, tenant, conversation)
+	}
+	minAge := cmp.Or(n.cfg.SweepMinAge, 30*time.Second)
+	t := time.NewTicker(cmp.Or(n.cfg.SweepInterval, 10*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := n.Service.SweepStopped(ctx, func(ctx context.Context, tenant, conv string) {
+			got, err := n.Control.SweepStopped(ctx, tenant, conv, minAge, purge)
+			if err != nil {
+				n.log.Warn("sweep of a stopped conversation failed", "tenant", tenant, "conversation", conv, "purged", got, "err", err)
+			} else if got > 0 {
+				n.log.Info("purged messages queued after a stop", "tenant", tenant, "conversation", conv, "purged", got)
+			}
+		})
+		if err != nil && ctx.Err() == nil {
+			n.log.Warn("sweep of stopped conversations failed", "err", err)
+		}
+	}
 }
 
 // watch runs a control-plane watcher until Stop, logging if it ends early.

@@ -443,6 +443,45 @@ func TestStopPurges(t *testing.T) {
 	b.must(t, "POST", "/v1/admin/conversations/acme/nope/stop", nil, http.StatusNotFound)
 }
 
+// TestStopSweep: messages that reach a stopped conversation after its purge
+// (an activation request still publishing) are swept by the workers and
+// counted as purged.
+func TestStopSweep(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, func(c *node.Config) { c.SweepInterval, c.SweepMinAge = 200*time.Millisecond, time.Second })
+	for _, lane := range []orchestrator.Lane{orchestrator.LaneBulk, orchestrator.LaneTransactional} {
+		conv := "late-" + string(lane)
+		b.conversation(t, conv, dispatch.ChannelEmail, lane)
+		b.activate(t, conv, dispatch.ChannelEmail, 10, 0)
+		waitFor(t, 10*time.Second, "delivered", func() bool { return b.rec.delivered(conv) == 10 })
+		b.must(t, "POST", "/v1/admin/conversations/acme/"+conv+"/stop", nil, http.StatusOK)
+		// As a request that passed the state check before the stop would.
+		pub := orchestrator.NewPublisher(b.n.JS)
+		for i := range 25 {
+			a := &orchestrator.Activation{ID: fmt.Sprintf("%s-%d", conv, i), Tenant: "acme", Conversation: conv, Lane: lane,
+				Channel: string(dispatch.ChannelEmail), To: "x@example.com", EnqueuedAt: time.Now()}
+			if err := pub.Publish(t.Context(), a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := b.db.Pool.Exec(t.Context(), `UPDATE conversations SET accepted = accepted + 25 WHERE id = $1`, conv); err != nil {
+			t.Fatal(err)
+		}
+		var c api.Counts
+		waitFor(t, 15*time.Second, "swept "+conv, func() bool {
+			c = b.counts(t, conv)
+			q := b.queued(t, conv)
+			if testing.Verbose() {
+				t.Logf("%s: purged %d, queued %d", conv, c.Purged, q)
+			}
+			return c.Purged == 25 && q == 0
+		})
+		if c.Accepted != 35 || c.Delivered != 10 || c.Accepted != c.Delivered+c.Invalid+c.Failed+c.Purged || b.rec.delivered(conv) != 10 {
+			t.Fatalf("%s: counts %+v, %d sent", lane, c, b.rec.delivered(conv))
+		}
+	}
+}
+
 // TestIntakePause: while intake is paused the API answers 503 with
 // Retry-After; after resume it accepts again.
 func TestIntakePause(t *testing.T) {
