@@ -443,6 +443,16 @@ func TestStopPurges(t *testing.T) {
 	b.must(t, "POST", "/v1/admin/conversations/acme/nope/stop", nil, http.StatusNotFound)
 }
 
+// TestOpenAPIDescribesEveryRoute: the node's routes, admin ones included,
+// are exactly those api/openapi.json describes.
+func TestOpenAPIDescribesEveryRoute(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	if err := api.CheckOpenAPI(b.n.HTTP.Routes()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestStopSweep: messages that reach a stopped conversation after its purge
 // (an activation request still publishing) are swept by the workers and
 // counted as purged.
