@@ -23,8 +23,24 @@
 //     messages from each conversation in turn (round-robin, FetchNoWait), so a
 //     1k-message conversation activated after a 1M-message one is served at
 //     once, at an equal share of the lane, instead of waiting behind it.
-//     Pausing a conversation later means skipping its consumer: its queued
+//     Pausing a conversation means skipping its consumer: its queued
 //     messages are never fetched and cost the others nothing.
+//
+// # Operators' controls
+//
+// [Controls] holds the live conversation states and channel switches, kept
+// current by the control plane's watches. A bulk conversation that is not
+// active (paused, stopped, quarantined) is left out of the round-robin; so is
+// one whose messages wait for a disabled channel or an open breaker. The
+// transactional lane cannot leave a conversation out of its one consumer, so
+// a held message there is parked: moved to its conversation's bulk subject,
+// where it waits unfetched (see Controls). Held messages are counted in
+// sluice_orchestrator_held_total, never as an outcome. [PurgeConversation]
+// removes a stopped conversation's queued messages, returning the exact
+// count; [Service.SweepStopped] finds stopped conversations that still hold
+// some. Automatic quarantine ([QuarantineConfig]) watches each
+// conversation's share of invalid addresses over its last messages and
+// quarantines it through the control plane when it passes a threshold.
 //
 // # Acknowledgement
 //
