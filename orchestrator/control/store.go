@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -23,8 +24,10 @@ const Bucket = "sluice_control"
 const History = 16
 
 // maxAttempts bounds the compare-and-set attempts of one change while other
-// writers keep changing the same key.
-const maxAttempts = 10
+// writers keep changing the same key; between attempts a writer backs off a
+// random few milliseconds, growing with the attempt, so that writers racing
+// on one key (a fleet quarantining the same conversation) spread out.
+const maxAttempts = 25
 
 // auditTimeout bounds the audit insert, which runs even if the caller's
 // context ended after the change was applied.
@@ -228,6 +231,11 @@ func update[T any](ctx context.Context, s *Store, k kind[T], key, actor string, 
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			if attempt == maxAttempts {
 				return old, Setting[T]{}, fmt.Errorf("%w: %s, after %d attempts", ErrConflict, key, attempt)
+			}
+			select {
+			case <-time.After(time.Duration(1+rand.IntN(5*attempt)) * time.Millisecond):
+			case <-ctx.Done():
+				return old, Setting[T]{}, fmt.Errorf("control: write %s: %w", key, ctx.Err())
 			}
 			continue
 		}
