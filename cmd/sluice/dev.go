@@ -30,6 +30,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var cfg node.Config
 	laneFlags(fs, &cfg.Pipeline)
 	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
+	quarantineFlags(fs, &cfg.Quarantine)
 	if err := parse(fs, args); err != nil {
 		return err
 	}

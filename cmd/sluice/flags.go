@@ -50,6 +50,22 @@ func laneFlags(fs *flag.FlagSet, cfg *orchestrator.Config) {
 	fs.DurationVar(&cfg.SendTimeout, "send-timeout", envDuration("SLUICE_SEND_TIMEOUT", 0), "bound on one provider call (default 10s)")
 }
 
+// quarantineFlags registers the automatic quarantine's threshold: a
+// conversation whose last --quarantine-window messages are more than
+// --quarantine-ratio invalid is paused for the fleet, for an operator to
+// resume or stop. --quarantine-ratio 0 turns it off.
+func quarantineFlags(fs *flag.FlagSet, q *orchestrator.QuarantineConfig) {
+	fs.Float64Var(&q.Ratio, "quarantine-ratio", envFloat("SLUICE_QUARANTINE_RATIO", 0.5), "quarantine a conversation whose invalid-address share over its last --quarantine-window messages passes this (0: off)")
+	fs.IntVar(&q.Window, "quarantine-window", envInt("SLUICE_QUARANTINE_WINDOW", 1000), "messages per conversation the quarantine ratio is taken over")
+}
+
+func envFloat(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
+		return v
+	}
+	return def
+}
+
 // errorLogModeFlag registers --errorlog-default-mode: the fleet's error-log
 // mode when the control plane has none yet (first start); afterwards `sluice
 // ctl errorlog set` decides.

@@ -24,7 +24,7 @@ const execAsSluice = "SLUICE_TEST_EXEC_ARGS"
 // startWorker runs `sluice serve --worker` as a separate OS process.
 func startWorker(t *testing.T, natsURL, dbURL string) *exec.Cmd {
 	t.Helper()
-	args := []string{"serve", "--worker", "--nats-url", natsURL, "--database-url", dbURL, "--http-addr", "127.0.0.1:0", "--providers", "sink", "--env", "test"}
+	args := []string{"serve", "--worker", "--nats-url", natsURL, "--database-url", dbURL, "--http-addr", "127.0.0.1:0", "--providers", "sink", "--env", "test", "--quarantine-ratio", "0"}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), execAsSluice+"="+strings.Join(args, "\x1f"),
 		"SLUICE_ERRORLOG_MASK_KEY=00112233445566778899aabbccddeeff")

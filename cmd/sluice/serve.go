@@ -38,6 +38,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	pcfg := providerFlags(fs)
 	laneFlags(fs, &cfg.Pipeline)
 	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
+	quarantineFlags(fs, &cfg.Quarantine)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
