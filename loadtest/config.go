@@ -80,8 +80,13 @@ type Config struct {
 
 	// Quarantine, if set, builds the quarantine step of a non-compare run on
 	// the self-contained stack, once per mode (ControlQuarantine is sluice's
-	// control plane). Nil: quarantine "not available".
+	// control plane). Nil: quarantine "off".
 	Quarantine func(QuarantineTarget) Quarantiner
+	// QuarantineRatio is the workers' automatic quarantine threshold
+	// (orchestrator.QuarantineConfig.Ratio) on the self-contained stack when
+	// Quarantine is set and Compare is not. Default 0.5; negative: the
+	// workers do not quarantine (only what Quarantine itself detects).
+	QuarantineRatio float64
 	// Timeout bounds the drain of one mode. Default 6h.
 	Timeout time.Duration
 	// Progress, if set, is called about once a second.
@@ -154,6 +159,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Sinks == "" {
 		c.Sinks = SinksRecorder
+	}
+	if c.QuarantineRatio == 0 {
+		c.QuarantineRatio = 0.5
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 6 * time.Hour

@@ -74,12 +74,13 @@
 // how many of its messages had been processed, and stops it (purging its
 // queued messages); once the burst is published it purges the stopped
 // conversations again, so that the run ends with exact accounting, purged
-// included. ControlQuarantine is sluice's control plane (the conversation's
-// state, the admin stop's settle and orchestrator.PurgeConversation). The
-// workers do not quarantine conversations automatically yet, so the command
-// runs without the step by default and the report says quarantine "not
-// available"; a comparison always runs with quarantine "off", so that every
-// invalid message really goes through the error log.
+// included. ControlQuarantine is sluice's: the workers' automatic
+// quarantine (orchestrator.QuarantineConfig, Config.QuarantineRatio), the
+// conversation's state in the control plane, the admin stop's settle and
+// orchestrator.PurgeConversation. The command runs the incident with it by
+// default (--quarantine auto). A comparison always runs with quarantine
+// "off", so that every invalid message really goes through the error log;
+// against a running target it is "not available".
 //
 // # Production fence
 //

@@ -33,11 +33,11 @@ type QuarantineTarget struct {
 
 // Quarantine states of the report.
 const (
-	// QuarantineNotAvailable: no quarantine step was given (the workers do
-	// not quarantine conversations automatically yet), or the target is a
-	// running sluice.
+	// QuarantineNotAvailable: the target is a running sluice, whose
+	// quarantine the run does not drive.
 	QuarantineNotAvailable = "not available"
-	// QuarantineOff: a comparison, which always runs without quarantine.
+	// QuarantineOff: a comparison, which always runs without quarantine, or
+	// a run without a quarantine step (Config.Quarantine nil).
 	QuarantineOff = "off"
 	// QuarantineOn: the step ran; see each mode's quarantine_events.
 	QuarantineOn = "on"
@@ -46,10 +46,10 @@ const (
 // quarantineState is the report's quarantine state of cfg.
 func quarantineState(cfg *Config) string {
 	switch {
-	case cfg.Compare:
-		return QuarantineOff
-	case cfg.Quarantine == nil || cfg.NATSURL != "":
+	case cfg.NATSURL != "":
 		return QuarantineNotAvailable
+	case cfg.Compare || cfg.Quarantine == nil:
+		return QuarantineOff
 	default:
 		return QuarantineOn
 	}

@@ -16,8 +16,9 @@ type Report struct {
 	Sinks         string   `json:"sinks"`
 	Target        string   `json:"target"`
 	Env           string   `json:"env"`
-	// Quarantine is "off" in a comparison, "not available" when no
-	// quarantine step exists, "on" otherwise.
+	// Quarantine is "on" when the quarantine step ran, "off" in a
+	// comparison or without a step, "not available" against a running
+	// target.
 	Quarantine string    `json:"quarantine"`
 	Machine    Machine   `json:"machine"`
 	StartedAt  time.Time `json:"started_at"`

@@ -44,8 +44,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	for _, ch := range cfg.Channels {
 		rep.Channels = append(rep.Channels, string(ch))
 	}
-	if qstate == QuarantineNotAvailable {
-		rep.Notes = append(rep.Notes, "quarantine not available: the workers do not quarantine conversations automatically yet (--quarantine control plugs in the control plane's state, stop and purge); every invalid message went through the error log")
+	switch {
+	case qstate == QuarantineOff:
+		rep.Notes = append(rep.Notes, "quarantine off: every invalid message went through the error log")
+	case qstate == QuarantineNotAvailable:
+		rep.Notes = append(rep.Notes, "quarantine not available against a running target: the run does not stop or purge its conversations")
+	default:
+		rep.Notes = append(rep.Notes, fmt.Sprintf("quarantine on: the workers quarantine a conversation whose invalid share over its last 1000 messages passes %.2f; the run then stops it and purges its queued messages (counted as purged)", cfg.QuarantineRatio))
 	}
 	start := time.Now()
 	var err error

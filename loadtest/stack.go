@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/natsrv"
 	"github.com/sluicehq/sluice/internal/pglocal"
+	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/node"
 )
 
@@ -128,6 +129,12 @@ func (s *stack) startMode(ctx context.Context, cfg *Config, m errorlog.ModeName,
 		ErrorLog:  errorlog.Config{Mode: errorlog.Mode{Name: m}, MaskKey: key},
 		Providers: timed, Name: "sluice-loadtest", Env: "test",
 	}
+	if cfg.Quarantine != nil && !cfg.Compare && cfg.QuarantineRatio > 0 {
+		ncfg.Quarantine = orchestrator.QuarantineConfig{Ratio: cfg.QuarantineRatio}
+	}
+	// The run purges stopped conversations itself (and counts what it
+	// purges); the workers' sweep would purge some uncounted.
+	ncfg.SweepInterval = 24 * time.Hour
 	if ms.provs != nil {
 		ncfg.Collectors = append(ncfg.Collectors, ms.provs)
 	}

@@ -54,7 +54,8 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&cfg.Env, "env", env("SLUICE_ENV", ""), "the target's environment; production is refused without --allow-production")
 	fs.BoolVar(&cfg.AllowProduction, "allow-production", false, "allow a target whose environment is production")
 	fs.DurationVar(&cfg.Timeout, "timeout", 6*time.Hour, "bound on the drain of one mode")
-	quarantine := fs.String("quarantine", "none", "quarantine step of the incident run: none, or control (stop and purge each conversation the control plane marks quarantined; the workers do not quarantine automatically yet)")
+	quarantine := fs.String("quarantine", "auto", "quarantine step of a run without --compare: auto (the workers quarantine a conversation whose invalid share passes --quarantine-ratio; the run stops and purges it) or none")
+	fs.Float64Var(&cfg.QuarantineRatio, "quarantine-ratio", 0.5, "invalid share over a conversation's last 1000 messages that quarantines it, with --quarantine auto")
 	maxP99 := fs.Duration("max-tx-p99", 0, "fail (exit 1) if a mode's transactional p99 during the burst exceeds this, for smoke tests; 0: no bound")
 	reportDir := fs.String("report", "loadtest-report", "directory for report.json and report.html")
 	verbose := fs.Bool("v", false, "log the stack's warnings on stderr")
@@ -77,10 +78,10 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	switch *quarantine {
 	case "none":
-	case "control":
+	case "auto":
 		cfg.Quarantine = loadtest.ControlQuarantine(0)
 	default:
-		return fmt.Errorf("loadtest: --quarantine %q: want none or control", *quarantine)
+		return fmt.Errorf("loadtest: --quarantine %q: want auto or none", *quarantine)
 	}
 	var logger *slog.Logger
 	if *verbose {

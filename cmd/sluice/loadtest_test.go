@@ -48,7 +48,7 @@ func TestLoadtestShortRun(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr.String(), "exceeds --max-tx-p99 1ns") {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "exact") || !strings.Contains(stdout.String(), "quarantine: not available") {
+	if !strings.Contains(stdout.String(), "exact") || !strings.Contains(stdout.String(), "quarantine: on") {
 		t.Errorf("summary:\n%s", stdout.String())
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
@@ -66,7 +66,7 @@ func TestLoadtestShortRun(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rep.Quarantine != "not available" || len(rep.Modes) != 1 || rep.Modes[0].Mode != "full" || rep.Modes[0].Messages != 2000 || !rep.Modes[0].AccountingExact {
+	if rep.Quarantine != "on" || len(rep.Modes) != 1 || rep.Modes[0].Mode != "full" || rep.Modes[0].Messages != 2000 || !rep.Modes[0].AccountingExact {
 		t.Errorf("report: %+v", rep)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "report.html")); err != nil {
