@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,7 +21,10 @@ import (
 // published the run calls Stop again for each quarantined conversation, to
 // purge what was published after the first stop; a stop is repeatable.
 type Quarantiner interface {
-	Quarantined(ctx context.Context, tenant, conversation string) (bool, error)
+	// Quarantined reports whether the conversation is quarantined and
+	// since when (zero if unknown). It must be safe for concurrent use with
+	// Stop on other conversations.
+	Quarantined(ctx context.Context, tenant, conversation string) (at time.Time, ok bool, err error)
 	Stop(ctx context.Context, tenant, conversation string) (purged int64, err error)
 }
 
@@ -69,30 +73,37 @@ func ControlQuarantine(settle time.Duration) func(QuarantineTarget) Quarantiner 
 }
 
 type controlQuarantine struct {
-	t       QuarantineTarget
-	settle  time.Duration
+	t      QuarantineTarget
+	settle time.Duration
+
+	mu      sync.Mutex
 	stopped map[string]bool
 }
 
-func (q *controlQuarantine) Quarantined(ctx context.Context, tenant, conversation string) (bool, error) {
+func (q *controlQuarantine) Quarantined(ctx context.Context, tenant, conversation string) (time.Time, bool, error) {
 	st, err := q.t.Control.Conversation(ctx, tenant, conversation)
 	if err != nil {
-		return false, err
+		return time.Time{}, false, err
 	}
-	return st.Value.State == control.StateQuarantined, nil
+	return st.At, st.Value.State == control.StateQuarantined, nil
 }
 
 func (q *controlQuarantine) Stop(ctx context.Context, tenant, conversation string) (int64, error) {
+	q.mu.Lock()
 	if q.stopped == nil {
 		q.stopped = map[string]bool{}
 	}
-	if !q.stopped[conversation] {
+	first := !q.stopped[conversation]
+	q.mu.Unlock()
+	if first {
 		_, err := q.t.Control.SetConversation(ctx, tenant, conversation,
 			control.ConversationStatus{State: control.StateStopped, Reason: "sluice loadtest: stopped after quarantine"}, "sluice loadtest")
 		if err != nil {
 			return 0, fmt.Errorf("loadtest: stop %s/%s: %w", tenant, conversation, err)
 		}
+		q.mu.Lock()
 		q.stopped[conversation] = true
+		q.mu.Unlock()
 		if err := sleep(ctx, q.settle); err != nil {
 			return 0, err
 		}

@@ -50,7 +50,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	case qstate == QuarantineNotAvailable:
 		rep.Notes = append(rep.Notes, "quarantine not available against a running target: the run does not stop or purge its conversations")
 	default:
-		rep.Notes = append(rep.Notes, fmt.Sprintf("quarantine on: the workers quarantine a conversation whose invalid share over its last 1000 messages passes %.2f; the run then stops it and purges its queued messages (counted as purged)", cfg.QuarantineRatio))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("quarantine on: the workers quarantine a conversation whose invalid share over its last 1000 messages passes %.2f; the run then stops it and purges its queued messages (counted as purged); drain_seconds and msgs_per_sec count purged messages as cleared, so compare throughput with --compare (quarantine off)", cfg.QuarantineRatio))
 	}
 	start := time.Now()
 	var err error
@@ -412,23 +412,41 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 			}
 			if q != nil && time.Since(lastQ) >= time.Second {
 				lastQ = time.Now()
+				// Find every newly quarantined conversation first, then stop
+				// them together: each stop waits a settle.
+				var fresh []int
 				for k, c := range sc.convs {
 					if quarantined[c] {
 						continue
 					}
-					ok, err := q.Quarantined(gctx, Tenant, c)
+					at, ok, err := q.Quarantined(gctx, Tenant, c)
 					if err != nil || !ok {
 						continue
 					}
 					quarantined[c] = true
-					ev := QuarantineEvent{Conversation: c, AfterSeconds: time.Since(burstStart).Seconds(),
-						ProcessedBefore: max(0, publishedTo(k, len(sc.convs), published.Load()-int64(pubJS.PublishAsyncPending()))-int64(per[c]))}
-					p, err := q.Stop(gctx, Tenant, c)
-					if err != nil {
-						return fmt.Errorf("stop quarantined conversation %s: %w", c, err)
+					if at.IsZero() || at.Before(burstStart) {
+						at = time.Now()
 					}
-					ev.Purged, purged[c] = p, p
-					qevents = append(qevents, ev)
+					qevents = append(qevents, QuarantineEvent{Conversation: c, AfterSeconds: at.Sub(burstStart).Seconds(),
+						ProcessedBefore: max(0, publishedTo(k, len(sc.convs), published.Load()-int64(pubJS.PublishAsyncPending()))-int64(per[c]))})
+					fresh = append(fresh, len(qevents)-1)
+				}
+				var sg errgroup.Group
+				for _, i := range fresh {
+					sg.Go(func() error {
+						p, err := q.Stop(gctx, Tenant, qevents[i].Conversation)
+						if err != nil {
+							return fmt.Errorf("stop quarantined conversation %s: %w", qevents[i].Conversation, err)
+						}
+						qevents[i].Purged = p
+						return nil
+					})
+				}
+				if err := sg.Wait(); err != nil {
+					return err
+				}
+				for _, i := range fresh {
+					purged[qevents[i].Conversation] = qevents[i].Purged
 				}
 			}
 			// A stopped conversation's messages stay queued until purged:
