@@ -11,9 +11,10 @@ type countKey struct {
 // pending is one recorded event waiting to be made durable: which counter it
 // adds to, the stream sequence that identifies it, and its callback.
 type pending struct {
-	key  int32
-	seq  uint64
-	done func(error)
+	key   int32
+	seq   uint64
+	check bool // may have been counted before: look its sequence up
+	done  func(error)
 }
 
 // batch is what one write makes durable: every event's counter, and the
@@ -35,7 +36,7 @@ func (b *batch) add(ev Event, done func(error)) {
 		b.keys = append(b.keys, k)
 		b.index[k] = i
 	}
-	b.events = append(b.events, pending{key: i, seq: ev.Seq, done: done})
+	b.events = append(b.events, pending{key: i, seq: ev.Seq, check: ev.Redelivered, done: done})
 }
 
 // spilled is a batch as stored in the spill stream: compact, one message per
@@ -67,10 +68,11 @@ func (b *batch) chunks(source string, n int) []spilled {
 }
 
 // batch rebuilds a writable batch (without callbacks) from a spilled one.
+// Every event is looked up: a spilled batch may be drained twice.
 func (s *spilled) batch() *batch {
 	b := &batch{keys: s.Keys, details: s.Details}
 	for i := range s.K {
-		b.events = append(b.events, pending{key: s.K[i], seq: s.S[i]})
+		b.events = append(b.events, pending{key: s.K[i], seq: s.S[i], check: true})
 	}
 	return b
 }

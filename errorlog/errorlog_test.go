@@ -251,8 +251,11 @@ func TestDuplicatesCountOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{BatchSize: 3, FlushInterval: time.Hour}, true)
 	t0 := time.Date(2026, 5, 20, 10, 0, 0, 123456000, time.UTC) // whole microseconds
+	seen := map[uint64]bool{}
 	ev := func(id string, at time.Time, seq uint64) Event {
-		return Event{ID: id, Time: at, Tenant: "acme", Conversation: "c1", Lane: "bulk", Channel: "email", Reason: "empty_address", Seq: seq}
+		again := seen[seq] // as the pipeline says: a second delivery of the message
+		seen[seq] = true
+		return Event{ID: id, Time: at, Tenant: "acme", Conversation: "c1", Lane: "bulk", Channel: "email", Reason: "empty_address", Seq: seq, Redelivered: again}
 	}
 	res := newResults()
 	record := func(e Event) { b.log.Record(e, res.done(e.ID)) }

@@ -31,6 +31,11 @@ type Event struct {
 	// redeliveries: counters skip a sequence an earlier batch counted. 0 means
 	// unknown: the event is counted every time it is recorded.
 	Seq uint64 `json:",omitempty"`
+	// Redelivered says the message may have been recorded before (a
+	// redelivery): only such events are looked up among the sequences
+	// already counted. A first delivery cannot have been counted, so the
+	// common case costs no lookup.
+	Redelivered bool `json:",omitempty"`
 }
 
 // Length caps, in bytes, applied by Record.

@@ -33,6 +33,7 @@ func (l *Log) maintain() {
 		}
 		ctx, cancel := context.WithTimeout(l.maintCtx, time.Minute)
 		err := l.ensurePartitions(ctx)
+		l.forgetSeen(ctx)
 		cancel()
 		next := partitionCheckEvery
 		if err != nil && l.maintCtx.Err() == nil {
@@ -100,5 +101,22 @@ func (l *Log) ensurePartition(ctx context.Context, from time.Time) error {
 		return nil
 	default:
 		return fmt.Errorf("partition %s: %w", name, err)
+	}
+}
+
+// seenHorizon is how long counted sequences are remembered: far beyond any
+// redelivery (AckWait, retries, a worker restart).
+const seenHorizon = 24 * time.Hour
+
+// forgetSeen deletes error_seen rows older than seenHorizon: one row per
+// written batch, so a few thousand rows, never a mass DELETE of events.
+func (l *Log) forgetSeen(ctx context.Context) {
+	tag, err := l.pool.Exec(ctx, `DELETE FROM error_seen WHERE recorded_at < now() - $1::interval`, seenHorizon.String())
+	if err != nil {
+		l.log.Warn("errorlog: cannot forget old counted sequences", "err", err)
+		return
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		l.log.Info("errorlog: forgot old counted sequences", "batches", n)
 	}
 }

@@ -122,6 +122,11 @@ func (l *Log) persist(b *batch) error {
 		if cause == nil || !isBreakerRefusal(err) {
 			cause = err
 		}
+		// The attempt may have committed before it failed (a connection lost
+		// after COMMIT): from now on every event is looked up.
+		for i := range b.events {
+			b.events[i].check = true
+		}
 		if !isBreakerRefusal(err) {
 			l.m.flushErrors.Inc()
 			l.log.Warn("errorlog: batch write failed", "events", len(b.events), "rows", len(b.details), "err", err)
@@ -222,11 +227,14 @@ func (l *Log) writeDB(b *batch, source string) (written int64, err error) {
 }
 
 // count adds b's counter deltas, leaving out events whose sequence an earlier
-// batch already counted, and records the sequences counted now.
+// batch already counted, and records the sequences counted now. Only events
+// that may have been recorded before (redeliveries, drained spill) are looked
+// up, so a flood of first deliveries costs one insert per batch, not a lookup
+// per event against a growing table.
 func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) error {
 	var seqs []int64
 	for _, e := range b.events {
-		if e.seq != 0 {
+		if e.seq != 0 && e.check {
 			seqs = append(seqs, int64(e.seq))
 		}
 	}

@@ -286,7 +286,8 @@ func (p *pipeline) record(lane Lane, msg jetstream.Msg, meta *jetstream.MsgMetad
 // envelope could not be decoded; then the subject and the stream sequence
 // identify the message.
 func (p *pipeline) event(msg jetstream.Msg, meta *jetstream.MsgMetadata, a *Activation, reason, detail string) errorlog.Event {
-	ev := errorlog.Event{Reason: reason, Detail: detail, Time: meta.Timestamp, Channel: "unknown", Seq: meta.Sequence.Stream}
+	ev := errorlog.Event{Reason: reason, Detail: detail, Time: meta.Timestamp, Channel: "unknown",
+		Seq: meta.Sequence.Stream, Redelivered: meta.NumDelivered > 1}
 	if l, t, c, ok := SubjectParts(msg.Subject()); ok {
 		ev.Lane, ev.Tenant, ev.Conversation = string(l), t, c
 	}
