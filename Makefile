@@ -4,7 +4,7 @@ BIN     := bin/sluice
 # Packages with goroutines on the message path: run under the race detector.
 RACE_PKGS := ./orchestrator/... ./errorlog/... ./dispatch/... ./api/...
 
-.PHONY: all build run test vet test-race test-rest test-accounting postgres smtp-sink fuzz bench clean
+.PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink fuzz bench clean
 
 all: build
 
@@ -16,7 +16,7 @@ run: postgres build
 	./$(BIN) dev
 
 ## test: vet, the pipeline packages under -race (short sizes), the rest, and the full 100k accounting test
-test: postgres smtp-sink vet test-race test-rest test-accounting
+test: postgres smtp-sink vet test-race test-rest test-accounting loadtest-smoke
 
 vet:
 	$(GO) vet ./...
@@ -31,6 +31,12 @@ test-rest:
 # 10x cost (the race run above covers it at 10k).
 test-accounting:
 	$(GO) test -count=1 -timeout 10m -run 'TestAccountingExact$$' ./orchestrator/
+
+## loadtest-smoke: a short incident replay (200k messages, 95 % invalid, quarantine off so every
+## invalid message goes through the error log): accounting must be exact and the transactional
+## p99 under 2s (a smoke bound for a shared 2-core machine, not a throughput assertion)
+loadtest-smoke: build
+	./$(BIN) loadtest --messages 200000 --quarantine none --max-tx-p99 2s --report $$(mktemp -d /tmp/sluice-loadtest-XXXXXX)
 
 ## postgres: make sure PostgreSQL server binaries (initdb, pg_ctl, postgres) are installed
 postgres:
