@@ -151,14 +151,25 @@ func parseCommand(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func ctlErrorLogShow(ctx context.Context, o *ctlOptions, name string, args []string, stdout, stderr io.Writer) error {
+// parseNoArgs parses the common flags of a command that takes no positional
+// arguments.
+func (o *ctlOptions) parseNoArgs(name string, args []string, stderr io.Writer) error {
 	fs := newFlagSet(name, stderr)
 	o.register(fs)
-	if pos, err := parseCommand(fs, args); err != nil {
+	pos, err := parseCommand(fs, args)
+	if err != nil {
 		return err
-	} else if len(pos) != 0 {
+	}
+	if len(pos) != 0 {
 		fmt.Fprintf(stderr, "sluice %s: unexpected arguments %q\n", name, pos)
 		return errUsage
+	}
+	return nil
+}
+
+func ctlErrorLogShow(ctx context.Context, o *ctlOptions, name string, args []string, stdout, stderr io.Writer) error {
+	if err := o.parseNoArgs(name, args, stderr); err != nil {
+		return err
 	}
 	body, err := o.call(ctx, http.MethodGet, "/v1/admin/errorlog", nil)
 	if err != nil {
@@ -455,13 +466,8 @@ func printConversations(w io.Writer, list []control.ConversationInfo) error {
 }
 
 func ctlIntake(ctx context.Context, o *ctlOptions, name, verb string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(name, stderr)
-	o.register(fs)
-	if pos, err := parseCommand(fs, args); err != nil {
+	if err := o.parseNoArgs(name, args, stderr); err != nil {
 		return err
-	} else if len(pos) != 0 {
-		fmt.Fprintf(stderr, "sluice %s: unexpected arguments %q\n", name, pos)
-		return errUsage
 	}
 	method := http.MethodGet
 	var req []byte
@@ -492,13 +498,8 @@ func ctlIntake(ctx context.Context, o *ctlOptions, name, verb string, args []str
 }
 
 func ctlChannelList(ctx context.Context, o *ctlOptions, name string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet(name, stderr)
-	o.register(fs)
-	if pos, err := parseCommand(fs, args); err != nil {
+	if err := o.parseNoArgs(name, args, stderr); err != nil {
 		return err
-	} else if len(pos) != 0 {
-		fmt.Fprintf(stderr, "sluice %s: unexpected arguments %q\n", name, pos)
-		return errUsage
 	}
 	body, err := o.call(ctx, http.MethodGet, "/v1/admin/channels", nil)
 	if err != nil {
