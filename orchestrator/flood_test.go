@@ -122,8 +122,10 @@ func flood(t *testing.T, b *bundle, lp *latencyProvider, n, valid int) (map[stri
 }
 
 // settle waits for every message to reach its outcome and checks the
-// accounting exactly.
-func settle(t *testing.T, b *bundle, want map[string]int64, valid int, trickle *sync.WaitGroup) {
+// accounting exactly. Valid messages are delivered at least once: maxDup
+// bounds the duplicates a test allows (0 unless a worker dies with sends in
+// flight, whose acks die with it).
+func settle(t *testing.T, b *bundle, want map[string]int64, valid int, trickle *sync.WaitGroup, maxDup ...int) {
 	t.Helper()
 	trickle.Wait()
 	n := sum(want)
@@ -140,8 +142,12 @@ func settle(t *testing.T, b *bundle, want map[string]int64, valid int, trickle *
 	if sum(got) != n {
 		t.Errorf("counts %v, want %v", got, want)
 	}
-	if st := b.rec.Ledger.Stats(); st.Unique != valid || st.Duplicates != 0 {
-		t.Errorf("valid: %d delivered, %d duplicates; want %d, 0", st.Unique, st.Duplicates, valid)
+	allowed := 0
+	if len(maxDup) > 0 {
+		allowed = maxDup[0]
+	}
+	if st := b.rec.Ledger.Stats(); st.Unique != valid || st.Duplicates > allowed {
+		t.Errorf("valid: %d delivered, %d duplicates; want %d, at most %d duplicates", st.Unique, st.Duplicates, valid, allowed)
 	}
 }
 
@@ -259,7 +265,8 @@ func TestWorkerKilledMidFlood(t *testing.T) {
 	_, jsB := connect(t, b.url)
 	elogB := b.newErrorLog(t, jsB, errorlog.Config{})
 	b.startWith(t, jsB, elogB, allChannels(lp), cfg)
-	settle(t, b, want, valid, trickle)
+	// Sends in flight when A died may be repeated: at most A's workers.
+	settle(t, b, want, valid, trickle, 16) // the transactional lane's default workers
 }
 
 // TestPostgresDownMidFlood stops Postgres (a cluster of the test's own) in the
