@@ -151,6 +151,22 @@ func parseCommand(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// callDecode calls the API and, with --json, prints its answer as it is
+// (printed true); otherwise it decodes the answer into a T for a table.
+func callDecode[T any](ctx context.Context, o *ctlOptions, method, path string, in []byte, stdout io.Writer) (v T, printed bool, err error) {
+	body, err := o.call(ctx, method, path, in)
+	if err != nil {
+		return v, false, err
+	}
+	if o.json {
+		return v, true, writeIndented(stdout, body)
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return v, false, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	return v, false, nil
+}
+
 // parseNoArgs parses the common flags of a command that takes no positional
 // arguments.
 func (o *ctlOptions) parseNoArgs(name string, args []string, stderr io.Writer) error {
@@ -171,16 +187,9 @@ func ctlErrorLogShow(ctx context.Context, o *ctlOptions, name string, args []str
 	if err := o.parseNoArgs(name, args, stderr); err != nil {
 		return err
 	}
-	body, err := o.call(ctx, http.MethodGet, "/v1/admin/errorlog", nil)
-	if err != nil {
+	st, printed, err := callDecode[control.ErrorLogStatus](ctx, o, http.MethodGet, "/v1/admin/errorlog", nil, stdout)
+	if err != nil || printed {
 		return err
-	}
-	if o.json {
-		return writeIndented(stdout, body)
-	}
-	var st control.ErrorLogStatus
-	if err := json.Unmarshal(body, &st); err != nil {
-		return fmt.Errorf("GET /v1/admin/errorlog: %w", err)
 	}
 	return printErrorLogStatus(stdout, st)
 }
@@ -224,16 +233,9 @@ func ctlErrorLogSet(ctx context.Context, o *ctlOptions, name string, args []stri
 	if err != nil {
 		return err
 	}
-	body, err := o.call(ctx, http.MethodPut, "/v1/admin/errorlog", req)
-	if err != nil {
+	st, printed, err := callDecode[control.ErrorLogStatus](ctx, o, http.MethodPut, "/v1/admin/errorlog", req, stdout)
+	if err != nil || printed {
 		return err
-	}
-	if o.json {
-		return writeIndented(stdout, body)
-	}
-	var st control.ErrorLogStatus
-	if err := json.Unmarshal(body, &st); err != nil {
-		return fmt.Errorf("PUT /v1/admin/errorlog: %w", err)
 	}
 	prev := "?"
 	if st.Previous != nil {
@@ -277,16 +279,9 @@ func ctlErrorsTop(ctx context.Context, o *ctlOptions, name string, args []string
 		return errUsage
 	}
 	q := url.Values{"window": {window.String()}, "limit": {strconv.Itoa(*limit)}}
-	body, err := o.call(ctx, http.MethodGet, "/v1/admin/errors/top?"+q.Encode(), nil)
-	if err != nil {
+	r, printed, err := callDecode[control.TopErrorsReport](ctx, o, http.MethodGet, "/v1/admin/errors/top?"+q.Encode(), nil, stdout)
+	if err != nil || printed {
 		return err
-	}
-	if o.json {
-		return writeIndented(stdout, body)
-	}
-	var r control.TopErrorsReport
-	if err := json.Unmarshal(body, &r); err != nil {
-		return fmt.Errorf("GET /v1/admin/errors/top: %w", err)
 	}
 	if len(r.Conversations) == 0 {
 		_, err := fmt.Fprintf(stdout, "no undeliverable messages in the last %s\n", r.Window)
@@ -501,16 +496,9 @@ func ctlChannelList(ctx context.Context, o *ctlOptions, name string, args []stri
 	if err := o.parseNoArgs(name, args, stderr); err != nil {
 		return err
 	}
-	body, err := o.call(ctx, http.MethodGet, "/v1/admin/channels", nil)
-	if err != nil {
+	l, printed, err := callDecode[control.ChannelList](ctx, o, http.MethodGet, "/v1/admin/channels", nil, stdout)
+	if err != nil || printed {
 		return err
-	}
-	if o.json {
-		return writeIndented(stdout, body)
-	}
-	var l control.ChannelList
-	if err := json.Unmarshal(body, &l); err != nil {
-		return fmt.Errorf("GET /v1/admin/channels: %w", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHANNEL\tSTATE\tBY\tAT")
