@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/dispatch/internal/httpc"
 )
 
 // APNsConfig configures an [APNs] provider.
@@ -113,7 +114,7 @@ func (a *APNs) Send(ctx context.Context, m *dispatch.Message) error {
 		Payload:     payload.NewPayload().AlertTitle(m.SubjectOrDefault()).AlertBody(m.BodyOrDefault()),
 	})
 	if err != nil {
-		return fmt.Errorf("push: apns: %w", unwrapURL(err))
+		return fmt.Errorf("push: apns: %w", httpc.UnwrapURL(err))
 	}
 	if res.Sent() {
 		return nil

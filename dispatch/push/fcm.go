@@ -29,8 +29,8 @@ const IdempotencyHeader = "Idempotency-Key"
 // Headers naming the tenant and conversation of a message, for proxies,
 // logs and the sink's per-conversation counts; FCM ignores them.
 const (
-	HeaderTenant       = "X-Sluice-Tenant"
-	HeaderConversation = "X-Sluice-Conversation"
+	HeaderTenant       = httpc.HeaderTenant
+	HeaderConversation = httpc.HeaderConversation
 )
 
 // FCMConfig configures an [FCM] provider.
@@ -185,16 +185,10 @@ func (f *FCM) Send(ctx context.Context, m *dispatch.Message) error {
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set(IdempotencyHeader, m.ID)
-	if m.Tenant != "" {
-		req.Header.Set(HeaderTenant, m.Tenant)
-	}
-	if m.Conversation != "" {
-		req.Header.Set(HeaderConversation, m.Conversation)
-	}
+	httpc.SetIdentity(req.Header, IdempotencyHeader, m.ID, m.Tenant, m.Conversation)
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("push: fcm send: %w", unwrapURL(err))
+		return fmt.Errorf("push: fcm send: %w", httpc.UnwrapURL(err))
 	}
 	rb := httpc.ReadBody(resp, 64<<10)
 	if resp.StatusCode/100 == 2 {
@@ -294,7 +288,7 @@ func (s *tokenSource) token(ctx context.Context) (string, error) {
 		if errors.As(err, &re) {
 			return "", fmt.Errorf("push: fcm token endpoint: HTTP %d %s", re.Response.StatusCode, re.ErrorCode)
 		}
-		return "", fmt.Errorf("push: fcm token: %w", unwrapURL(err))
+		return "", fmt.Errorf("push: fcm token: %w", httpc.UnwrapURL(err))
 	}
 	s.mu.Lock()
 	s.tok = t
@@ -310,14 +304,4 @@ func (s *tokenSource) invalidate(tok string) {
 	if s.tok != nil && s.tok.AccessToken == tok {
 		s.tok = nil
 	}
-}
-
-// unwrapURL drops the *url.Error wrapper, whose text repeats the URL (and
-// for APNs the device token).
-func unwrapURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

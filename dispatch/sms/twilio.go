@@ -52,8 +52,8 @@ const IdempotencyHeader = "I-Twilio-Idempotency-Token"
 // Headers naming the tenant and conversation of a message, for proxies,
 // logs and the sink's per-conversation counts; Twilio ignores them.
 const (
-	HeaderTenant       = "X-Sluice-Tenant"
-	HeaderConversation = "X-Sluice-Conversation"
+	HeaderTenant       = httpc.HeaderTenant
+	HeaderConversation = httpc.HeaderConversation
 )
 
 // Config configures a [Provider].
@@ -157,16 +157,10 @@ func (p *Provider) Send(ctx context.Context, m *dispatch.Message) error {
 	req.SetBasicAuth(p.cfg.AccountSID, p.cfg.AuthToken)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set(IdempotencyHeader, m.ID)
-	if m.Tenant != "" {
-		req.Header.Set(HeaderTenant, m.Tenant)
-	}
-	if m.Conversation != "" {
-		req.Header.Set(HeaderConversation, m.Conversation)
-	}
+	httpc.SetIdentity(req.Header, IdempotencyHeader, m.ID, m.Tenant, m.Conversation)
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("sms: post message: %w", unwrapURL(err))
+		return fmt.Errorf("sms: post message: %w", httpc.UnwrapURL(err))
 	}
 	body := httpc.ReadBody(resp, 64<<10)
 	if resp.StatusCode/100 == 2 {
@@ -202,13 +196,4 @@ var rejections = map[int]dispatch.Reason{
 	21602: dispatch.ReasonContentRejected, // message body is required
 	21617: dispatch.ReasonContentRejected, // body exceeds the 1600 character limit
 	21619: dispatch.ReasonContentRejected, // a text message body or media URL is required
-}
-
-// unwrapURL drops the *url.Error wrapper, whose text repeats the URL.
-func unwrapURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

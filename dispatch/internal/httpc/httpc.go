@@ -4,11 +4,42 @@ package httpc
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
+
+// Headers naming the tenant and conversation of a message, for proxies, logs
+// and the sinks' per-conversation counts; the real APIs ignore them.
+const (
+	HeaderTenant       = "X-Sluice-Tenant"
+	HeaderConversation = "X-Sluice-Conversation"
+)
+
+// SetIdentity sets the idempotency header (the API's own name for it) to id,
+// and the tenant and conversation headers when they are known.
+func SetIdentity(h http.Header, idempotencyHeader, id, tenant, conversation string) {
+	h.Set(idempotencyHeader, id)
+	if tenant != "" {
+		h.Set(HeaderTenant, tenant)
+	}
+	if conversation != "" {
+		h.Set(HeaderConversation, conversation)
+	}
+}
+
+// UnwrapURL drops the *url.Error wrapper, whose text repeats the URL (and
+// for APNs the device token).
+func UnwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
 
 // New returns a client whose connections to one host are bounded by
 // maxConns and kept alive between requests. It has no overall timeout: each
