@@ -85,10 +85,19 @@ func runCeiling(ctx context.Context, cfg *Config, rep *Report, st *stack) error 
 	sc := newScenario(cfg, "")
 	start := time.Now()
 	var published atomic.Int64
+	var prevAt time.Time
+	var prevPub, prevAcked int64
 	progress := func() {
-		if cfg.Progress != nil {
-			cfg.Progress(Progress{Mode: "ceiling", Phase: "ceiling", Elapsed: time.Since(start), Total: n, Processed: int(acked.Load()), Published: int(published.Load())})
+		if cfg.Progress == nil {
+			return
 		}
+		now, pub, ack := time.Now(), published.Load(), acked.Load()
+		p := Progress{Mode: "ceiling", Phase: "ceiling", Elapsed: now.Sub(start), Total: n, Processed: int(ack), Published: int(pub)}
+		if dt := now.Sub(prevAt).Seconds(); !prevAt.IsZero() && dt > 0 {
+			p.PubRate, p.ProcRate = float64(pub-prevPub)/dt, float64(ack-prevAcked)/dt
+		}
+		prevAt, prevPub, prevAcked = now, pub, ack
+		cfg.Progress(p)
 	}
 	nextProgress := start.Add(time.Second)
 	for i := range n {
