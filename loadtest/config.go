@@ -3,6 +3,7 @@ package loadtest
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -73,6 +74,10 @@ type Config struct {
 	NATSURL string
 	// DatabaseURL is the running sluice's database, for accounting.
 	DatabaseURL string
+	// MetricsURLs are the running sluice's workers' /metrics endpoints:
+	// with them the run reads transactional latency (the delivery-latency
+	// histogram), error-log writes, RSS and goroutines from the fleet.
+	MetricsURLs []string
 	// Env is the target's environment as configured (SLUICE_ENV).
 	Env string
 	// AllowProduction lets the run target an environment named production.
@@ -191,6 +196,13 @@ func (c *Config) validate() error {
 		return errors.New("loadtest: Compare needs the self-contained stack (fresh databases per mode); drop NATSURL")
 	case c.NATSURL != "" && len(c.Modes) > 1:
 		return errors.New("loadtest: several Modes need the self-contained stack; drop NATSURL")
+	case len(c.MetricsURLs) > 0 && c.NATSURL == "":
+		return errors.New("loadtest: MetricsURLs are a running target's; the self-contained stack measures its workers in process")
+	}
+	for _, u := range c.MetricsURLs {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("loadtest: MetricsURLs: %q is not an http(s) URL", u)
+		}
 	}
 	for _, ch := range c.Channels {
 		if !ch.Valid() {

@@ -33,9 +33,22 @@
 // Then there are no sink ledgers and no provider hook: accounting reads the
 // database (DatabaseURL): error_counts for invalid and failed, and the
 // workers' delivery_counts tally for delivered (at least once, so a
-// redelivery after a lost ack shows as a surplus); transactional latency is
-// not measured, quarantine is not available, and Compare is refused (modes
-// cannot be run on fresh databases). The report says so in its notes.
+// redelivery after a lost ack shows as a surplus). Given the workers'
+// /metrics endpoints (MetricsURLs, --metrics-url, comma-separated for a
+// fleet), the run reads from them what it measures in process on its own
+// stack: transactional latency from the workers' delivery-latency histogram
+// (sluice_orchestrator_delivery_latency_seconds{lane="transactional"},
+// summed over the workers and differenced between phase changes; it covers
+// every transactional delivery of the target, not only the trickle's, and
+// its percentiles are interpolated within the histogram's buckets like
+// Prometheus's histogram_quantile, its max being the highest bucket's
+// bound), error-log rows and write time (differences of the workers'
+// counters), RSS and goroutines (process_resident_memory_bytes and
+// go_goroutines, summed over the workers, peak of the 1-second samples).
+// Without them those figures are absent (null), not zero. Quarantine is not
+// available: the target's own sweep would purge stopped conversations
+// without the run counting them. Compare is refused (modes cannot be run on
+// fresh databases). The report says all this in its notes.
 //
 // # Measurements
 //
@@ -50,8 +63,9 @@
 // the sum of the error log's flush-duration histogram (batched modes; the
 // sync mode's inserts are not timed by the error log). Peak RSS is the
 // process's VmHWM, reset at the start of each mode where the kernel allows
-// (/proc/self/clear_refs); it covers NATS, the publisher and the workers, not
-// Postgres.
+// (/proc/self/clear_refs); on the self-contained stack it covers NATS, the
+// publisher and the workers together (one process), not Postgres; a running
+// target's workers are measured alone (see Target).
 //
 // Accounting is checked per conversation, at rest: accepted (published) =
 // delivered (sink ledgers) + invalid + failed (error_counts, by reason) +

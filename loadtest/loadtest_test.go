@@ -170,10 +170,12 @@ func TestFenceRefusesProduction(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	for name, cfg := range map[string]Config{
-		"scenario":      {Scenario: "nope"},
-		"compare+url":   {Compare: true, NATSURL: "nats://127.0.0.1:4222"},
-		"sinks":         {Sinks: "smtp"},
-		"invalid ratio": {InvalidRatio: 1.5},
+		"scenario":               {Scenario: "nope"},
+		"compare+url":            {Compare: true, NATSURL: "nats://127.0.0.1:4222"},
+		"sinks":                  {Sinks: "smtp"},
+		"invalid ratio":          {InvalidRatio: 1.5},
+		"metrics without target": {MetricsURLs: []string{"http://127.0.0.1:8080/metrics"}},
+		"metrics not http":       {NATSURL: "nats://127.0.0.1:4222", MetricsURLs: []string{"127.0.0.1:8080/metrics"}},
 	} {
 		cfg.setDefaults()
 		if err := cfg.validate(); err == nil {
@@ -252,5 +254,101 @@ func TestFenceRecordedProduction(t *testing.T) {
 	_, err = Run(ctx, Config{NATSURL: ns.ClientURL(), Env: "staging", Messages: 10}, nil)
 	if !errors.Is(err, ErrProduction) {
 		t.Errorf("Run against recorded production: %v, want ErrProduction", err)
+	}
+}
+
+// TestRunningTarget runs a small incident against a running sluice (a node
+// started as `sluice serve` would be) and reads the transactional latency,
+// error-log writes and the workers' usage from its /metrics endpoint.
+func TestRunningTarget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts NATS and Postgres")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := startStack(ctx, tempDataDir(t), discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close(context.Background())
+	ms, err := st.startMode(ctx, &Config{Sinks: SinksRecorder}, errorlog.ModeFull, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.stop(context.Background(), discardLogger())
+
+	metricsURL := "http://" + ms.node.HTTP.Addr() + "/metrics"
+	rep, err := Run(ctx, Config{
+		Scenario: ScenarioIncident, Messages: 5000, InvalidRatio: -1, TrickleRate: 100, Baseline: 2 * time.Second,
+		NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, MetricsURLs: []string{metricsURL}, Env: "test", Timeout: time.Minute,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := rep.Modes[0]
+	if !m.AccountingExact {
+		t.Fatalf("accounting not exact: %+v", m.Accounting)
+	}
+	if m.ErrorRowsWritten != int64(m.InvalidMessages) {
+		t.Errorf("%d error rows for %d invalid messages", m.ErrorRowsWritten, m.InvalidMessages)
+	}
+	if m.TransactionalP99Ms == nil || m.TransactionalBurst.Count == 0 || m.TransactionalBase.Count == 0 {
+		t.Fatalf("transactional latency not measured: burst %+v, baseline %+v", m.TransactionalBurst, m.TransactionalBase)
+	}
+	// Every transactional delivery of this target is the trickle's.
+	if got := m.TransactionalBase.Count + m.TransactionalBurst.Count; got > m.TransactionalSent {
+		t.Errorf("%d transactional deliveries measured, %d sent", got, m.TransactionalSent)
+	}
+	if *m.TransactionalP99Ms <= 0 || *m.TransactionalP99Ms > *m.TransactionalMaxMs {
+		t.Errorf("p99 %v ms, max %v ms", *m.TransactionalP99Ms, *m.TransactionalMaxMs)
+	}
+	if len(m.Latency) == 0 {
+		t.Error("no latency series")
+	}
+	if m.ErrorLogWriteSeconds == nil || *m.ErrorLogWriteSeconds <= 0 || m.ErrorLogFlushes == 0 {
+		t.Errorf("error-log writes not measured: %v s, %d flushes", m.ErrorLogWriteSeconds, m.ErrorLogFlushes)
+	}
+	if m.PeakRSSBytes <= 0 || m.PeakGoroutines <= 0 {
+		t.Errorf("usage not measured: rss %d, goroutines %d", m.PeakRSSBytes, m.PeakGoroutines)
+	}
+	t.Logf("burst %+v, baseline %+v, sent %d, rss %d, goroutines %d, %d flushes", *m.TransactionalBurst, *m.TransactionalBase,
+		m.TransactionalSent, m.PeakRSSBytes, m.PeakGoroutines, m.ErrorLogFlushes)
+
+	// A metrics URL that does not answer is refused before anything is published.
+	_, err = Run(ctx, Config{NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, MetricsURLs: []string{"http://" + ms.node.HTTP.Addr() + "/nothing"}, Env: "test", Messages: 10}, nil)
+	if err == nil {
+		t.Error("a metrics URL answering 404 was accepted")
+	}
+}
+
+func TestHistogramQuantile(t *testing.T) {
+	h := histSnap{bounds: []float64{1, 2, 4}, cum: []float64{10, 20, 20}, count: 20}
+	for q, want := range map[float64]float64{0.5: 1, 0.25: 0.5, 0.75: 1.5, 1: 2} {
+		if got := h.quantile(q); got != want {
+			t.Errorf("q%.2f = %v, want %v", q, got, want)
+		}
+	}
+	if got := h.maxBound(); got != 2 {
+		t.Errorf("max bound %v, want 2", got)
+	}
+	// Observations above the highest bound: the highest bound, a floor.
+	inf := histSnap{bounds: h.bounds, cum: h.cum, count: 25}
+	if got, mb := inf.quantile(0.99), inf.maxBound(); got != 4 || mb != 4 {
+		t.Errorf("+Inf: q99 %v, max %v, want 4, 4", got, mb)
+	}
+	// The interval between two snapshots; a reset counts from zero.
+	later := histSnap{bounds: h.bounds, cum: []float64{10, 30, 40}, count: 40}
+	d := later.sub(h)
+	if d.count != 20 || d.cum[0] != 0 || d.cum[1] != 10 || d.cum[2] != 20 {
+		t.Errorf("sub = %+v", d)
+	}
+	if got := d.quantile(0.5); got != 2 {
+		t.Errorf("interval median %v, want 2", got)
+	}
+	if r := h.sub(later); r.count != h.count {
+		t.Errorf("after a reset: %+v", r)
+	}
+	if (histSnap{}).quantile(0.99) != 0 {
+		t.Error("empty histogram has a quantile")
 	}
 }

@@ -15,6 +15,23 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
+// latencySource measures the transactional lane during a mode: the
+// trickle's own messages (latency, on the self-contained stack) or a
+// running target's histogram (histLatency).
+type latencySource interface {
+	// begin marks the beginning of the mode (the baseline phase).
+	begin(origin time.Time)
+	setPhase(p string)
+	// published records a trickle message's publish.
+	published(id string, t time.Time)
+	// tick is called once a second.
+	tick(now time.Time)
+	// pending is the number of trickle messages known to be on their way.
+	pending() int
+	p99So() float64
+	summary() (baseline, burst Percentiles, series []LatencyPoint)
+}
+
 // latency records the transactional trickle's end-to-end latency: from the
 // publish call to the provider's acceptance.
 type latency struct {
@@ -36,6 +53,14 @@ type latencySample struct {
 func newLatency(conv string, origin time.Time) *latency {
 	return &latency{conv: conv, origin: origin, start: make(map[string]time.Time), phase: "baseline"}
 }
+
+func (l *latency) begin(origin time.Time) {
+	l.mu.Lock()
+	l.origin = origin
+	l.mu.Unlock()
+}
+
+func (l *latency) tick(time.Time) {}
 
 func (l *latency) setPhase(p string) {
 	l.mu.Lock()
@@ -90,8 +115,8 @@ func percentiles(ms []float64) Percentiles {
 	return Percentiles{Count: len(s), P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: s[len(s)-1]}
 }
 
-// byPhase returns the percentiles of one phase and the per-second series of
-// the whole run.
+// summary returns the percentiles of the baseline and burst phases and the
+// per-second series of the whole mode.
 func (l *latency) summary() (baseline, burst Percentiles, series []LatencyPoint) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

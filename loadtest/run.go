@@ -156,18 +156,32 @@ func runTarget(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logge
 		return err
 	}
 	rep.Notes = append(rep.Notes,
-		"running target: the sinks' ledgers are not available; delivered is the workers' delivery_counts tally (at least once: a redelivery after a lost ack counts twice)",
-		"running target: transactional latency is not measured (no provider hook); error-log rows are counted from the database at the end, not sampled over time")
+		"running target: the sinks' ledgers are not available; delivered is the workers' delivery_counts tally (at least once: a redelivery after a lost ack counts twice)")
+	tgt := &targetDB{pool: pool}
+	var lat latencySource
+	if len(cfg.MetricsURLs) > 0 {
+		g := newScrapeGatherer(cfg.MetricsURLs)
+		if _, err := snapHistogram(g, deliveryLatencyMetric, nil); err != nil {
+			return fmt.Errorf("loadtest: --metrics-url: %w", err)
+		}
+		tgt.metrics = g
+		lat = newHistLatency(g)
+		rep.Notes = append(rep.Notes, fmt.Sprintf("running target: transactional latency, error-log writes, RSS and goroutines are read from %d workers' /metrics: latency is the transactional delivery-latency histogram (every transactional delivery of the target, percentiles interpolated within buckets, max the highest bucket's bound); RSS and goroutines are sums over the workers", len(cfg.MetricsURLs)))
+	} else {
+		rep.Notes = append(rep.Notes, "running target without --metrics-url: transactional latency, error-log write time, RSS and goroutines are not measured; error-log rows are counted from the database at the end")
+	}
 	run := "-" + strconv.FormatInt(time.Now().Unix()%1_000_000, 36)
 	sc := newScenario(cfg, run)
 	mode := "target"
 	if len(cfg.Modes) == 1 && cfg.Modes[0] != errorlog.ModeFull {
 		rep.Notes = append(rep.Notes, "Modes is not applied to a running target; set its mode with sluice ctl errorlog set")
 	}
-	tgt := &targetDB{pool: pool}
-	mr, err := runMode(ctx, cfg, mode, cfg.Messages, sc, nil, cfg.NATSURL, tgt, nil, nil)
+	mr, err := runMode(ctx, cfg, mode, cfg.Messages, sc, lat, cfg.NATSURL, tgt, nil, tgt.metrics)
 	if mr != nil {
 		rep.Modes = append(rep.Modes, *mr)
+	}
+	if hl, ok := lat.(*histLatency); ok && hl.scrapeErr() != nil {
+		rep.Notes = append(rep.Notes, "some scrapes of the workers' metrics failed, figures may miss intervals: "+hl.scrapeErr().Error())
 	}
 	return err
 }
@@ -179,12 +193,36 @@ type system interface {
 	// delivered returns the sinks' count for a conversation, or -1 when the
 	// target has no ledgers.
 	deliveredCount(conversation string) int64
+	// usage samples the workers' resident memory (bytes, the peak so far
+	// where the system knows it) and goroutines; ok is false when unknown.
+	usage() (rss int64, goroutines int, ok bool)
 }
 
 func (ms *modeStack) db() *pgxpool.Pool                { return ms.node.Pool }
 func (ms *modeStack) deliveredCount(conv string) int64 { return ms.delivered(conv) }
 
-type targetDB struct{ pool *pgxpool.Pool }
+// usage is the whole process's: the workers share it with the embedded
+// NATS server, Postgres's client pool and the load generator.
+func (ms *modeStack) usage() (int64, int, bool) { return peakRSS(), runtime.NumGoroutine(), true }
+
+// targetDB is a running target: its database, and its workers' metrics
+// when their /metrics endpoints are given.
+type targetDB struct {
+	pool    *pgxpool.Pool
+	metrics prometheus.Gatherer
+}
+
+// usage sums process_resident_memory_bytes and go_goroutines over the
+// scraped workers.
+func (t *targetDB) usage() (int64, int, bool) {
+	if t.metrics == nil {
+		return 0, 0, false
+	}
+	if _, err := t.metrics.Gather(); err != nil {
+		return 0, 0, false
+	}
+	return int64(metricValue(t.metrics, "process_resident_memory_bytes", nil)), int(metricValue(t.metrics, "go_goroutines", nil)), true
+}
 
 // accountWait is how long accounting may take to settle: the delivery
 // tally of a running target flushes once a second.
@@ -210,7 +248,7 @@ func (t *targetDB) db() *pgxpool.Pool           { return t.pool }
 func (t *targetDB) deliveredCount(string) int64 { return -1 }
 
 // runMode publishes one burst with the trickle and measures it.
-func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario, lat *latency, natsURL string, sys system, q Quarantiner, reg prometheus.Gatherer) (*ModeReport, error) {
+func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario, lat latencySource, natsURL string, sys system, q Quarantiner, reg prometheus.Gatherer) (*ModeReport, error) {
 	mr := &ModeReport{Mode: mode, Messages: n}
 	mr.PeakRSSReset = resetPeakRSS()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -301,14 +339,16 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 	}
 	modeStart := time.Now()
 	if lat != nil {
-		lat.mu.Lock()
-		lat.origin = modeStart
-		lat.mu.Unlock()
+		lat.begin(modeStart)
 	}
+	// A running target's counters started before this mode.
+	rows0 := errorRows()
+	write0 := metricValue(reg, "sluice_errorlog_flush_duration_seconds", nil)
+	flushes0 := histCount(reg, "sluice_errorlog_flush_duration_seconds")
 	var burstStart time.Time
 	var sampleMu sync.Mutex
 	var lastProcessed, lastPublished int64
-	var lastRows float64
+	lastRows := rows0
 	sample := func(now time.Time) {
 		rem, _, err := remaining()
 		if err != nil {
@@ -321,7 +361,10 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 		acked := pub - int64(pubJS.PublishAsyncPending())
 		processed := max(acked-rem, 0)
 		rows := errorRows()
-		g := runtime.NumGoroutine()
+		rss, g, haveUsage := sys.usage()
+		if lat != nil {
+			lat.tick(now)
+		}
 		sampleMu.Lock()
 		processed = max(processed, lastProcessed)
 		t := now.Sub(modeStart).Seconds()
@@ -332,11 +375,14 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 			mr.ErrorRowRate = append(mr.ErrorRowRate, Point{T: t, V: rows - lastRows})
 		}
 		lastProcessed, lastPublished, lastRows = processed, pub, rows
-		mr.PeakGoroutines = max(mr.PeakGoroutines, g)
+		if haveUsage {
+			mr.PeakRSSBytes = max(mr.PeakRSSBytes, rss)
+			mr.PeakGoroutines = max(mr.PeakGoroutines, g)
+		}
 		sampleMu.Unlock()
 		if cfg.Progress != nil {
 			p := Progress{Mode: mode, Phase: phase.Load().(string), Elapsed: now.Sub(modeStart), Published: int(pub), Processed: int(processed),
-				Total: n, PubRate: pubRate, ProcRate: procRate, ErrorRows: int64(rows), Trickle: int(trickleSent.Load())}
+				Total: n, PubRate: pubRate, ProcRate: procRate, ErrorRows: int64(rows - rows0), Trickle: int(trickleSent.Load())}
 			if lat != nil {
 				p.LatencyP99 = lat.p99So()
 			}
@@ -514,18 +560,17 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 	samplerWG.Wait()
 	sample(time.Now())
 
-	mr.PeakRSSBytes = peakRSS()
 	if lat != nil {
 		base, burst, series := lat.summary()
 		mr.TransactionalBase, mr.TransactionalBurst, mr.Latency = &base, &burst, series
 		mr.TransactionalP50Ms, mr.TransactionalP95Ms, mr.TransactionalP99Ms, mr.TransactionalMaxMs = &burst.P50, &burst.P95, &burst.P99, &burst.Max
 	}
 	if reg != nil {
-		w := metricValue(reg, "sluice_errorlog_flush_duration_seconds", nil)
+		w := metricValue(reg, "sluice_errorlog_flush_duration_seconds", nil) - write0
 		if mode != string(errorlog.ModeSync) {
 			mr.ErrorLogWriteSeconds = &w
 		}
-		mr.ErrorLogFlushes = int64(histCount(reg, "sluice_errorlog_flush_duration_seconds"))
+		mr.ErrorLogFlushes = int64(histCount(reg, "sluice_errorlog_flush_duration_seconds")) - int64(flushes0)
 	}
 	// The error counts are durable before the acks; the delivery tally is
 	// flushed once a second, so a running target may need a moment.
@@ -555,7 +600,7 @@ func publishedTo(k, convs int, p int64) int64 {
 
 // runTrickle publishes transactional messages at rate per second until ctx
 // ends, each with a synchronous publish.
-func runTrickle(ctx context.Context, js jetstream.JetStream, sc *Scenario, rate float64, lat *latency, sent *atomic.Int64) error {
+func runTrickle(ctx context.Context, js jetstream.JetStream, sc *Scenario, rate float64, lat latencySource, sent *atomic.Int64) error {
 	interval := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
 	for i := 0; ; i++ {

@@ -78,7 +78,7 @@ func TestCtlOps(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"conversation", "resume", "acme", "spring"}, // stopped is final
-		{"conversation", "pause", "acme", "nope"},     // unknown
+		{"conversation", "pause", "acme", "nope"},    // unknown
 		{"channel", "disable", "fax"},
 	} {
 		if out, err := ctl(args...); err == nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/loadtest"
@@ -50,6 +51,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&cfg.Sinks, "sinks", loadtest.SinksRecorder, "providers of the self-contained stack: recorder (in process) or protocol (SMTP, Twilio, FCM and APNs sinks on loopback)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the stack's NATS store and Postgres (default a temporary directory, removed at the end)")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "target a running sluice at this NATS URL instead of starting a stack (SLUICE_NATS_URL is deliberately not read)")
+	metricsURLs := fs.String("metrics-url", "", "the running sluice's workers' /metrics URLs, comma-separated (with --nats-url): transactional latency, error-log writes, RSS and goroutines are read from them")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "the running sluice's database, for accounting (with --nats-url)")
 	fs.StringVar(&cfg.Env, "env", env("SLUICE_ENV", ""), "the target's environment; production is refused without --allow-production")
 	fs.BoolVar(&cfg.AllowProduction, "allow-production", false, "allow a target whose environment is production")
@@ -69,6 +71,11 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var err error
 	if cfg.Channels, err = loadtest.ParseChannels(*channels); err != nil {
 		return fmt.Errorf("loadtest: --channels: %w", err)
+	}
+	for u := range strings.SplitSeq(*metricsURLs, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			cfg.MetricsURLs = append(cfg.MetricsURLs, u)
+		}
 	}
 	if cfg.Modes, err = loadtest.ParseModes(*modes); err != nil {
 		return fmt.Errorf("loadtest: --modes: %w", err)
