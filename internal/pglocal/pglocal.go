@@ -88,10 +88,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.LogFile, err = filepath.Abs(c.LogFile); err != nil {
 		return c, fmt.Errorf("pglocal: Config.LogFile: %w", err)
 	}
-	// pg_ctl hands these paths to /bin/sh inside double quotes.
-	for field, p := range map[string]string{"Dir": c.Dir, "LogFile": c.LogFile, "BinDir": c.BinDir} {
-		if strings.ContainsAny(p, "\"$`\\\n") {
-			return c, fmt.Errorf("pglocal: Config.%s %q contains a character pg_ctl cannot quote (\" $ ` \\ or newline)", field, p)
+	// pg_ctl hands these paths to /bin/sh inside double quotes. Checked in
+	// a fixed order: LogFile derives from Dir, and the error names Dir then.
+	for _, f := range []struct{ field, path string }{{"Dir", c.Dir}, {"LogFile", c.LogFile}, {"BinDir", c.BinDir}} {
+		if strings.ContainsAny(f.path, "\"$`\\\n") {
+			return c, fmt.Errorf("pglocal: Config.%s %q contains a character pg_ctl cannot quote (\" $ ` \\ or newline)", f.field, f.path)
 		}
 	}
 	return c, nil
