@@ -65,6 +65,10 @@ type CampaignDeps struct {
 	// without a checkpoint; a retry after a crash waits this long at most
 	// before taking over. Default 30s.
 	LeaseDuration time.Duration
+	// IdempotencyRetention is how long an Idempotency-Key is remembered
+	// after its request was first sent (PruneRequests). Default 7 days;
+	// negative: forever.
+	IdempotencyRetention time.Duration
 }
 
 func (d *CampaignDeps) setDefaults() {
@@ -86,6 +90,9 @@ func (d *CampaignDeps) setDefaults() {
 	if d.LeaseDuration == 0 {
 		d.LeaseDuration = 30 * time.Second
 	}
+	if d.IdempotencyRetention == 0 {
+		d.IdempotencyRetention = DefaultIdempotencyRetention
+	}
 }
 
 func (d *CampaignDeps) validate() error {
@@ -104,6 +111,8 @@ func (d *CampaignDeps) validate() error {
 		return errors.New("api: CampaignDeps.MaxRowBytes must be at least 256")
 	case d.LeaseDuration < 4*d.CheckpointInterval:
 		return errors.New("api: CampaignDeps.LeaseDuration must be at least 4 CheckpointIntervals")
+	case d.IdempotencyRetention > 0 && d.IdempotencyRetention < time.Hour:
+		return errors.New("api: CampaignDeps.IdempotencyRetention must be at least an hour (negative: forever)")
 	}
 	return nil
 }

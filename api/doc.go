@@ -42,8 +42,9 @@
 // same key:
 //
 //   - after a completed request replays its 202 answer (header
-//     Idempotent-Replayed: true) and publishes nothing, at any time later, once
-//     it has checked that the body is the same (a different body: 422);
+//     Idempotent-Replayed: true) and publishes nothing, for as long as the key
+//     is remembered, once it has checked that the body is the same (a
+//     different body: 422);
 //   - after a request that ended early (a bad row, a publish failure, a lost
 //     connection, a crash of the API process) checks that the rows already
 //     stored are sent again unchanged, skips them, and publishes the rest: so
@@ -58,6 +59,11 @@
 // Without a key, ids are random: a retry publishes everything again, and a
 // crash of the API process leaves at most one checkpoint interval of stored
 // rows uncounted in conversations.accepted. Clients should always send a key.
+//
+// Keys are remembered for IdempotencyRetention (default 7 days) after the
+// request was first sent; PruneRequests (run hourly by every API node) then
+// forgets them in batches of 5,000 rows. A retry with a forgotten key is a
+// new request and publishes its rows again.
 //
 // # Authentication
 //

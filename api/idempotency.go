@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Idempotency-Key handling of activation requests: the activation_requests
@@ -201,4 +202,65 @@ func (c *Campaigns) writeProgress(ctx context.Context, in *ingest, w progressWri
 		}
 		return nil
 	})
+}
+
+// DefaultIdempotencyRetention is how long an Idempotency-Key is remembered
+// by default: long enough for any client's retries, short enough that
+// activation_requests stays small.
+const DefaultIdempotencyRetention = 7 * 24 * time.Hour
+
+// pruneBatch bounds the rows one DELETE of PruneRequests removes, so that
+// pruning never holds long locks or writes a huge transaction.
+const pruneBatch = 5000
+
+// PruneRequests forgets the Idempotency-Keys of requests first sent more
+// than the retention ago (CampaignDeps.IdempotencyRetention): finished ones
+// (done or failed) and running ones whose lease ran out that long ago too (a
+// crashed request nobody retried). It deletes in batches until none is left
+// or ctx ends and returns how many it deleted. A retry with a forgotten key
+// is a new request: its rows get the same ids, but the stream's duplicate
+// window (2 minutes) is long past, so they are published again.
+func (c *Campaigns) PruneRequests(ctx context.Context) (int64, error) {
+	if c.deps.IdempotencyRetention < 0 {
+		return 0, nil
+	}
+	return pruneRequests(ctx, c.pool, time.Now().Add(-c.deps.IdempotencyRetention))
+}
+
+func pruneRequests(ctx context.Context, pool *pgxpool.Pool, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		tag, err := pool.Exec(ctx, `DELETE FROM activation_requests WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM activation_requests
+			WHERE created_at < $1 AND (state <> 'running' OR lease_until < $1)
+			LIMIT $2))`, cutoff, pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("api: prune activation_requests: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// PruneLoop runs PruneRequests every interval until ctx ends, logging what
+// it deleted and any failure (the next round tries again).
+func (c *Campaigns) PruneLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := c.PruneRequests(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			c.log.Warn("pruning old Idempotency-Keys failed; retried next round", "deleted", n, "err", err)
+		case n > 0:
+			c.log.Info("forgot old Idempotency-Keys", "deleted", n, "retention", c.deps.IdempotencyRetention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

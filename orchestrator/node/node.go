@@ -65,6 +65,10 @@ type Config struct {
 	// StopSettle is how long a conversation stop waits for the workers
 	// before purging (control.OpsConfig.StopSettle). Default 2s.
 	StopSettle time.Duration
+	// IdempotencyRetention is how long the API remembers an
+	// Idempotency-Key (api.CampaignDeps.IdempotencyRetention); an API node
+	// forgets older ones every hour. Default 7 days; negative: forever.
+	IdempotencyRetention time.Duration
 	// SweepInterval is how often a worker looks for stopped conversations
 	// that still hold queued messages (published by a request that was
 	// running when the stop came) to purge and count them; SweepMinAge is
@@ -293,12 +297,14 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 			st, err := n.Control.Conversation(ctx, tenant, id)
 			return string(st.Value.State), err
 		},
-		IntakePaused: intakePaused.Load,
+		IntakePaused:         intakePaused.Load,
+		IdempotencyRetention: n.cfg.IdempotencyRetention,
 	})
 	if err != nil {
 		return err
 	}
 	camp.Register(n.HTTP)
+	n.watchers.Go(func() { camp.PruneLoop(watchCtx, time.Hour) })
 	routes := n.Control.AdminRoutes()
 	maps.Copy(routes, n.Control.OpsRoutes(control.OpsConfig{
 		Purge: func(ctx context.Context, tenant, conversation string) (uint64, error) {
