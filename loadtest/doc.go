@@ -59,7 +59,9 @@
 // "written"}) and goroutines. Transactional latency is the time from the
 // trickle's publish call to the provider's acceptance, measured by a wrapper
 // around the providers; it is reported separately for a short baseline
-// before the burst and during the burst. Postgres time in error-log writes is
+// before the burst, during the burst, and after it (the last trickle
+// messages, delivered once the burst has drained: a pause of the stream at
+// the end of a drain shows there). Postgres time in error-log writes is
 // the sum of the error log's flush-duration histogram (batched modes; the
 // sync mode's inserts are not timed by the error log). Peak RSS is the
 // process's VmHWM, reset at the start of each mode where the kernel allows

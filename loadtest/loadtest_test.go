@@ -51,7 +51,7 @@ func TestIncidentCompare(t *testing.T) {
 		t.Errorf("off: %d rows written", off.ErrorRowsWritten)
 	}
 	for _, m := range rep.Modes {
-		if m.TransactionalP99Ms == nil || m.TransactionalBurst.Count == 0 || m.TransactionalSent == 0 {
+		if m.TransactionalP99Ms == nil || m.TransactionalBurst.Count == 0 || m.TransactionalSent == 0 || m.TransactionalAfter == nil {
 			t.Errorf("%s: no transactional latency measured", m.Mode)
 		}
 		if m.RatioToCeiling <= 0 || m.DrainSeconds <= 0 || m.PeakRSSBytes <= 0 {

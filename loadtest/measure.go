@@ -29,7 +29,9 @@ type latencySource interface {
 	// pending is the number of trickle messages known to be on their way.
 	pending() int
 	p99So() float64
-	summary() (baseline, burst Percentiles, series []LatencyPoint)
+	// summary returns the percentiles of the baseline, of the burst, and of
+	// what was delivered after the burst drained, and the per-second series.
+	summary() (baseline, burst, after Percentiles, series []LatencyPoint)
 }
 
 // latency records the transactional trickle's end-to-end latency: from the
@@ -115,12 +117,12 @@ func percentiles(ms []float64) Percentiles {
 	return Percentiles{Count: len(s), P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: s[len(s)-1]}
 }
 
-// summary returns the percentiles of the baseline and burst phases and the
-// per-second series of the whole mode.
-func (l *latency) summary() (baseline, burst Percentiles, series []LatencyPoint) {
+// summary returns the percentiles of the baseline, burst and settle phases
+// and the per-second series of the whole mode.
+func (l *latency) summary() (baseline, burst, after Percentiles, series []LatencyPoint) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var b, u []float64
+	var b, u, a []float64
 	perSec := map[int][]float64{}
 	for _, s := range l.samples {
 		switch s.phase {
@@ -128,6 +130,8 @@ func (l *latency) summary() (baseline, burst Percentiles, series []LatencyPoint)
 			b = append(b, s.ms)
 		case "burst":
 			u = append(u, s.ms)
+		case "settle":
+			a = append(a, s.ms)
 		}
 		sec := int(s.at / time.Second)
 		perSec[sec] = append(perSec[sec], s.ms)
@@ -141,7 +145,7 @@ func (l *latency) summary() (baseline, burst Percentiles, series []LatencyPoint)
 		p := percentiles(perSec[k])
 		series = append(series, LatencyPoint{T: float64(k), P50: p.P50, P99: p.P99, Max: p.Max, N: p.Count})
 	}
-	return percentiles(b), percentiles(u), series
+	return percentiles(b), percentiles(u), percentiles(a), series
 }
 
 // p99So returns the p99 of the current phase so far (for progress lines).

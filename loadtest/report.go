@@ -48,8 +48,8 @@ func Summary(w io.Writer, rep *Report) {
 	if rep.CeilingMsgsPerSec > 0 {
 		fmt.Fprintf(w, "raw JetStream ceiling: %.0f msgs/s (%d messages, %.1fs)\n", rep.CeilingMsgsPerSec, rep.CeilingMessages, rep.CeilingSeconds)
 	}
-	fmt.Fprintf(w, "%-8s %9s %9s %10s %7s %9s %9s %9s %11s %9s %s\n",
-		"mode", "messages", "drain_s", "msgs/s", "ratio", "tx_p50ms", "tx_p99ms", "base_p99", "error_rows", "rss_MiB", "accounting")
+	fmt.Fprintf(w, "%-8s %9s %9s %10s %7s %9s %9s %9s %10s %11s %9s %s\n",
+		"mode", "messages", "drain_s", "msgs/s", "ratio", "tx_p50ms", "tx_p99ms", "base_p99", "after_max", "error_rows", "rss_MiB", "accounting")
 	for _, m := range rep.Modes {
 		ratio := "-"
 		if m.RatioToCeiling > 0 {
@@ -59,12 +59,16 @@ func Summary(w io.Writer, rep *Report) {
 		if m.TransactionalBase != nil && m.TransactionalBase.Count > 0 {
 			base = fmt.Sprintf("%.1f", m.TransactionalBase.P99)
 		}
+		after := "-"
+		if m.TransactionalAfter != nil && m.TransactionalAfter.Count > 0 {
+			after = fmt.Sprintf("%.1f", m.TransactionalAfter.Max)
+		}
 		acc := "exact"
 		if !m.AccountingExact {
 			acc = "NOT EXACT"
 		}
-		fmt.Fprintf(w, "%-8s %9d %9.1f %10.0f %7s %9s %9s %9s %11d %9.0f %s\n",
-			m.Mode, m.Messages, m.DrainSeconds, m.MsgsPerSec, ratio, fmtMs(m.TransactionalP50Ms), fmtMs(m.TransactionalP99Ms), base,
+		fmt.Fprintf(w, "%-8s %9d %9.1f %10.0f %7s %9s %9s %9s %10s %11d %9.0f %s\n",
+			m.Mode, m.Messages, m.DrainSeconds, m.MsgsPerSec, ratio, fmtMs(m.TransactionalP50Ms), fmtMs(m.TransactionalP99Ms), base, after,
 			m.ErrorRowsWritten, float64(m.PeakRSSBytes)/(1<<20), acc)
 	}
 	for _, m := range rep.Modes {
@@ -186,8 +190,8 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 <p>{{.R.Messages}} messages, {{f0 .Pct}}% invalid, {{.R.Conversations}} conversations, transactional trickle {{f0 .R.TrickleRate}}/s, seed {{.R.Seed}}.
 Target: {{.R.Target}}. Quarantine: {{.R.Quarantine}}. Machine: {{.R.Machine.CPUs}} CPUs {{.R.Machine.CPUModel}}, {{mib .R.Machine.MemBytes}} MiB, {{.R.Machine.GoVersion}}, Postgres {{.R.Machine.Postgres}}. Started {{.R.StartedAt.Format "2006-01-02 15:04:05Z07:00"}}.</p>
 {{if gt .R.CeilingMsgsPerSec 0.0}}<p>Raw JetStream ceiling (publish + consume-with-ack, no processing): <b>{{f0 .R.CeilingMsgsPerSec}} msgs/s</b> ({{.R.CeilingMessages}} messages in {{f1 .R.CeilingSeconds}}s).</p>{{end}}
-<table><tr><th>mode</th><th>messages</th><th>publish s</th><th>drain s</th><th>msgs/s</th><th>ratio to ceiling</th><th>tx p50 ms</th><th>tx p99 ms</th><th>tx max ms</th><th>baseline p99 ms</th><th>error rows</th><th>rows/s</th><th>PG write s</th><th>peak RSS MiB</th><th>goroutines</th><th>accounting</th></tr>
-{{range .R.Modes}}<tr><td>{{.Mode}}</td><td>{{.Messages}}</td><td>{{f1 .PublishSeconds}}</td><td>{{f1 .DrainSeconds}}</td><td>{{f0 .MsgsPerSec}}</td><td>{{f2 .RatioToCeiling}}</td><td>{{ms .TransactionalP50Ms}}</td><td>{{ms .TransactionalP99Ms}}</td><td>{{ms .TransactionalMaxMs}}</td><td>{{if .TransactionalBase}}{{f1 .TransactionalBase.P99}}{{else}}-{{end}}</td><td>{{.ErrorRowsWritten}}</td><td>{{f0 .ErrorRowsPerSec}}</td><td>{{ms .ErrorLogWriteSeconds}}</td><td>{{mib .PeakRSSBytes}}</td><td>{{.PeakGoroutines}}</td><td>{{if .AccountingExact}}exact{{else}}<span class="bad">not exact</span>{{end}}</td></tr>
+<table><tr><th>mode</th><th>messages</th><th>publish s</th><th>drain s</th><th>msgs/s</th><th>ratio to ceiling</th><th>tx p50 ms</th><th>tx p99 ms</th><th>tx max ms</th><th>baseline p99 ms</th><th>after-drain max ms</th><th>error rows</th><th>rows/s</th><th>PG write s</th><th>peak RSS MiB</th><th>goroutines</th><th>accounting</th></tr>
+{{range .R.Modes}}<tr><td>{{.Mode}}</td><td>{{.Messages}}</td><td>{{f1 .PublishSeconds}}</td><td>{{f1 .DrainSeconds}}</td><td>{{f0 .MsgsPerSec}}</td><td>{{f2 .RatioToCeiling}}</td><td>{{ms .TransactionalP50Ms}}</td><td>{{ms .TransactionalP99Ms}}</td><td>{{ms .TransactionalMaxMs}}</td><td>{{if .TransactionalBase}}{{f1 .TransactionalBase.P99}}{{else}}-{{end}}</td><td>{{if .TransactionalAfter}}{{f1 .TransactionalAfter.Max}}{{else}}-{{end}}</td><td>{{.ErrorRowsWritten}}</td><td>{{f0 .ErrorRowsPerSec}}</td><td>{{ms .ErrorLogWriteSeconds}}</td><td>{{mib .PeakRSSBytes}}</td><td>{{.PeakGoroutines}}</td><td>{{if .AccountingExact}}exact{{else}}<span class="bad">not exact</span>{{end}}</td></tr>
 {{end}}</table>
 <h2>Throughput</h2>{{.Throughput}}
 <h2>Transactional latency (p99 per second)</h2>{{.Latency}}

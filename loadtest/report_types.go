@@ -62,12 +62,16 @@ type ModeReport struct {
 	RatioToCeiling float64 `json:"ratio_to_ceiling"`
 	// Transactional latency during the burst, and with no burst (baseline);
 	// nil when not measured (running target).
-	TransactionalP50Ms   *float64          `json:"transactional_p50_ms"`
-	TransactionalP95Ms   *float64          `json:"transactional_p95_ms"`
-	TransactionalP99Ms   *float64          `json:"transactional_p99_ms"`
-	TransactionalMaxMs   *float64          `json:"transactional_max_ms"`
-	TransactionalBurst   *Percentiles      `json:"transactional_burst"`
-	TransactionalBase    *Percentiles      `json:"transactional_baseline"`
+	TransactionalP50Ms *float64     `json:"transactional_p50_ms"`
+	TransactionalP95Ms *float64     `json:"transactional_p95_ms"`
+	TransactionalP99Ms *float64     `json:"transactional_p99_ms"`
+	TransactionalMaxMs *float64     `json:"transactional_max_ms"`
+	TransactionalBurst *Percentiles `json:"transactional_burst"`
+	TransactionalBase  *Percentiles `json:"transactional_baseline"`
+	// TransactionalAfter is the trickle messages delivered after the burst
+	// drained (published before the trickle stopped): a pause of the
+	// stream at the end of the drain shows here.
+	TransactionalAfter   *Percentiles      `json:"transactional_after_burst"`
 	TransactionalSent    int               `json:"transactional_sent"`
 	ErrorRowsWritten     int64             `json:"error_rows_written"`
 	ErrorRowsPerSec      float64           `json:"error_rows_per_sec"`

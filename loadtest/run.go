@@ -561,8 +561,8 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 	sample(time.Now())
 
 	if lat != nil {
-		base, burst, series := lat.summary()
-		mr.TransactionalBase, mr.TransactionalBurst, mr.Latency = &base, &burst, series
+		base, burst, after, series := lat.summary()
+		mr.TransactionalBase, mr.TransactionalBurst, mr.TransactionalAfter, mr.Latency = &base, &burst, &after, series
 		mr.TransactionalP50Ms, mr.TransactionalP95Ms, mr.TransactionalP99Ms, mr.TransactionalMaxMs = &burst.P50, &burst.P95, &burst.P99, &burst.Max
 	}
 	if reg != nil {

@@ -285,9 +285,11 @@ func (l *histLatency) p99So() float64 {
 	return h.sub(l.marks[l.phase]).percentiles().P99
 }
 
-// summary is the baseline (baseline start to burst start) and the burst
-// (burst start to settle start), like the trickle's own phases.
-func (l *histLatency) summary() (baseline, burst Percentiles, series []LatencyPoint) {
+// summary is the baseline (baseline start to burst start), the burst (burst
+// start to settle start) and after (settle start to now), like the
+// trickle's own phases.
+func (l *histLatency) summary() (baseline, burst, after Percentiles, series []LatencyPoint) {
+	now, okN := l.snap()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, okB := l.marks["baseline"]
@@ -299,7 +301,10 @@ func (l *histLatency) summary() (baseline, burst Percentiles, series []LatencyPo
 	if okU && okS {
 		burst = s.sub(u).percentiles()
 	}
-	return baseline, burst, slices.Clone(l.series)
+	if okS && okN {
+		after = now.sub(s).percentiles()
+	}
+	return baseline, burst, after, slices.Clone(l.series)
 }
 
 // scrapeErr is what went wrong while scraping, if anything.
