@@ -40,7 +40,8 @@
 // "written" (a new row), "duplicate" (already stored), "rejected" (Record refused
 // it: buffer full, stopped or invalid) and "failed" (accepted but not written:
 // Stop's context ended, or a panic); sluice_errorlog_buffer_depth;
-// sluice_errorlog_flush_duration_seconds (successful flushes);
+// sluice_errorlog_flush_duration_seconds (successful flushes; in mode sync
+// each event's own transaction, timed from its connection on);
 // sluice_errorlog_flush_errors_total (failed attempts, each retry counts);
 // sluice_errorlog_batch_rows.
 package errorlog

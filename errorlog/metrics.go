@@ -49,7 +49,7 @@ func newMetrics(reg prometheus.Registerer, depth func() float64) (*metrics, erro
 		}),
 		flushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "flush_duration_seconds",
-			Help:    "Time to write one batch (one transaction), successful attempts.",
+			Help:    "Time to write one batch (one transaction), successful attempts; in mode sync, one event's INSERT and commit.",
 			Buckets: prometheus.ExponentialBucketsRange(0.001, 5, 14),
 		}),
 		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{

@@ -62,8 +62,10 @@
 // before the burst, during the burst, and after it (the last trickle
 // messages, delivered once the burst has drained: a pause of the stream at
 // the end of a drain shows there). Postgres time in error-log writes is
-// the sum of the error log's flush-duration histogram (batched modes; the
-// sync mode's inserts are not timed by the error log). Peak RSS is the
+// the sum of the error log's flush-duration histogram: one writer's batches
+// in the batched modes, every worker's own INSERT and commit in sync (summed
+// over the workers writing at once, so it can exceed the drain time). Peak
+// RSS is the
 // process's VmHWM, reset at the start of each mode where the kernel allows
 // (/proc/self/clear_refs); on the self-contained stack it covers NATS, the
 // publisher and the workers together (one process), not Postgres; a running

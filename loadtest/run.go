@@ -567,9 +567,7 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 	}
 	if reg != nil {
 		w := metricValue(reg, "sluice_errorlog_flush_duration_seconds", nil) - write0
-		if mode != string(errorlog.ModeSync) {
-			mr.ErrorLogWriteSeconds = &w
-		}
+		mr.ErrorLogWriteSeconds = &w
 		mr.ErrorLogFlushes = int64(histCount(reg, "sluice_errorlog_flush_duration_seconds")) - int64(flushes0)
 	}
 	// The error counts are durable before the acks; the delivery tally is
