@@ -100,7 +100,11 @@ func runCeiling(ctx context.Context, cfg *Config, rep *Report, st *stack) error 
 		cfg.Progress(p)
 	}
 	nextProgress := start.Add(time.Second)
+	pace := pacer{start: start, rate: cfg.PublishRate}
 	for i := range n {
+		if err := pace.wait(ctx, i); err != nil {
+			return err
+		}
 		a, _ := sc.Burst(i)
 		a.EnqueuedAt = time.Now().UTC()
 		data, err := orchestrator.Encode(a)

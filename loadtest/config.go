@@ -50,6 +50,11 @@ type Config struct {
 	Baseline time.Duration
 	// Window bounds unacknowledged asynchronous publishes. Default 4096.
 	Window int
+	// PublishRate caps the burst's publishing, in messages per second, to
+	// replay a burst at the rate it arrived rather than as fast as the
+	// machine allows. 0: full speed. The ceiling is paced the same way, so
+	// a mode's ratio to it then says whether the mode keeps up.
+	PublishRate float64
 
 	// Compare runs the burst once per mode in Modes, with quarantine off,
 	// plus the JetStream ceiling.
@@ -188,6 +193,8 @@ func (c *Config) validate() error {
 		return errors.New("loadtest: InvalidRatio must be at most 1")
 	case c.Window < 1:
 		return errors.New("loadtest: Window must be at least 1")
+	case c.PublishRate < 0:
+		return errors.New("loadtest: PublishRate must not be negative (0: full speed)")
 	case c.SyncMessages < 1:
 		return errors.New("loadtest: SyncMessages must be at least 1")
 	case c.Sinks != SinksRecorder && c.Sinks != SinksProtocol:

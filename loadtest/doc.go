@@ -53,7 +53,9 @@
 // # Measurements
 //
 // Publishing is asynchronous with a bounded window of unacknowledged
-// publishes (orchestrator.Publisher). Each second the run samples how many
+// publishes (orchestrator.Publisher), at full speed unless PublishRate
+// paces it (the ceiling's publishing too, so that a ratio near 1 then means
+// a mode keeps up with the offered rate). Each second the run samples how many
 // burst messages have been processed (published minus those still in the
 // stream), error-log rows written (sluice_errorlog_events_total{outcome=
 // "written"}) and goroutines. Transactional latency is the time from the

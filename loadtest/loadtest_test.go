@@ -175,6 +175,7 @@ func TestConfigValidate(t *testing.T) {
 		"sinks":                  {Sinks: "smtp"},
 		"invalid ratio":          {InvalidRatio: 1.5},
 		"metrics without target": {MetricsURLs: []string{"http://127.0.0.1:8080/metrics"}},
+		"publish rate":           {PublishRate: -1},
 		"metrics not http":       {NATSURL: "nats://127.0.0.1:4222", MetricsURLs: []string{"127.0.0.1:8080/metrics"}},
 	} {
 		cfg.setDefaults()
@@ -350,5 +351,34 @@ func TestHistogramQuantile(t *testing.T) {
 	}
 	if (histSnap{}).quantile(0.99) != 0 {
 		t.Error("empty histogram has a quantile")
+	}
+}
+
+// TestPublishRate: a paced burst takes at least messages / rate to publish
+// (a lower bound, which sleeping guarantees), and the report says so.
+func TestPublishRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts NATS and Postgres")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const n, rate = 3000, 5000.0
+	rep, err := Run(ctx, Config{
+		Scenario: ScenarioValid, Messages: n, InvalidRatio: -1, TrickleRate: 0, Baseline: -1, PublishRate: rate,
+		DataDir: tempDataDir(t), Timeout: time.Minute,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := rep.Modes[0]
+	if !m.AccountingExact {
+		t.Fatalf("accounting not exact: %+v", m.Accounting)
+	}
+	// The last chunk starts at (n - n%pacerChunk) / rate.
+	if floor := float64(n-n%pacerChunk) / rate; m.PublishSeconds < floor {
+		t.Errorf("published %d at %v/s in %.3fs, under %.3fs", n, rate, m.PublishSeconds, floor)
+	}
+	if rep.PublishRate != rate {
+		t.Errorf("report publish_rate_limit %v", rep.PublishRate)
 	}
 }

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"math"
 	"os"
 	"runtime"
@@ -234,4 +235,26 @@ func labelsMatch(m *dto.Metric, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// pacer spaces a burst's publishes to rate per second (0: no pacing),
+// looking at the clock every pacerChunk publishes so that pacing costs
+// nothing per message.
+type pacer struct {
+	start time.Time
+	rate  float64
+}
+
+const pacerChunk = 256
+
+// wait returns once publish i is due, or ctx's error.
+func (p pacer) wait(ctx context.Context, i int) error {
+	if p.rate <= 0 || i%pacerChunk != 0 {
+		return nil
+	}
+	due := p.start.Add(time.Duration(float64(i) / p.rate * float64(time.Second)))
+	if d := time.Until(due); d > 0 {
+		return sleep(ctx, d)
+	}
+	return nil
 }

@@ -13,9 +13,11 @@ type Report struct {
 	TrickleRate   float64  `json:"trickle_rate"`
 	BaselineSecs  float64  `json:"baseline_seconds"`
 	Window        int      `json:"publish_window"`
-	Sinks         string   `json:"sinks"`
-	Target        string   `json:"target"`
-	Env           string   `json:"env"`
+	// PublishRate is the cap on the burst's publish rate; 0: full speed.
+	PublishRate float64 `json:"publish_rate_limit"`
+	Sinks       string  `json:"sinks"`
+	Target      string  `json:"target"`
+	Env         string  `json:"env"`
 	// Quarantine is "on" when the quarantine step ran, "off" in a
 	// comparison or without a step, "not available" against a running
 	// target.

@@ -38,7 +38,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	rep := &Report{
 		Scenario: cfg.Scenario, Seed: cfg.Seed, Messages: cfg.Messages, Conversations: cfg.Conversations,
 		InvalidRatio: cfg.InvalidRatio, TrickleRate: cfg.TrickleRate, BaselineSecs: cfg.Baseline.Seconds(),
-		Window: cfg.Window, Sinks: cfg.Sinks, Env: cfg.Env, Quarantine: qstate,
+		Window: cfg.Window, PublishRate: cfg.PublishRate, Sinks: cfg.Sinks, Env: cfg.Env, Quarantine: qstate,
 		Machine: machine(), StartedAt: time.Now().UTC(),
 	}
 	for _, ch := range cfg.Channels {
@@ -421,8 +421,12 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 	pub := orchestrator.NewPublisher(pubJS)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
+		pace := pacer{start: burstStart, rate: cfg.PublishRate}
 		for i := range n {
 			if err := gctx.Err(); err != nil {
+				return err
+			}
+			if err := pace.wait(gctx, i); err != nil {
 				return err
 			}
 			a, _ := sc.Burst(i)

@@ -44,6 +44,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Float64Var(&cfg.TrickleRate, "trickle-rate", 200, "valid transactional messages per second during the run; 0: none")
 	fs.DurationVar(&cfg.Baseline, "baseline", 5*time.Second, "trickle alone before the burst, for the no-burst latency; 0: none")
 	fs.IntVar(&cfg.Window, "window", 4096, "bound on unacknowledged asynchronous publishes")
+	fs.Float64Var(&cfg.PublishRate, "publish-rate", 0, "cap on the burst's publish rate in messages/s, to replay it at the rate it arrived (the ceiling is paced alike); 0: full speed")
 	fs.BoolVar(&cfg.Compare, "compare", false, "run the burst under each of --modes, with quarantine off, and measure the raw JetStream ceiling")
 	modes := fs.String("modes", "", "error-log modes, comma-separated (default with --compare: full,sample,off,sync; without: full)")
 	fs.IntVar(&cfg.SyncMessages, "sync-messages", 0, "burst size of the sync mode under --compare (default the smaller of --messages and 100000)")
