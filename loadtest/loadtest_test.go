@@ -195,20 +195,13 @@ func TestIncidentQuarantine(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rep, err := Run(ctx, Config{
+	rep, m := runExact(ctx, t, Config{
 		Scenario: ScenarioIncident, Messages: 20000, InvalidRatio: -1, TrickleRate: 50, Baseline: -1,
 		Quarantine: ControlQuarantine(200 * time.Millisecond),
 		DataDir:    tempDataDir(t), Timeout: time.Minute,
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	if rep.Quarantine != QuarantineOn {
 		t.Errorf("quarantine %q", rep.Quarantine)
-	}
-	m := rep.Modes[0]
-	if !m.AccountingExact {
-		t.Fatalf("accounting not exact: %+v", m.Accounting)
 	}
 	if len(m.Quarantine) == 0 {
 		t.Fatal("no conversation quarantined")
@@ -279,17 +272,10 @@ func TestRunningTarget(t *testing.T) {
 	defer ms.stop(context.Background(), discardLogger())
 
 	metricsURL := "http://" + ms.node.HTTP.Addr() + "/metrics"
-	rep, err := Run(ctx, Config{
+	_, m := runExact(ctx, t, Config{
 		Scenario: ScenarioIncident, Messages: 5000, InvalidRatio: -1, TrickleRate: 100, Baseline: 2 * time.Second,
 		NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, MetricsURLs: []string{metricsURL}, Env: "test", Timeout: time.Minute,
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := rep.Modes[0]
-	if !m.AccountingExact {
-		t.Fatalf("accounting not exact: %+v", m.Accounting)
-	}
+	})
 	if m.ErrorRowsWritten != int64(m.InvalidMessages) {
 		t.Errorf("%d error rows for %d invalid messages", m.ErrorRowsWritten, m.InvalidMessages)
 	}
@@ -363,17 +349,10 @@ func TestPublishRate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const n, rate = 3000, 5000.0
-	rep, err := Run(ctx, Config{
+	rep, m := runExact(ctx, t, Config{
 		Scenario: ScenarioValid, Messages: n, InvalidRatio: -1, TrickleRate: 0, Baseline: -1, PublishRate: rate,
 		DataDir: tempDataDir(t), Timeout: time.Minute,
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := rep.Modes[0]
-	if !m.AccountingExact {
-		t.Fatalf("accounting not exact: %+v", m.Accounting)
-	}
+	})
 	// The last chunk starts at (n - n%pacerChunk) / rate.
 	if floor := float64(n-n%pacerChunk) / rate; m.PublishSeconds < floor {
 		t.Errorf("published %d at %v/s in %.3fs, under %.3fs", n, rate, m.PublishSeconds, floor)
@@ -381,4 +360,19 @@ func TestPublishRate(t *testing.T) {
 	if rep.PublishRate != rate {
 		t.Errorf("report publish_rate_limit %v", rep.PublishRate)
 	}
+}
+
+// runExact runs cfg (one mode) and fails the test unless it succeeds with
+// exact accounting.
+func runExact(ctx context.Context, t *testing.T, cfg Config) (*Report, ModeReport) {
+	t.Helper()
+	rep, err := Run(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := rep.Modes[0]
+	if !m.AccountingExact {
+		t.Fatalf("accounting not exact: %+v", m.Accounting)
+	}
+	return rep, m
 }
