@@ -247,6 +247,42 @@ func TestWritesBatchesAndExactCounts(t *testing.T) {
 	}
 }
 
+// TestSyncMode: mode sync writes each event in its own transaction before
+// done is called, counts it once even when recorded twice, and times every
+// insert in the flush histogram.
+func TestSyncMode(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{Mode: Mode{Name: ModeSync}}, true)
+	const n = 200
+	res := newResults()
+	ids := make([]string, n)
+	now := time.Now()
+	for i := range n {
+		ev := Event{ID: fmt.Sprintf("sync-%04d", i), Time: now, Tenant: "acme", Conversation: "c", Lane: "bulk",
+			Channel: "email", Reason: "bad_syntax", Address: "x@"}
+		ids[i] = ev.ID
+		b.log.Record(ev, res.done(ev.ID))
+		// Synchronous: the row is there when Record returns.
+		if got := scalar[int](t, b.db.Pool, "SELECT count(*) FROM error_log WHERE event_id = $1", ev.ID); got != 1 {
+			t.Fatalf("%s: %d rows right after Record", ev.ID, got)
+		}
+	}
+	res.exactlyOnceOK(t, ids)
+	// The first event again (a redelivery): no row, no count.
+	again := newResults()
+	b.log.Record(Event{ID: ids[0], Time: now, Tenant: "acme", Conversation: "c", Lane: "bulk", Channel: "email", Reason: "bad_syntax", Address: "x@"}, again.done(ids[0]))
+	again.exactlyOnceOK(t, ids[:1])
+	if got := scalar[int64](t, b.db.Pool, "SELECT sum(count)::bigint FROM error_counts WHERE conversation = 'c'"); got != n {
+		t.Errorf("counted %d, want %d", got, n)
+	}
+	if got := events(t, b.reg, "duplicate"); got != 1 {
+		t.Errorf("duplicate = %v, want 1", got)
+	}
+	if got := metric(t, b.reg, "sluice_errorlog_flush_duration_seconds"); got != n+1 {
+		t.Errorf("flush histogram has %v observations, want one per insert (%d)", got, n+1)
+	}
+}
+
 func TestDuplicatesCountOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{BatchSize: 3, FlushInterval: time.Hour}, true)
