@@ -45,10 +45,9 @@
 // bound), error-log rows and write time (differences of the workers'
 // counters), RSS and goroutines (process_resident_memory_bytes and
 // go_goroutines, summed over the workers, peak of the 1-second samples).
-// Without them those figures are absent (null), not zero. Quarantine is not
-// available: the target's own sweep would purge stopped conversations
-// without the run counting them. Compare is refused (modes cannot be run on
-// fresh databases). The report says all this in its notes.
+// Without them those figures are absent (null), not zero. Quarantine works
+// differently there (see Quarantine). Compare is refused (modes cannot be
+// run on fresh databases). The report says all this in its notes.
 //
 // # Measurements
 //
@@ -99,8 +98,13 @@
 // conversation's state in the control plane, the admin stop's settle and
 // orchestrator.PurgeConversation. The command runs the incident with it by
 // default (--quarantine auto). A comparison always runs with quarantine
-// "off", so that every invalid message really goes through the error log;
-// against a running target it is "not available".
+// "off", so that every invalid message really goes through the error log.
+// Against a running target the target's workers quarantine by their own
+// settings; with the step on, the run purges each quarantined conversation's
+// queued messages and leaves its state alone (the target's sweep of stopped
+// conversations would purge messages the run never counts); with it off,
+// the run fails as soon as the target holds one of its conversations, which
+// would otherwise never drain.
 //
 // # Production fence
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -375,4 +376,61 @@ func runExact(ctx context.Context, t *testing.T, cfg Config) (*Report, ModeRepor
 		t.Fatalf("accounting not exact: %+v", m.Accounting)
 	}
 	return rep, m
+}
+
+// TestRunningTargetQuarantine: against a running sluice whose workers
+// quarantine, a run without the quarantine step fails at once, saying why,
+// instead of waiting for conversations that will never drain; with the step,
+// the run purges what the target quarantined and ends exact.
+func TestRunningTargetQuarantine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts NATS and Postgres")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := startStack(ctx, tempDataDir(t), discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close(context.Background())
+	ms, err := st.startMode(ctx, &Config{Sinks: SinksRecorder, Quarantine: ControlQuarantine(0), QuarantineRatio: 0.5}, errorlog.ModeFull, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ms.stop(context.Background(), discardLogger())
+	cfg := Config{
+		Scenario: ScenarioIncident, Messages: 20000, InvalidRatio: -1, TrickleRate: 50, Baseline: -1,
+		NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, Env: "test", Timeout: time.Minute,
+	}
+
+	began := time.Now()
+	_, err = Run(ctx, cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "would never drain") {
+		t.Fatalf("without the step: %v, want a failure saying the conversation would never drain", err)
+	}
+	if d := time.Since(began); d > 30*time.Second {
+		t.Errorf("the failure took %v", d)
+	}
+
+	cfg.Quarantine = ControlQuarantine(200 * time.Millisecond)
+	rep, m := runExact(ctx, t, cfg)
+	if rep.Quarantine != QuarantineOn || len(m.Quarantine) == 0 {
+		t.Fatalf("quarantine %q, events %+v", rep.Quarantine, m.Quarantine)
+	}
+	var purged int64
+	for _, a := range m.Accounting {
+		purged += a.Purged
+	}
+	if purged == 0 {
+		t.Errorf("nothing purged: %+v", m.Accounting)
+	}
+	// The target's state is left as its workers set it.
+	ctl, err := control.Attach(ctx, ms.node.JS, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := ctl.Conversation(ctx, Tenant, m.Quarantine[0].Conversation)
+	if err != nil || cs.Value.State != control.StateQuarantined {
+		t.Errorf("state of %s: %+v, %v; want quarantined", m.Quarantine[0].Conversation, cs.Value, err)
+	}
 }

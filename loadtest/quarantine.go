@@ -33,13 +33,14 @@ type Quarantiner interface {
 type QuarantineTarget struct {
 	JS      jetstream.JetStream
 	Control *control.Store
+	// Running is set for a running sluice (not the run's own stack): its
+	// workers sweep stopped conversations and would purge messages the run
+	// never counts, so a Quarantiner should purge without stopping.
+	Running bool
 }
 
 // Quarantine states of the report.
 const (
-	// QuarantineNotAvailable: the target is a running sluice, whose
-	// quarantine the run does not drive.
-	QuarantineNotAvailable = "not available"
 	// QuarantineOff: a comparison, which always runs without quarantine, or
 	// a run without a quarantine step (Config.Quarantine nil).
 	QuarantineOff = "off"
@@ -50,8 +51,6 @@ const (
 // quarantineState is the report's quarantine state of cfg.
 func quarantineState(cfg *Config) string {
 	switch {
-	case cfg.NATSURL != "":
-		return QuarantineNotAvailable
 	case cfg.Compare || cfg.Quarantine == nil:
 		return QuarantineOff
 	default:
@@ -64,7 +63,10 @@ func quarantineState(cfg *Config) string {
 // stopped (every worker stops fetching it within a second), waits settle
 // for sends already begun (control.DefaultStopSettle when 0), then purges its
 // queued messages (orchestrator.PurgeConversation), as POST
-// /v1/admin/conversations/{tenant}/{id}/stop does.
+// /v1/admin/conversations/{tenant}/{id}/stop does. On a running target
+// (QuarantineTarget.Running) it leaves the state quarantined, which holds
+// the conversation just as well, and only purges: the target's sweep of
+// stopped conversations would purge messages the run could not count.
 func ControlQuarantine(settle time.Duration) func(QuarantineTarget) Quarantiner {
 	if settle == 0 {
 		settle = control.DefaultStopSettle
@@ -96,10 +98,12 @@ func (q *controlQuarantine) Stop(ctx context.Context, tenant, conversation strin
 	first := !q.stopped[conversation]
 	q.mu.Unlock()
 	if first {
-		_, err := q.t.Control.SetConversation(ctx, tenant, conversation,
-			control.ConversationStatus{State: control.StateStopped, Reason: "sluice loadtest: stopped after quarantine"}, "sluice loadtest")
-		if err != nil {
-			return 0, fmt.Errorf("loadtest: stop %s/%s: %w", tenant, conversation, err)
+		if !q.t.Running {
+			_, err := q.t.Control.SetConversation(ctx, tenant, conversation,
+				control.ConversationStatus{State: control.StateStopped, Reason: "sluice loadtest: stopped after quarantine"}, "sluice loadtest")
+			if err != nil {
+				return 0, fmt.Errorf("loadtest: stop %s/%s: %w", tenant, conversation, err)
+			}
 		}
 		q.mu.Lock()
 		q.stopped[conversation] = true
@@ -110,4 +114,27 @@ func (q *controlQuarantine) Stop(ctx context.Context, tenant, conversation strin
 	}
 	n, err := orchestrator.PurgeConversation(ctx, q.t.JS, tenant, conversation)
 	return int64(n), err
+}
+
+// refuseHeld is the quarantine step of a run against a running target
+// without one: a conversation the target holds (quarantined by its workers,
+// or paused or stopped by an operator) would never drain, so the run ends at
+// once with an error saying so instead of waiting for Timeout.
+type refuseHeld struct{ t QuarantineTarget }
+
+func (r refuseHeld) Quarantined(ctx context.Context, tenant, conversation string) (time.Time, bool, error) {
+	st, err := r.t.Control.Conversation(ctx, tenant, conversation)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return st.At, st.Value.State != control.StateActive, nil
+}
+
+func (r refuseHeld) Stop(ctx context.Context, tenant, conversation string) (int64, error) {
+	st, err := r.t.Control.Conversation(ctx, tenant, conversation)
+	if err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("loadtest: the target holds conversation %s/%s (%s: %s), so it would never drain; run with --quarantine auto to purge what the target quarantines, or turn the target's quarantine off (sluice serve --quarantine-ratio 0)",
+		tenant, conversation, st.Value.State, st.Value.Reason)
 }

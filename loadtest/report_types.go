@@ -19,8 +19,7 @@ type Report struct {
 	Target      string  `json:"target"`
 	Env         string  `json:"env"`
 	// Quarantine is "on" when the quarantine step ran, "off" in a
-	// comparison or without a step, "not available" against a running
-	// target.
+	// comparison or without a step.
 	Quarantine string    `json:"quarantine"`
 	Machine    Machine   `json:"machine"`
 	StartedAt  time.Time `json:"started_at"`

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/control"
 )
 
 // Run runs the configured scenario and returns its report. logger may be
@@ -45,10 +47,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 		rep.Channels = append(rep.Channels, string(ch))
 	}
 	switch {
+	case qstate == QuarantineOff && cfg.NATSURL != "":
+		rep.Notes = append(rep.Notes, "quarantine off: the run fails if the target holds one of its conversations (quarantined, paused or stopped), since it would never drain")
 	case qstate == QuarantineOff:
 		rep.Notes = append(rep.Notes, "quarantine off: every invalid message went through the error log")
-	case qstate == QuarantineNotAvailable:
-		rep.Notes = append(rep.Notes, "quarantine not available against a running target: the run does not stop or purge its conversations")
+	case cfg.NATSURL != "":
+		rep.Notes = append(rep.Notes, "quarantine on: the target's workers quarantine by their own settings; the run purges the queued messages of each quarantined conversation (counted as purged) and leaves its state as the target set it")
 	default:
 		rep.Notes = append(rep.Notes, fmt.Sprintf("quarantine on: the workers quarantine a conversation whose invalid share over its last 1000 messages passes %.2f; the run then stops it and purges its queued messages (counted as purged); drain_seconds and msgs_per_sec count purged messages as cleared, so compare throughput with --compare (quarantine off)", cfg.QuarantineRatio))
 	}
@@ -155,6 +159,15 @@ func runTarget(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logge
 	if err != nil {
 		return err
 	}
+	ctl, err := control.Attach(ctx, js, pool, logger)
+	if err != nil {
+		return fmt.Errorf("loadtest: %s is not a running sluice: %w", rep.Target, err)
+	}
+	qt := QuarantineTarget{JS: js, Control: ctl, Running: true}
+	q := Quarantiner(refuseHeld{qt})
+	if cfg.Quarantine != nil {
+		q = cfg.Quarantine(qt)
+	}
 	rep.Notes = append(rep.Notes,
 		"running target: the sinks' ledgers are not available; delivered is the workers' delivery_counts tally (at least once: a redelivery after a lost ack counts twice)")
 	tgt := &targetDB{pool: pool}
@@ -170,13 +183,14 @@ func runTarget(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logge
 	} else {
 		rep.Notes = append(rep.Notes, "running target without --metrics-url: transactional latency, error-log write time, RSS and goroutines are not measured; error-log rows are counted from the database at the end")
 	}
-	run := "-" + strconv.FormatInt(time.Now().Unix()%1_000_000, 36)
+	// A random tag: two runs in the same second must not share conversations.
+	run := "-" + strconv.FormatUint(uint64(rand.Uint32()), 36)
 	sc := newScenario(cfg, run)
 	mode := "target"
 	if len(cfg.Modes) == 1 && cfg.Modes[0] != errorlog.ModeFull {
 		rep.Notes = append(rep.Notes, "Modes is not applied to a running target; set its mode with sluice ctl errorlog set")
 	}
-	mr, err := runMode(ctx, cfg, mode, cfg.Messages, sc, lat, cfg.NATSURL, tgt, nil, tgt.metrics)
+	mr, err := runMode(ctx, cfg, mode, cfg.Messages, sc, lat, cfg.NATSURL, tgt, q, tgt.metrics)
 	if mr != nil {
 		rep.Modes = append(rep.Modes, *mr)
 	}
@@ -550,10 +564,13 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 	}
 	// Every message acked is counted: wait for the stream to hold none of
 	// this run's messages, then for the error log's last acks.
+	// State.Msgs counts the whole stream, whatever the filter: a running
+	// target may hold other messages; the filtered subject's count is ours.
+	trickleSubject := orchestrator.Subject(orchestrator.LaneTransactional, Tenant, sc.trickle)
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(orchestrator.Subject(orchestrator.LaneTransactional, Tenant, sc.trickle)))
-		if err == nil && info.State.Msgs == 0 {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(trickleSubject))
+		if err == nil && info.State.Subjects[trickleSubject] == 0 {
 			break
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
@@ -719,7 +736,12 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 	return nil
 }
 
+// histCount sums the sample counts of the histogram name; 0 without a
+// gatherer (a running target without --metrics-url).
 func histCount(g prometheus.Gatherer, name string) uint64 {
+	if g == nil {
+		return 0
+	}
 	mfs, err := g.Gather()
 	if err != nil {
 		return 0

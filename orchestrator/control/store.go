@@ -92,6 +92,22 @@ type Store struct {
 	beforeWrite func(key string)
 }
 
+// Attach opens the control bucket of a running deployment as it is: it
+// neither creates nor reconfigures the bucket and writes no default, so a
+// client acting on someone else's fleet (the load test) cannot change it.
+// pool may be nil (changes then are not audited in control_audit).
+func Attach(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, logger *slog.Logger) (*Store, error) {
+	kv, err := js.KeyValue(ctx, Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("control: attach to bucket %s: %w", Bucket, err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Store{kv: kv, pool: pool, log: logger.With("component", "control"),
+		defaultMode: Options{}.withDefaults().DefaultErrorLogMode, now: time.Now}, nil
+}
+
 // Open opens the control bucket, creating it if missing, and writes the
 // default error-log mode if none is set yet. pool may be nil for a process
 // that only reads and watches: its changes are then not audited in
