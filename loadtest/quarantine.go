@@ -87,10 +87,25 @@ func (q *controlQuarantine) Quarantined(ctx context.Context, tenant, conversatio
 	if err != nil {
 		return time.Time{}, false, err
 	}
+	if q.t.Running {
+		// Any hold of a running target's is reported, so that Stop can
+		// refuse the ones the run must not purge.
+		return st.At, st.Value.State != control.StateActive, nil
+	}
 	return st.At, st.Value.State == control.StateQuarantined, nil
 }
 
 func (q *controlQuarantine) Stop(ctx context.Context, tenant, conversation string) (int64, error) {
+	if q.t.Running {
+		st, err := q.t.Control.Conversation(ctx, tenant, conversation)
+		if err != nil {
+			return 0, err
+		}
+		if st.Value.State != control.StateQuarantined {
+			// Paused or stopped by someone else: not the run's to purge.
+			return refuseHeld{q.t}.Stop(ctx, tenant, conversation)
+		}
+	}
 	q.mu.Lock()
 	if q.stopped == nil {
 		q.stopped = map[string]bool{}
@@ -135,6 +150,13 @@ func (r refuseHeld) Stop(ctx context.Context, tenant, conversation string) (int6
 	if err != nil {
 		return 0, err
 	}
-	return 0, fmt.Errorf("loadtest: the target holds conversation %s/%s (%s: %s), so it would never drain; run with --quarantine auto to purge what the target quarantines, or turn the target's quarantine off (sluice serve --quarantine-ratio 0)",
-		tenant, conversation, st.Value.State, st.Value.Reason)
+	advice := "run with --quarantine auto to purge what the target quarantines, or turn the target's quarantine off (sluice serve --quarantine-ratio 0)"
+	switch st.Value.State {
+	case control.StatePaused:
+		advice = fmt.Sprintf("someone paused it; resume it (sluice ctl conversation resume %s %s) or run again", tenant, conversation)
+	case control.StateStopped:
+		advice = "someone stopped it, which is final; run again"
+	}
+	return 0, fmt.Errorf("loadtest: the target holds conversation %s/%s (%s: %s), so it would never drain; %s",
+		tenant, conversation, st.Value.State, st.Value.Reason, advice)
 }
