@@ -261,16 +261,7 @@ func TestRunningTarget(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := startStack(ctx, tempDataDir(t), discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.close(context.Background())
-	ms, err := st.startMode(ctx, &Config{Sinks: SinksRecorder}, errorlog.ModeFull, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.stop(context.Background(), discardLogger())
+	ms := runningTarget(ctx, t, Config{Sinks: SinksRecorder})
 
 	metricsURL := "http://" + ms.node.HTTP.Addr() + "/metrics"
 	_, m := runExact(ctx, t, Config{
@@ -303,7 +294,7 @@ func TestRunningTarget(t *testing.T) {
 		m.TransactionalSent, m.PeakRSSBytes, m.PeakGoroutines, m.ErrorLogFlushes)
 
 	// A metrics URL that does not answer is refused before anything is published.
-	_, err = Run(ctx, Config{NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, MetricsURLs: []string{"http://" + ms.node.HTTP.Addr() + "/nothing"}, Env: "test", Messages: 10}, nil)
+	_, err := Run(ctx, Config{NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, MetricsURLs: []string{"http://" + ms.node.HTTP.Addr() + "/nothing"}, Env: "test", Messages: 10}, nil)
 	if err == nil {
 		t.Error("a metrics URL answering 404 was accepted")
 	}
@@ -388,23 +379,14 @@ func TestRunningTargetQuarantine(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := startStack(ctx, tempDataDir(t), discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.close(context.Background())
-	ms, err := st.startMode(ctx, &Config{Sinks: SinksRecorder, Quarantine: ControlQuarantine(0), QuarantineRatio: 0.5}, errorlog.ModeFull, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ms.stop(context.Background(), discardLogger())
+	ms := runningTarget(ctx, t, Config{Sinks: SinksRecorder, Quarantine: ControlQuarantine(0), QuarantineRatio: 0.5})
 	cfg := Config{
 		Scenario: ScenarioIncident, Messages: 20000, InvalidRatio: -1, TrickleRate: 50, Baseline: -1,
 		NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, Env: "test", Timeout: time.Minute,
 	}
 
 	began := time.Now()
-	_, err = Run(ctx, cfg, nil)
+	_, err := Run(ctx, cfg, nil)
 	if err == nil || !strings.Contains(err.Error(), "would never drain") {
 		t.Fatalf("without the step: %v, want a failure saying the conversation would never drain", err)
 	}
@@ -433,4 +415,22 @@ func TestRunningTargetQuarantine(t *testing.T) {
 	if err != nil || cs.Value.State != control.StateQuarantined {
 		t.Errorf("state of %s: %+v, %v; want quarantined", m.Quarantine[0].Conversation, cs.Value, err)
 	}
+}
+
+// runningTarget starts a node as `sluice serve --api --worker` would run it,
+// on its own NATS and database, for runs against a running target; cfg sets
+// its sinks and quarantine. It is stopped when the test ends.
+func runningTarget(ctx context.Context, t *testing.T, cfg Config) *modeStack {
+	t.Helper()
+	st, err := startStack(ctx, tempDataDir(t), discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.close(context.Background()) })
+	ms, err := st.startMode(ctx, &cfg, errorlog.ModeFull, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.stop(context.Background(), discardLogger()) })
+	return ms
 }
