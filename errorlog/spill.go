@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/sluicehq/sluice/internal/ctxtime"
 )
 
 // SpillStream holds error-log batches while Postgres is down, slow or locked.
@@ -84,12 +86,12 @@ func (l *Log) drain() {
 		// Half-open too: when nothing new is being recorded, a drained batch is
 		// the probe that closes the breaker again.
 		if l.breaker.State() == gobreaker.StateOpen {
-			sleepCtx(l.maintCtx, time.Second)
+			ctxtime.Sleep(l.maintCtx, time.Second)
 			continue
 		}
 		mb, err := l.spill.cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			sleepCtx(l.maintCtx, time.Second)
+			ctxtime.Sleep(l.maintCtx, time.Second)
 			continue
 		}
 		for msg := range mb.Messages() {
@@ -97,7 +99,7 @@ func (l *Log) drain() {
 		}
 		if err := mb.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && l.maintCtx.Err() == nil {
 			l.log.Warn("errorlog: spill fetch failed", "err", err)
-			sleepCtx(l.maintCtx, time.Second)
+			ctxtime.Sleep(l.maintCtx, time.Second)
 		}
 	}
 }
@@ -120,13 +122,4 @@ func (l *Log) drainOne(msg jetstream.Msg) {
 	}
 	l.m.written.Add(float64(written))
 	l.m.drained.Add(float64(len(b.events)))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sluicehq/sluice/internal/ctxtime"
 )
 
 // latencySource measures the transactional lane during a mode: the
@@ -254,7 +256,7 @@ func (p pacer) wait(ctx context.Context, i int) error {
 	}
 	due := p.start.Add(time.Duration(float64(i) / p.rate * float64(time.Second)))
 	if d := time.Until(due); d > 0 {
-		return sleep(ctx, d)
+		return ctxtime.Sleep(ctx, d)
 	}
 	return nil
 }

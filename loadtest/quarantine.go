@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/ctxtime"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
 )
@@ -123,7 +124,7 @@ func (q *controlQuarantine) Stop(ctx context.Context, tenant, conversation strin
 		q.mu.Lock()
 		q.stopped[conversation] = true
 		q.mu.Unlock()
-		if err := sleep(ctx, q.settle); err != nil {
+		if err := ctxtime.Sleep(ctx, q.settle); err != nil {
 			return 0, err
 		}
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/internal/ctxtime"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
 )
@@ -424,7 +425,7 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 
 	// Baseline: the trickle alone.
 	if cfg.TrickleRate > 0 && cfg.Baseline > 0 {
-		if err := sleep(ctx, cfg.Baseline); err != nil {
+		if err := ctxtime.Sleep(ctx, cfg.Baseline); err != nil {
 			return mr, err
 		}
 	}
@@ -557,7 +558,7 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 	if lat != nil {
 		deadline := time.Now().Add(time.Minute)
 		for lat.pending() > 0 && time.Now().Before(deadline) {
-			if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			if err := ctxtime.Sleep(ctx, 20*time.Millisecond); err != nil {
 				return mr, err
 			}
 		}
@@ -573,7 +574,7 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 		if err == nil && info.State.Subjects[trickleSubject] == 0 {
 			break
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := ctxtime.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return mr, err
 		}
 	}
@@ -601,7 +602,7 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 		if mr.AccountingExact && tallied(mr) || time.Now().After(deadline) {
 			break
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+		if err := ctxtime.Sleep(ctx, 250*time.Millisecond); err != nil {
 			return mr, err
 		}
 	}
@@ -625,7 +626,7 @@ func runTrickle(ctx context.Context, js jetstream.JetStream, sc *Scenario, rate 
 	for i := 0; ; i++ {
 		next := start.Add(time.Duration(i) * interval)
 		if d := time.Until(next); d > 0 {
-			if err := sleep(ctx, d); err != nil {
+			if err := ctxtime.Sleep(ctx, d); err != nil {
 				return err
 			}
 		} else if ctx.Err() != nil {
@@ -757,17 +758,6 @@ func histCount(g prometheus.Gatherer, name string) uint64 {
 		}
 	}
 	return n
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func redactURL(u string) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/internal/ctxtime"
 )
 
 // LaneConfig sizes one lane.
@@ -158,7 +159,7 @@ func (s *transactionalSource) run(ctx context.Context, p *pool) {
 		b, err := s.cons.Fetch(s.batch, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			s.log.Warn("transactional fetch failed", "err", err)
-			sleep(ctx, 250*time.Millisecond)
+			ctxtime.Sleep(ctx, 250*time.Millisecond)
 			continue
 		}
 		for msg := range b.Messages() {
@@ -166,7 +167,7 @@ func (s *transactionalSource) run(ctx context.Context, p *pool) {
 		}
 		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			s.log.Warn("transactional fetch ended with error", "err", err)
-			sleep(ctx, 250*time.Millisecond)
+			ctxtime.Sleep(ctx, 250*time.Millisecond)
 		}
 	}
 }
@@ -394,13 +395,4 @@ func (s *bulkSource) pendingTotals(ctx context.Context) (pending, ackPending uin
 		ackPending += uint64(info.NumAckPending)
 	}
 	return pending, ackPending
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/internal/ctxtime"
 )
 
 // ConversationsBucket is the NATS KV bucket where the API publishes each
@@ -60,13 +61,13 @@ func (t *templates) watch(ctx context.Context, js jetstream.JetStream) {
 			if !errors.Is(err, jetstream.ErrBucketNotFound) && ctx.Err() == nil {
 				t.log.Warn("conversation templates: bucket unavailable", "err", err)
 			}
-			sleep(ctx, 5*time.Second)
+			ctxtime.Sleep(ctx, 5*time.Second)
 			continue
 		}
 		w, err := kv.WatchAll(ctx)
 		if err != nil {
 			t.log.Warn("conversation templates: watch failed", "err", err)
-			sleep(ctx, 5*time.Second)
+			ctxtime.Sleep(ctx, 5*time.Second)
 			continue
 		}
 		for e := range w.Updates() {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/internal/ctxtime"
 )
 
 // DefaultStopSettle is OpsConfig.StopSettle's default.
@@ -204,7 +205,7 @@ func (o *ops) change(to ConversationState) http.Handler {
 			// must both happen even if the client hangs up.
 			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.cfg.StopSettle+time.Minute)
 			defer cancel()
-			sleepCtx(pctx, o.cfg.StopSettle)
+			ctxtime.Sleep(pctx, o.cfg.StopSettle)
 			n, err := o.cfg.Purge(pctx, tenant, id)
 			if err == nil {
 				err = o.record(pctx, tenant, id, to, n)
@@ -384,15 +385,6 @@ func (o *ops) putChannel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, channelInfo(ch, cur))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 // ActorQuarantine is the actor of automatic quarantines.
