@@ -191,36 +191,59 @@ func resetPeakRSS() bool {
 	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 }
 
-// metricValue sums the counter (or histogram sum) named name over the
-// series whose labels include want.
-func metricValue(g prometheus.Gatherer, name string, want map[string]string) float64 {
+// matching returns the series of the metric name whose labels include want;
+// none without a gatherer (a running target without --metrics-url).
+func matching(g prometheus.Gatherer, name string, want map[string]string) ([]*dto.Metric, error) {
 	if g == nil {
-		return 0
+		return nil, nil
 	}
 	mfs, err := g.Gather()
 	if err != nil {
-		return 0
+		return nil, err
 	}
-	var sum float64
+	var out []*dto.Metric
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			if !labelsMatch(m, want) {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.Counter.GetValue()
-			case m.Histogram != nil:
-				sum += m.Histogram.GetSampleSum()
-			case m.Gauge != nil:
-				sum += m.Gauge.GetValue()
+			if labelsMatch(m, want) {
+				out = append(out, m)
 			}
 		}
 	}
+	return out, nil
+}
+
+// metricValue sums the counter, gauge or histogram sum named name over the
+// series whose labels include want; 0 if they cannot be gathered.
+func metricValue(g prometheus.Gatherer, name string, want map[string]string) float64 {
+	ms, _ := matching(g, name, want)
+	var sum float64
+	for _, m := range ms {
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Histogram != nil:
+			sum += m.Histogram.GetSampleSum()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		}
+	}
 	return sum
+}
+
+// histCount sums the sample counts of the histogram name; 0 if it cannot be
+// gathered.
+func histCount(g prometheus.Gatherer, name string) uint64 {
+	ms, _ := matching(g, name, nil)
+	var n uint64
+	for _, m := range ms {
+		if m.Histogram != nil {
+			n += m.Histogram.GetSampleCount()
+		}
+	}
+	return n
 }
 
 func labelsMatch(m *dto.Metric, want map[string]string) bool {

@@ -737,29 +737,6 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 	return nil
 }
 
-// histCount sums the sample counts of the histogram name; 0 without a
-// gatherer (a running target without --metrics-url).
-func histCount(g prometheus.Gatherer, name string) uint64 {
-	if g == nil {
-		return 0
-	}
-	mfs, err := g.Gather()
-	if err != nil {
-		return 0
-	}
-	var n uint64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				if m.Histogram != nil {
-					n += m.Histogram.GetSampleCount()
-				}
-			}
-		}
-	}
-	return n
-}
-
 func redactURL(u string) string {
 	if i := strings.Index(u, "@"); i >= 0 {
 		if j := strings.Index(u, "://"); j >= 0 && j < i {

@@ -103,37 +103,32 @@ type histSnap struct {
 // want. Series with other bucket layouts than the first are an error: they
 // cannot be summed.
 func snapHistogram(g prometheus.Gatherer, name string, want map[string]string) (histSnap, error) {
-	mfs, err := g.Gather()
+	ms, err := matching(g, name, want)
 	if err != nil {
 		return histSnap{}, err
 	}
 	var h histSnap
-	for _, mf := range mfs {
-		if mf.GetName() != name {
+	for _, m := range ms {
+		if m.Histogram == nil {
 			continue
 		}
-		for _, m := range mf.GetMetric() {
-			if m.Histogram == nil || !labelsMatch(m, want) {
+		var bounds, cum []float64
+		for _, b := range m.Histogram.GetBucket() {
+			if math.IsInf(b.GetUpperBound(), 1) {
 				continue
 			}
-			var bounds, cum []float64
-			for _, b := range m.Histogram.GetBucket() {
-				if math.IsInf(b.GetUpperBound(), 1) {
-					continue
-				}
-				bounds = append(bounds, b.GetUpperBound())
-				cum = append(cum, float64(b.GetCumulativeCount()))
-			}
-			if h.bounds == nil {
-				h.bounds, h.cum = bounds, make([]float64, len(cum))
-			} else if !slices.Equal(h.bounds, bounds) {
-				return histSnap{}, fmt.Errorf("histogram %s: series with different buckets", name)
-			}
-			for i := range cum {
-				h.cum[i] += cum[i]
-			}
-			h.count += float64(m.Histogram.GetSampleCount())
+			bounds = append(bounds, b.GetUpperBound())
+			cum = append(cum, float64(b.GetCumulativeCount()))
 		}
+		if h.bounds == nil {
+			h.bounds, h.cum = bounds, make([]float64, len(cum))
+		} else if !slices.Equal(h.bounds, bounds) {
+			return histSnap{}, fmt.Errorf("histogram %s: series with different buckets", name)
+		}
+		for i := range cum {
+			h.cum[i] += cum[i]
+		}
+		h.count += float64(m.Histogram.GetSampleCount())
 	}
 	return h, nil
 }
