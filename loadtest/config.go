@@ -224,14 +224,22 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// ParseList splits a comma-separated flag value, trimming spaces and
+// dropping empty items.
+func ParseList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // ParseChannels parses a comma-separated list of channels.
 func ParseChannels(s string) ([]dispatch.Channel, error) {
 	var out []dispatch.Channel
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
+	for _, f := range ParseList(s) {
 		ch := dispatch.Channel(f)
 		if !ch.Valid() {
 			return nil, fmt.Errorf("unknown channel %q: want email, sms or push", f)
@@ -244,11 +252,7 @@ func ParseChannels(s string) ([]dispatch.Channel, error) {
 // ParseModes parses a comma-separated list of error-log modes.
 func ParseModes(s string) ([]errorlog.ModeName, error) {
 	var out []errorlog.ModeName
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
+	for _, f := range ParseList(s) {
 		m, err := errorlog.ParseModeName(f)
 		if err != nil {
 			return nil, err

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/loadtest"
@@ -73,11 +72,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if cfg.Channels, err = loadtest.ParseChannels(*channels); err != nil {
 		return fmt.Errorf("loadtest: --channels: %w", err)
 	}
-	for u := range strings.SplitSeq(*metricsURLs, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			cfg.MetricsURLs = append(cfg.MetricsURLs, u)
-		}
-	}
+	cfg.MetricsURLs = loadtest.ParseList(*metricsURLs)
 	if cfg.Modes, err = loadtest.ParseModes(*modes); err != nil {
 		return fmt.Errorf("loadtest: --modes: %w", err)
 	}
