@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin/sluice
 # Packages with goroutines on the message path: run under the race detector.
-RACE_PKGS := ./orchestrator/... ./errorlog/... ./dispatch/... ./api/...
+RACE_PKGS := ./orchestrator/... ./errorlog/... ./dispatch/... ./api/... ./node/...
 
 .PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink fuzz bench clean
 
@@ -25,7 +25,7 @@ test-race:
 	$(GO) test -race -short -count=1 -timeout 15m $(RACE_PKGS)
 
 test-rest:
-	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v -e /orchestrator -e /errorlog -e /dispatch -e /api)
+	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v -e /orchestrator -e /errorlog -e /dispatch -e /api -e /node)
 
 # The 100k-message accounting test at full size, without the race detector's
 # 10x cost (the race run above covers it at 10k).

@@ -20,7 +20,7 @@ import (
 	"github.com/sluicehq/sluice/internal/natsrv"
 	"github.com/sluicehq/sluice/internal/pglocal"
 	"github.com/sluicehq/sluice/orchestrator"
-	"github.com/sluicehq/sluice/orchestrator/node"
+	"github.com/sluicehq/sluice/node"
 )
 
 // stack is the self-contained stack's long-lived part: a data directory and

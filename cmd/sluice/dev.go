@@ -16,7 +16,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/internal/natsrv"
 	"github.com/sluicehq/sluice/internal/pglocal"
-	"github.com/sluicehq/sluice/orchestrator/node"
+	"github.com/sluicehq/sluice/node"
 )
 
 // runDev implements `sluice dev`: the whole system on one machine.

@@ -19,7 +19,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch/push"
 	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/dispatch/sms"
-	"github.com/sluicehq/sluice/orchestrator/node"
+	"github.com/sluicehq/sluice/node"
 )
 
 // runServe implements `sluice serve --api --worker`.

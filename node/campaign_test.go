@@ -11,7 +11,7 @@ import (
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/orchestrator"
-	"github.com/sluicehq/sluice/orchestrator/node"
+	"github.com/sluicehq/sluice/node"
 )
 
 // TestCampaignCountsConverge is the campaign API end to end: a conversation

@@ -24,7 +24,7 @@ import (
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
-	"github.com/sluicehq/sluice/orchestrator/node"
+	"github.com/sluicehq/sluice/node"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
