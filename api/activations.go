@@ -16,8 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // ActivationsAccepted is the 202 answer to POST
@@ -46,7 +45,7 @@ type ingest struct {
 	c        *Campaigns
 	tenant   string
 	conv     string
-	lane     orchestrator.Lane
+	lane     wire.Lane
 	channel  string
 	key      string // Idempotency-Key, "" without
 	owner    string
@@ -90,7 +89,7 @@ func (c *Campaigns) postActivations(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	p, _ := PrincipalFrom(r.Context())
 	id := r.PathValue("id")
-	if !orchestrator.ValidToken(id) {
+	if !wire.ValidToken(id) {
 		notFound(w, id)
 		return
 	}
@@ -144,7 +143,7 @@ func (c *Campaigns) postActivations(w http.ResponseWriter, r *http.Request) {
 	}
 
 	in := &ingest{
-		c: c, tenant: p.Tenant, conv: id, lane: orchestrator.Lane(lane), channel: channel,
+		c: c, tenant: p.Tenant, conv: id, lane: wire.Lane(lane), channel: channel,
 		key: key, owner: randomHex(12), enqueued: time.Now().UTC(),
 		ring: make([]pending, c.deps.PublishWindow),
 	}
@@ -267,7 +266,7 @@ func (in *ingest) run(ctx context.Context, rr rowReader) *failure {
 			in.push(ctx, pending{row: n, digest: digest})
 			continue
 		}
-		a := &orchestrator.Activation{
+		a := &wire.Activation{
 			ID: activationID(in.prefix, n, rw.id), Tenant: in.tenant, Conversation: in.conv,
 			Lane: in.lane, Channel: in.channel, To: rw.to, Vars: rw.vars, EnqueuedAt: in.enqueued,
 		}
@@ -349,7 +348,7 @@ func (in *ingest) popOldest(ctx context.Context) {
 // publish publishes a asynchronously. When the connection's window of
 // pending publishes (shared by every request) is full, it waits for this
 // request's oldest publish, or a moment, and tries again.
-func (in *ingest) publish(ctx context.Context, a *orchestrator.Activation) (jetstream.PubAckFuture, error) {
+func (in *ingest) publish(ctx context.Context, a *wire.Activation) (jetstream.PubAckFuture, error) {
 	for {
 		fut, err := in.c.pub.PublishAsync(a)
 		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {

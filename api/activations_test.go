@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // TestActivateNDJSON100k queues 100,000 recipients (10,000 with -short) in
@@ -55,20 +56,20 @@ func TestActivateNDJSON100k(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := orchestrator.Decode(msg.Data, 0)
+		a, err := wire.Decode(msg.Data, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		row := int(seq)
-		want := orchestrator.Activation{
-			Version: orchestrator.SchemaVersion, ID: fmt.Sprintf("%s-%d", prefix, row), Tenant: "acme", Conversation: "spring",
-			Lane: orchestrator.LaneBulk, Channel: "email", To: fmt.Sprintf("user%d@example.com", row),
+		want := wire.Activation{
+			Version: wire.SchemaVersion, ID: fmt.Sprintf("%s-%d", prefix, row), Tenant: "acme", Conversation: "spring",
+			Lane: wire.LaneBulk, Channel: "email", To: fmt.Sprintf("user%d@example.com", row),
 		}
 		if a.ID != want.ID || a.Tenant != want.Tenant || a.Conversation != want.Conversation || a.Lane != want.Lane ||
 			a.Channel != want.Channel || a.To != want.To || a.Vars["name"] != fmt.Sprintf("User %d", row) || a.EnqueuedAt.IsZero() {
 			t.Fatalf("message %d = %+v, want %+v", seq, a, want)
 		}
-		if msg.Subject != orchestrator.Subject(orchestrator.LaneBulk, "acme", "spring") || msg.Header.Get(jetstream.MsgIDHeader) != want.ID {
+		if msg.Subject != wire.Subject(wire.LaneBulk, "acme", "spring") || msg.Header.Get(jetstream.MsgIDHeader) != want.ID {
 			t.Fatalf("message %d: subject %s, Nats-Msg-Id %q", seq, msg.Subject, msg.Header.Get(jetstream.MsgIDHeader))
 		}
 	}
@@ -107,7 +108,7 @@ func TestActivateJSONArray(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := orchestrator.Decode(msg.Data, 0)
+	a, err := wire.Decode(msg.Data, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,8 +255,8 @@ func TestResumeAfterCrash(t *testing.T) {
 		if err := json.Unmarshal([]byte(rows[i-1]), &rw); err != nil {
 			t.Fatal(err)
 		}
-		if err := pub.Publish(ctx, &orchestrator.Activation{ID: activationID(prefix, int64(i), ""), Tenant: "acme",
-			Conversation: "crash", Lane: orchestrator.LaneBulk, Channel: "email", To: *rw.To, Vars: rw.Vars,
+		if err := pub.Publish(ctx, &wire.Activation{ID: activationID(prefix, int64(i), ""), Tenant: "acme",
+			Conversation: "crash", Lane: wire.LaneBulk, Channel: "email", To: *rw.To, Vars: rw.Vars,
 			EnqueuedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}

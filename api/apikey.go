@@ -14,8 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // Scope is a permission of an API key.
@@ -86,7 +85,7 @@ type APIKey struct {
 // CreateAPIKey creates a key for tenant with scopes and returns it. The key is
 // returned only here: the database keeps its SHA-256.
 func CreateAPIKey(ctx context.Context, pool *pgxpool.Pool, tenant, name string, scopes []Scope) (key string, info APIKey, err error) {
-	if !orchestrator.ValidToken(tenant) {
+	if !wire.ValidToken(tenant) {
 		return "", APIKey{}, errors.New("api: tenant must be 1-64 of [A-Za-z0-9_-]")
 	}
 	if len(scopes) == 0 {
@@ -188,7 +187,7 @@ func parseKey(key string) (tenant, id string, ok bool) {
 		return "", "", false
 	}
 	tenant, id, found = cutLast(rest, "_")
-	if !found || len(id) != 2*keyIDBytes || !isHex(id) || !orchestrator.ValidToken(tenant) {
+	if !found || len(id) != 2*keyIDBytes || !isHex(id) || !wire.ValidToken(tenant) {
 		return "", "", false
 	}
 	return tenant, id, true

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // CampaignDeps are what the campaign API needs.
@@ -103,7 +104,7 @@ func (d *CampaignDeps) validate() error {
 		return errors.New("api: CampaignDeps.JS is required")
 	case d.DevTenant != "" && d.Env != "dev":
 		return fmt.Errorf("api: CampaignDeps.DevTenant serves requests without a key and is only for Env \"dev\", not %q", d.Env)
-	case d.DevTenant != "" && !orchestrator.ValidToken(d.DevTenant):
+	case d.DevTenant != "" && !wire.ValidToken(d.DevTenant):
 		return errors.New("api: CampaignDeps.DevTenant must be 1-64 of [A-Za-z0-9_-]")
 	case d.PublishWindow < 1:
 		return errors.New("api: CampaignDeps.PublishWindow must be at least 1")

@@ -16,7 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
-	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // ConversationsBucket is the NATS KV bucket the API publishes conversations
@@ -50,14 +50,14 @@ type Template struct {
 // control plane keeps the live state (CampaignDeps.ConversationState), that
 // one decides.
 type ConversationEntry struct {
-	Tenant          string            `json:"tenant"`
-	ID              string            `json:"id"`
-	Channel         dispatch.Channel  `json:"channel"`
-	Lane            orchestrator.Lane `json:"lane"`
-	Template        Template          `json:"template"`
-	TemplateVersion int               `json:"template_version"`
-	State           string            `json:"state"`
-	UpdatedAt       time.Time         `json:"updated_at"`
+	Tenant          string           `json:"tenant"`
+	ID              string           `json:"id"`
+	Channel         dispatch.Channel `json:"channel"`
+	Lane            wire.Lane        `json:"lane"`
+	Template        Template         `json:"template"`
+	TemplateVersion int              `json:"template_version"`
+	State           string           `json:"state"`
+	UpdatedAt       time.Time        `json:"updated_at"`
 }
 
 // ConversationKey is the key of a conversation in ConversationsBucket.
@@ -104,17 +104,22 @@ type Conversation struct {
 }
 
 // Counts are the exact counts of a conversation. At rest,
-// Accepted = Delivered + Invalid + Failed + Purged.
+// Accepted = Delivered + Invalid + Failed + Suppressed + Expired + Purged.
+// Every outcome is the one the pipeline decided and stored with the count
+// (errorlog.Counts); nothing here re-derives it from a reason.
 type Counts struct {
 	// Accepted activations: stored in the stream (conversations.accepted).
 	Accepted int64 `json:"accepted"`
-	// Delivered to a provider (delivery_counts).
+	// Delivered to a provider, each activation once.
 	Delivered int64 `json:"delivered"`
-	// Invalid: the address or the message could not be used (error_counts,
-	// every reason ClassifyReason calls invalid).
+	// Invalid: the address or the message could not be used.
 	Invalid int64 `json:"invalid"`
 	// Failed: refused by the provider or out of delivery attempts.
 	Failed int64 `json:"failed"`
+	// Suppressed: the recipient is on the tenant's suppression list.
+	Suppressed int64 `json:"suppressed"`
+	// Expired: waited longer than the conversation allows.
+	Expired int64 `json:"expired"`
 	// Purged from the queue by a stop (conversations.purged).
 	Purged int64 `json:"purged"`
 	// Pending is Accepted minus the rest, and never below 0: while a request
@@ -124,18 +129,6 @@ type Counts struct {
 	// InvalidReasons and FailedReasons split Invalid and Failed by reason.
 	InvalidReasons map[string]int64 `json:"invalid_reasons"`
 	FailedReasons  map[string]int64 `json:"failed_reasons"`
-}
-
-// ClassifyReason says whether an error-log reason counts as failed (the
-// provider refused the message: "recipient_rejected", any reason starting
-// with "rejected"; or it ran out of attempts: "max_deliveries") or as
-// invalid (everything else: bad addresses, undecodable messages). It returns
-// orchestrator.OutcomeFailed or orchestrator.OutcomeInvalid.
-func ClassifyReason(reason string) string {
-	if reason == orchestrator.ReasonMaxDeliveries || reason == "recipient_rejected" || strings.HasPrefix(reason, "rejected") {
-		return orchestrator.OutcomeFailed
-	}
-	return orchestrator.OutcomeInvalid
 }
 
 // Querier is what ConversationCounts needs: *pgxpool.Pool, *pgx.Conn and
@@ -153,33 +146,32 @@ var ErrConversationNotFound = errors.New("api: conversation not found")
 // READ transaction for counts from one snapshot.
 func ConversationCounts(ctx context.Context, q Querier, tenant, id string) (Counts, error) {
 	var c Counts
-	err := q.QueryRow(ctx, `SELECT c.accepted, c.purged,
-			coalesce((SELECT sum(d.count) FROM delivery_counts d
-				WHERE d.tenant = c.tenant AND d.conversation = c.id), 0)::bigint
-		FROM conversations c WHERE c.tenant = $1 AND c.id = $2`, tenant, id).
-		Scan(&c.Accepted, &c.Purged, &c.Delivered)
+	err := q.QueryRow(ctx, `SELECT c.accepted, c.purged FROM conversations c WHERE c.tenant = $1 AND c.id = $2`, tenant, id).
+		Scan(&c.Accepted, &c.Purged)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Counts{}, ErrConversationNotFound
 	}
 	if err != nil {
 		return Counts{}, fmt.Errorf("api: counts: %w", err)
 	}
-	errs, err := errorlog.Counts(ctx, q, tenant, id)
+	o, err := errorlog.Counts(ctx, q, tenant, id)
 	if err != nil {
 		return Counts{}, err
 	}
-	c.InvalidReasons, c.FailedReasons = map[string]int64{}, map[string]int64{}
-	for k, n := range errs {
-		if ClassifyReason(k.Reason) == orchestrator.OutcomeFailed {
-			c.Failed += n
-			c.FailedReasons[k.Reason] += n
-		} else {
-			c.Invalid += n
-			c.InvalidReasons[k.Reason] += n
-		}
-	}
-	c.Pending = max(0, c.Accepted-c.Delivered-c.Invalid-c.Failed-c.Purged)
+	c.Delivered = o.Count[wire.OutcomeDelivered]
+	c.Invalid, c.Failed = o.Count[wire.OutcomeInvalid], o.Count[wire.OutcomeFailed]
+	c.Suppressed, c.Expired = o.Count[wire.OutcomeSuppressed], o.Count[wire.OutcomeExpired]
+	c.InvalidReasons, c.FailedReasons = orEmpty(o.Reasons[wire.OutcomeInvalid]), orEmpty(o.Reasons[wire.OutcomeFailed])
+	c.Pending = max(0, c.Accepted-c.Delivered-c.Invalid-c.Failed-c.Suppressed-c.Expired-c.Purged)
 	return c, nil
+}
+
+// orEmpty returns m, or an empty map for nil, so JSON shows {} not null.
+func orEmpty(m map[string]int64) map[string]int64 {
+	if m == nil {
+		return map[string]int64{}
+	}
+	return m
 }
 
 // createRequest is the body of POST /v1/conversations.
@@ -200,7 +192,7 @@ const (
 )
 
 func (r *createRequest) validate() error {
-	if r.ID != "" && !orchestrator.ValidToken(r.ID) {
+	if r.ID != "" && !wire.ValidToken(r.ID) {
 		return errors.New("id: want 1-64 of [A-Za-z0-9_-], or leave it out to have one generated")
 	}
 	if strings.TrimSpace(r.Name) == "" || len(r.Name) > maxNameBytes {
@@ -209,7 +201,7 @@ func (r *createRequest) validate() error {
 	if _, err := dispatch.ParseChannel(r.Channel); err != nil {
 		return fmt.Errorf("channel: want email, sms or push")
 	}
-	if !orchestrator.Lane(r.Lane).Valid() {
+	if !wire.Lane(r.Lane).Valid() {
 		return errors.New("lane: want transactional or bulk")
 	}
 	t := r.Template
@@ -333,7 +325,7 @@ func (c *Campaigns) insertConversation(ctx context.Context, tenant string, req *
 		return Conversation{}, false, err
 	}
 	entry, err := json.Marshal(ConversationEntry{
-		Tenant: tenant, ID: conv.ID, Channel: dispatch.Channel(conv.Channel), Lane: orchestrator.Lane(conv.Lane),
+		Tenant: tenant, ID: conv.ID, Channel: dispatch.Channel(conv.Channel), Lane: wire.Lane(conv.Lane),
 		Template: conv.Template, TemplateVersion: conv.TemplateVersion, State: conv.State, UpdatedAt: updated,
 	})
 	if err != nil {
@@ -365,7 +357,7 @@ func loadConversation(ctx context.Context, q Querier, tenant, id string) (Conver
 func (c *Campaigns) getConversation(w http.ResponseWriter, r *http.Request) {
 	p, _ := PrincipalFrom(r.Context())
 	id := r.PathValue("id")
-	if !orchestrator.ValidToken(id) {
+	if !wire.ValidToken(id) {
 		notFound(w, id)
 		return
 	}

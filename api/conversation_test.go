@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // TestCreateConversation: stored in Postgres and published to the KV bucket;
@@ -39,7 +39,7 @@ func TestCreateConversation(t *testing.T) {
 	if err := json.Unmarshal(entry.Value(), &e); err != nil {
 		t.Fatal(err)
 	}
-	if e.Tenant != "acme" || e.ID != "summer-sale" || e.Channel != "sms" || e.Lane != orchestrator.LaneBulk ||
+	if e.Tenant != "acme" || e.ID != "summer-sale" || e.Channel != "sms" || e.Lane != wire.LaneBulk ||
 		e.Template.Text != "Sale! {{.code}}" || e.TemplateVersion != 1 || e.State != StateActive || e.UpdatedAt.IsZero() {
 		t.Fatalf("KV entry = %+v", e)
 	}
@@ -125,8 +125,8 @@ func TestCreateConversationInvalid(t *testing.T) {
 	f.postJSON("/v1/conversations", key, huge).problem(t, http.StatusRequestEntityTooLarge, ProblemInvalidRequest)
 }
 
-// TestCounts: GET splits the error log's counts into invalid and failed with
-// ClassifyReason and computes pending.
+// TestCounts: GET reads the stored outcome of every count (never the
+// reason's spelling) and computes pending.
 func TestCounts(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -137,11 +137,11 @@ func TestCounts(t *testing.T) {
 		`UPDATE conversations SET accepted = 100, purged = 7 WHERE tenant = 'acme' AND id = 'c1'`,
 		`INSERT INTO delivery_counts VALUES ('acme', 'c1', 'email', '2026-01-01 10:00Z', 40), ('acme', 'c1', 'email', '2026-01-01 10:01Z', 10),
 			('acme', 'other', 'email', '2026-01-01 10:00Z', 999), ('zeta', 'c1', 'email', '2026-01-01 10:00Z', 999)`,
-		`INSERT INTO error_counts VALUES
-			('acme', 'c1', 'email', 'empty', '2026-01-01 10:00Z', 12), ('acme', 'c1', 'email', 'syntax', '2026-01-01 10:00Z', 3),
-			('acme', 'c1', 'email', 'empty', '2026-01-01 10:01Z', 5), ('acme', 'c1', 'email', 'max_deliveries', '2026-01-01 10:00Z', 2),
-			('acme', 'c1', 'email', 'recipient_rejected', '2026-01-01 10:00Z', 4), ('acme', 'c1', 'email', 'rejected_content', '2026-01-01 10:00Z', 1),
-			('zeta', 'c1', 'email', 'empty', '2026-01-01 10:00Z', 999)`,
+		`INSERT INTO error_counts (tenant, conversation, channel, reason, outcome, minute, count) VALUES
+			('acme', 'c1', 'email', 'empty', 'invalid', '2026-01-01 10:00Z', 12), ('acme', 'c1', 'email', 'syntax', 'invalid', '2026-01-01 10:00Z', 3),
+			('acme', 'c1', 'email', 'empty', 'invalid', '2026-01-01 10:01Z', 5), ('acme', 'c1', 'email', 'max_deliveries', 'failed', '2026-01-01 10:00Z', 2),
+			('acme', 'c1', 'email', 'recipient_rejected', 'failed', '2026-01-01 10:00Z', 4), ('acme', 'c1', 'push', 'unregistered', 'failed', '2026-01-01 10:00Z', 1),
+			('zeta', 'c1', 'email', 'empty', 'invalid', '2026-01-01 10:00Z', 999)`,
 	} {
 		if _, err := f.db.Pool.Exec(ctx, q); err != nil {
 			t.Fatal(err)
@@ -160,7 +160,7 @@ func TestCounts(t *testing.T) {
 		t.Fatalf("counts = %+v", c)
 	}
 	if c.InvalidReasons["empty"] != 17 || c.InvalidReasons["syntax"] != 3 || c.FailedReasons["max_deliveries"] != 2 ||
-		c.FailedReasons["recipient_rejected"] != 4 || c.FailedReasons["rejected_content"] != 1 {
+		c.FailedReasons["recipient_rejected"] != 4 || c.FailedReasons["unregistered"] != 1 {
 		t.Fatalf("reasons = %v / %v", c.InvalidReasons, c.FailedReasons)
 	}
 	// Workers ahead of the API's checkpoint: pending does not go below 0.
@@ -175,22 +175,3 @@ func TestCounts(t *testing.T) {
 	}
 }
 
-func TestClassifyReason(t *testing.T) {
-	t.Parallel()
-	for reason, want := range map[string]string{
-		"max_deliveries":     orchestrator.OutcomeFailed,
-		"recipient_rejected": orchestrator.OutcomeFailed,
-		"rejected":           orchestrator.OutcomeFailed,
-		"rejected_content":   orchestrator.OutcomeFailed,
-		"empty":              orchestrator.OutcomeInvalid,
-		"syntax":             orchestrator.OutcomeInvalid,
-		"undecodable":        orchestrator.OutcomeInvalid,
-		"subject_mismatch":   orchestrator.OutcomeInvalid,
-		"unknown_channel":    orchestrator.OutcomeInvalid,
-		"":                   orchestrator.OutcomeInvalid,
-	} {
-		if got := ClassifyReason(reason); got != want {
-			t.Errorf("ClassifyReason(%q) = %s, want %s", reason, got, want)
-		}
-	}
-}

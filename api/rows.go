@@ -9,7 +9,7 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // An activation request body is read row by row, never whole: a rowReader
@@ -254,7 +254,7 @@ func decodeRow(raw []byte) (row, error) {
 	if w.To == nil {
 		return row{}, &rowError{kind: rowInvalid, detail: `"to" is required (a string)`}
 	}
-	if w.ID != "" && !orchestrator.ValidToken(w.ID) {
+	if w.ID != "" && !wire.ValidToken(w.ID) {
 		return row{}, &rowError{kind: rowInvalid, detail: `"id": want 1-64 of [A-Za-z0-9_-]`}
 	}
 	return row{to: *w.To, vars: w.Vars, id: w.ID}, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // scripted is a provider that returns whatever next says and counts calls.
@@ -45,7 +46,7 @@ var msg = &dispatch.Message{ID: "m1", To: "a@example.com"}
 func TestGuardClassification(t *testing.T) {
 	t.Parallel()
 	transient := errors.New("connection reset")
-	rejected := &dispatch.RejectedError{Reason: dispatch.ReasonRecipientRejected}
+	rejected := &dispatch.RejectedError{Reason: wire.ReasonRecipientRejected}
 	for _, tc := range []struct {
 		name     string
 		err      error

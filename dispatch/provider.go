@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/wire"
 )
 
 // Message is one rendered message for one recipient, handed to a Provider.
@@ -91,7 +93,7 @@ var ErrRejected = errors.New("dispatch: rejected by provider")
 // recipient address: it names the protocol code only (for example
 // "smtp 550 5.1.1" or "twilio error 21211").
 type RejectedError struct {
-	Reason Reason
+	Reason wire.Reason
 	Detail string
 }
 
@@ -104,37 +106,6 @@ func (e *RejectedError) Error() string {
 
 // Is makes errors.Is(err, ErrRejected) hold.
 func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
-
-// Reasons for a provider's refusal of one message (RejectedError.Reason).
-// Like the address reasons they are stable label values.
-const (
-	// ReasonRecipientRejected: the mail relay refused the recipient (SMTP 5xx
-	// on RCPT, such as 550 5.1.1 "user unknown" or 553 "mailbox name not
-	// allowed").
-	ReasonRecipientRejected Reason = "recipient_rejected"
-	// ReasonContentRejected: the provider refused the payload (SMTP 5xx after
-	// DATA, Twilio body errors, FCM INVALID_ARGUMENT on the message, APNs
-	// PayloadTooLarge).
-	ReasonContentRejected Reason = "content_rejected"
-	// ReasonUnreachable: the number cannot be reached from this account
-	// (Twilio 21612, 21408).
-	ReasonUnreachable Reason = "unreachable"
-	// ReasonNotMobile: the number cannot receive SMS (Twilio 21614).
-	ReasonNotMobile Reason = "not_mobile"
-	// ReasonUnsubscribed: the recipient opted out (Twilio 21610, STOP).
-	ReasonUnsubscribed Reason = "unsubscribed"
-	// ReasonUnregistered: the push token is no longer registered (FCM
-	// UNREGISTERED, APNs 410 Unregistered).
-	ReasonUnregistered Reason = "unregistered"
-	// ReasonTemplate: the message's template could not be rendered with its
-	// variables (a variable is missing, for example).
-	ReasonTemplate Reason = "template_error"
-)
-
-// Twilio's invalid 'To' number (21211) is reported as [ReasonInvalidNumber]
-// and push tokens refused by FCM or APNs (INVALID_ARGUMENT on the token,
-// SENDER_ID_MISMATCH, BadDeviceToken, DeviceTokenNotForTopic) as
-// [ReasonBadToken].
 
 // ErrUnavailable is matched by every *UnavailableError.
 var ErrUnavailable = errors.New("dispatch: provider unavailable")

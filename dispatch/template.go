@@ -7,6 +7,8 @@ import (
 	htmltemplate "html/template"
 	"sync"
 	texttemplate "text/template"
+
+	"github.com/sluicehq/sluice/wire"
 )
 
 // TemplateSource is the source text of a conversation's message template.
@@ -69,7 +71,7 @@ func parseText(name, src string) (*texttemplate.Template, error) {
 }
 
 // Render executes the template with vars. A failure (a missing variable,
-// for instance) is a *[RejectedError] with reason [ReasonTemplate]: the
+// for instance) is a *[RejectedError] with reason [wire.ReasonTemplate]: the
 // message cannot be rendered on any retry.
 func (t *Template) Render(vars map[string]string) (Rendered, error) {
 	if vars == nil {
@@ -80,7 +82,7 @@ func (t *Template) Render(vars map[string]string) (Rendered, error) {
 	exec := func(name string, run func() error, out *string) error {
 		buf.Reset()
 		if err := run(); err != nil {
-			return &RejectedError{Reason: ReasonTemplate, Detail: name + ": " + templateDetail(err)}
+			return &RejectedError{Reason: wire.ReasonTemplate, Detail: name + ": " + templateDetail(err)}
 		}
 		*out = buf.String()
 		return nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/wire"
 )
 
 func TestTemplateRender(t *testing.T) {
@@ -33,7 +34,7 @@ func TestTemplateRender(t *testing.T) {
 
 	_, err = tpl.Render(map[string]string{"name": "x"})
 	var re *dispatch.RejectedError
-	if !errors.As(err, &re) || re.Reason != dispatch.ReasonTemplate {
+	if !errors.As(err, &re) || re.Reason != wire.ReasonTemplate {
 		t.Fatalf("missing variable: %v, want a RejectedError with reason template_error", err)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/sluicehq/sluice/wire"
 	"golang.org/x/net/idna"
 )
 
@@ -102,9 +103,9 @@ const (
 //   - The input must be a bare address: no display name ("Bob <b@x.org>"),
 //     no angle brackets, no comments, no surrounding whitespace, and no
 //     control character (NUL, CR, LF, TAB, DEL, ...) anywhere: all rejected
-//     with [ReasonSyntax].
+//     with [wire.ReasonSyntax].
 //   - At most 254 octets in total and at most 64 octets of local part
-//     ([ReasonTooLong]); for an internationalized domain the limit also
+//     ([wire.ReasonTooLong]); for an internationalized domain the limit also
 //     applies with the domain in its ASCII (xn--) form.
 //   - The local part is either a dot-atom (RFC 5322 atext, with no leading,
 //     trailing or consecutive dots; "first.last+tag@x.org" is fine) or a
@@ -131,27 +132,27 @@ const (
 //     must send the domain in that ASCII form, not as given.
 //     Address literals ("user@[192.0.2.1]", "user@[IPv6:...]") are rejected:
 //     bulk mail to a bare IP is never legitimate. Domain problems are
-//     reported with [ReasonBadDomain].
+//     reported with [wire.ReasonBadDomain].
 //
 // Nothing is looked up in the DNS. ValidateEmail does not allocate for a
 // valid address whose domain is plain ASCII.
 func ValidateEmail(addr string) error {
 	if addr == "" {
-		return invalidEmail(ReasonEmpty, detailEmpty)
+		return invalidEmail(wire.ReasonEmpty, detailEmpty)
 	}
 	if len(addr) > maxEmailLen {
-		return invalidEmail(ReasonTooLong, detailTooLong)
+		return invalidEmail(wire.ReasonTooLong, detailTooLong)
 	}
 	if isSpace(addr[0]) || isSpace(addr[len(addr)-1]) {
-		return invalidEmail(ReasonSyntax, detailSpace)
+		return invalidEmail(wire.ReasonSyntax, detailSpace)
 	}
 	for i := 0; i < len(addr); i++ {
 		if c := addr[i]; c < 0x20 || c == 0x7f {
-			return invalidEmail(ReasonSyntax, detailControl)
+			return invalidEmail(wire.ReasonSyntax, detailControl)
 		}
 	}
 	if addr[len(addr)-1] == '>' {
-		return invalidEmail(ReasonSyntax, detailDisplayName)
+		return invalidEmail(wire.ReasonSyntax, detailDisplayName)
 	}
 
 	var at int
@@ -165,12 +166,12 @@ func ValidateEmail(addr string) error {
 		return err
 	}
 	if at > maxLocalLen {
-		return invalidEmail(ReasonTooLong, detailLocalTooLong)
+		return invalidEmail(wire.ReasonTooLong, detailLocalTooLong)
 	}
 	return checkEmailDomain(addr[at+1:], at)
 }
 
-func invalidEmail(r Reason, detail string) error { return invalid(ChannelEmail, r, detail) }
+func invalidEmail(r wire.Reason, detail string) error { return invalid(ChannelEmail, r, detail) }
 
 func isSpace(c byte) bool {
 	switch c {
@@ -196,36 +197,36 @@ func scanDotAtomLocal(addr string) (int, error) {
 		case c == '@':
 			switch {
 			case i == 0:
-				return 0, invalidEmail(ReasonSyntax, detailEmptyLocal)
+				return 0, invalidEmail(wire.ReasonSyntax, detailEmptyLocal)
 			case prevDot:
-				return 0, invalidEmail(ReasonSyntax, detailLocalDot)
+				return 0, invalidEmail(wire.ReasonSyntax, detailLocalDot)
 			}
 			return i, nil
 		case c == '.':
 			switch {
 			case i == 0:
-				return 0, invalidEmail(ReasonSyntax, detailLocalDot)
+				return 0, invalidEmail(wire.ReasonSyntax, detailLocalDot)
 			case prevDot:
-				return 0, invalidEmail(ReasonSyntax, detailLocalDots)
+				return 0, invalidEmail(wire.ReasonSyntax, detailLocalDots)
 			}
 			prevDot = true
 			i++
 		case c < utf8.RuneSelf:
 			if !inSet(atextLo, atextHi, c) {
-				return 0, invalidEmail(ReasonSyntax, localCharDetail(c))
+				return 0, invalidEmail(wire.ReasonSyntax, localCharDetail(c))
 			}
 			prevDot = false
 			i++
 		default:
 			r, size := utf8.DecodeRuneInString(addr[i:])
 			if !allowedNonASCII(r) {
-				return 0, invalidEmail(ReasonSyntax, detailLocalUTF8)
+				return 0, invalidEmail(wire.ReasonSyntax, detailLocalUTF8)
 			}
 			prevDot = false
 			i += size
 		}
 	}
-	return 0, invalidEmail(ReasonSyntax, detailNoAt)
+	return 0, invalidEmail(wire.ReasonSyntax, detailNoAt)
 }
 
 func localCharDetail(c byte) string {
@@ -247,18 +248,18 @@ func scanQuotedLocal(addr string) (int, error) {
 		switch {
 		case c == '"':
 			if i == 1 {
-				return 0, invalidEmail(ReasonSyntax, detailEmptyQuoted)
+				return 0, invalidEmail(wire.ReasonSyntax, detailEmptyQuoted)
 			}
 			if i+1 >= len(addr) || addr[i+1] != '@' {
-				return 0, invalidEmail(ReasonSyntax, detailAfterQuote)
+				return 0, invalidEmail(wire.ReasonSyntax, detailAfterQuote)
 			}
 			return i + 1, nil
 		case c == '\\':
 			if i+1 >= len(addr) {
-				return 0, invalidEmail(ReasonSyntax, detailUnterminated)
+				return 0, invalidEmail(wire.ReasonSyntax, detailUnterminated)
 			}
 			if n := addr[i+1]; n < 0x20 || n > 0x7e {
-				return 0, invalidEmail(ReasonSyntax, detailQuotedPair)
+				return 0, invalidEmail(wire.ReasonSyntax, detailQuotedPair)
 			}
 			i += 2
 		case c < utf8.RuneSelf:
@@ -267,37 +268,37 @@ func scanQuotedLocal(addr string) (int, error) {
 		default:
 			r, size := utf8.DecodeRuneInString(addr[i:])
 			if !allowedNonASCII(r) {
-				return 0, invalidEmail(ReasonSyntax, detailLocalUTF8)
+				return 0, invalidEmail(wire.ReasonSyntax, detailLocalUTF8)
 			}
 			i += size
 		}
 	}
-	return 0, invalidEmail(ReasonSyntax, detailUnterminated)
+	return 0, invalidEmail(wire.ReasonSyntax, detailUnterminated)
 }
 
 // checkEmailDomain checks the domain of an address whose local part is
 // localLen octets long.
 func checkEmailDomain(domain string, localLen int) error {
 	if domain == "" {
-		return invalidEmail(ReasonBadDomain, detailNoDomain)
+		return invalidEmail(wire.ReasonBadDomain, detailNoDomain)
 	}
 	if domain[0] == '[' {
-		return invalidEmail(ReasonBadDomain, detailLiteral)
+		return invalidEmail(wire.ReasonBadDomain, detailLiteral)
 	}
 	needIDNA, err := checkDomainLabels(domain, true)
 	if err != nil || !needIDNA {
 		return err
 	}
 	if !utf8.ValidString(domain) {
-		return invalidEmail(ReasonBadDomain, detailDomainUTF8)
+		return invalidEmail(wire.ReasonBadDomain, detailDomainUTF8)
 	}
 	ascii, err := idnaProfile.ToASCII(domain)
 	if err != nil {
 		// The idna error quotes the domain: never pass it on.
-		return invalidEmail(ReasonBadDomain, detailIDN)
+		return invalidEmail(wire.ReasonBadDomain, detailIDN)
 	}
 	if localLen+1+len(ascii) > maxEmailLen {
-		return invalidEmail(ReasonTooLong, detailTooLongASCII)
+		return invalidEmail(wire.ReasonTooLong, detailTooLongASCII)
 	}
 	if _, err := checkDomainLabels(ascii, false); err != nil {
 		return err
@@ -306,7 +307,7 @@ func checkEmailDomain(domain string, localLen int) error {
 	// "xn---bcher-kva"): check them on the decoded labels.
 	uni, err := idna.Punycode.ToUnicode(ascii)
 	if err != nil {
-		return invalidEmail(ReasonBadDomain, detailIDN)
+		return invalidEmail(wire.ReasonBadDomain, detailIDN)
 	}
 	for start := 0; start <= len(uni); {
 		end := strings.IndexByte(uni[start:], '.')
@@ -316,7 +317,7 @@ func checkEmailDomain(domain string, localLen int) error {
 			end += start
 		}
 		if label := uni[start:end]; label == "" || label[0] == '-' || label[len(label)-1] == '-' {
-			return invalidEmail(ReasonBadDomain, detailLabelHyphen)
+			return invalidEmail(wire.ReasonBadDomain, detailLabelHyphen)
 		}
 		start = end + 1
 	}
@@ -341,10 +342,10 @@ func checkDomainLabels(d string, idn bool) (needIDNA bool, err error) {
 			case c >= utf8.RuneSelf && idn:
 				needIDNA = true
 			case c == ' ' || c == '"' || c == '@' || c == '<' || c == '>' || c == '\\':
-				return false, invalidEmail(ReasonSyntax, detailDomainSyntax)
+				return false, invalidEmail(wire.ReasonSyntax, detailDomainSyntax)
 			default:
 				// No other ASCII character survives IDNA either.
-				return false, invalidEmail(ReasonBadDomain, detailDomainChar)
+				return false, invalidEmail(wire.ReasonBadDomain, detailDomainChar)
 			}
 			continue
 		}
@@ -356,11 +357,11 @@ func checkDomainLabels(d string, idn bool) (needIDNA bool, err error) {
 			label := d[start:i]
 			switch {
 			case label == "":
-				return false, invalidEmail(ReasonBadDomain, detailEmptyLabel)
+				return false, invalidEmail(wire.ReasonBadDomain, detailEmptyLabel)
 			case len(label) > maxLabelLen:
-				return false, invalidEmail(ReasonBadDomain, detailLabelTooLong)
+				return false, invalidEmail(wire.ReasonBadDomain, detailLabelTooLong)
 			case label[0] == '-' || label[len(label)-1] == '-':
-				return false, invalidEmail(ReasonBadDomain, detailLabelHyphen)
+				return false, invalidEmail(wire.ReasonBadDomain, detailLabelHyphen)
 			case idn && isACELabel(label):
 				needIDNA = true
 			}
@@ -374,9 +375,9 @@ func checkDomainLabels(d string, idn bool) (needIDNA bool, err error) {
 	case needIDNA:
 		return true, nil
 	case dots == 0:
-		return false, invalidEmail(ReasonBadDomain, detailNoDot)
+		return false, invalidEmail(wire.ReasonBadDomain, detailNoDot)
 	case allDigits:
-		return false, invalidEmail(ReasonBadDomain, detailNumericTLD)
+		return false, invalidEmail(wire.ReasonBadDomain, detailNumericTLD)
 	}
 	return false, nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/wire"
 )
 
 // checkDeterministic validates addr twice and fails unless both results are
@@ -98,7 +100,7 @@ func FuzzValidatePhone(f *testing.F) {
 		err := checkDeterministic(t, ValidatePhone, addr)
 		if err != nil {
 			checkInvalidError(t, err, ChannelSMS)
-			if r := ReasonOf(err); r != ReasonEmpty && r != ReasonNotE164 && r != ReasonInvalidNumber {
+			if r := ReasonOf(err); r != wire.ReasonEmpty && r != wire.ReasonNotE164 && r != wire.ReasonInvalidNumber {
 				t.Fatalf("reason %q is not an SMS reason", r)
 			}
 			return
@@ -128,10 +130,10 @@ func FuzzValidatePushToken(f *testing.F) {
 		err := checkDeterministic(t, ValidatePushToken, addr)
 		if err != nil {
 			checkInvalidError(t, err, ChannelPush)
-			if r := ReasonOf(err); r != ReasonEmpty && r != ReasonTooLong && r != ReasonBadToken {
+			if r := ReasonOf(err); r != wire.ReasonEmpty && r != wire.ReasonTooLong && r != wire.ReasonBadToken {
 				t.Fatalf("reason %q is not a push reason", r)
 			}
-			if (len(addr) > maxFCMLen) != (ReasonOf(err) == ReasonTooLong) {
+			if (len(addr) > maxFCMLen) != (ReasonOf(err) == wire.ReasonTooLong) {
 				t.Fatalf("reason %q for %d characters", ReasonOf(err), len(addr))
 			}
 			return

@@ -1,5 +1,7 @@
 package dispatch
 
+import "github.com/sluicehq/sluice/wire"
+
 // Push token shapes.
 const (
 	// APNs device tokens are sent to APNs as hex strings. They were 32 bytes
@@ -57,17 +59,17 @@ const (
 //     current tokens ("<instance id>:APA91b...") and legacy GCM registration
 //     ids ("APA91b...", no colon); tokens are otherwise treated as opaque.
 //
-// Anything longer than 4096 characters is rejected with [ReasonTooLong];
+// Anything longer than 4096 characters is rejected with [wire.ReasonTooLong];
 // any other mismatch, including surrounding whitespace, line breaks and the
-// '+', '/' and '=' of standard base64, with [ReasonBadToken].
+// '+', '/' and '=' of standard base64, with [wire.ReasonBadToken].
 // ValidatePushToken does not allocate for a valid token.
 func ValidatePushToken(addr string) error {
 	n := len(addr)
 	switch {
 	case n == 0:
-		return invalidPush(ReasonEmpty, detailEmpty)
+		return invalidPush(wire.ReasonEmpty, detailEmpty)
 	case n > maxFCMLen:
-		return invalidPush(ReasonTooLong, detailTokenTooLong)
+		return invalidPush(wire.ReasonTooLong, detailTokenTooLong)
 	}
 	colon := -1
 	hex := true
@@ -76,16 +78,16 @@ func ValidatePushToken(addr string) error {
 		switch {
 		case c == ':':
 			if colon >= 0 || i == 0 || i == n-1 {
-				return invalidPush(ReasonBadToken, detailTokenColon)
+				return invalidPush(wire.ReasonBadToken, detailTokenColon)
 			}
 			colon = i
 			hex = false
 		case inSet(fcmLo, fcmHi, c):
 			hex = hex && isHex(c)
 		case c <= ' ' || c == 0x7f:
-			return invalidPush(ReasonBadToken, detailTokenSpace)
+			return invalidPush(wire.ReasonBadToken, detailTokenSpace)
 		default:
-			return invalidPush(ReasonBadToken, detailTokenChar)
+			return invalidPush(wire.ReasonBadToken, detailTokenChar)
 		}
 	}
 	switch {
@@ -96,11 +98,11 @@ func ValidatePushToken(addr string) error {
 	case n >= minFCMLen:
 		return nil // FCM registration token
 	}
-	return invalidPush(ReasonBadToken, detailTokenShape)
+	return invalidPush(wire.ReasonBadToken, detailTokenShape)
 }
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'f'
 }
 
-func invalidPush(r Reason, detail string) error { return invalid(ChannelPush, r, detail) }
+func invalidPush(r wire.Reason, detail string) error { return invalid(ChannelPush, r, detail) }

@@ -5,13 +5,15 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/wire"
 )
 
 // validCase and invalidCase drive the table tests of every validator.
 type invalidCase struct {
 	name   string
 	addr   string
-	reason Reason
+	reason wire.Reason
 }
 
 func checkValid(t *testing.T, validate func(string) error, cases map[string]string) {
@@ -70,9 +72,9 @@ func checkInvalidError(t testing.TB, err error, ch Channel) {
 	}
 }
 
-var knownReasons = map[Reason]bool{
-	ReasonEmpty: true, ReasonSyntax: true, ReasonTooLong: true, ReasonBadDomain: true,
-	ReasonNotE164: true, ReasonInvalidNumber: true, ReasonBadToken: true, ReasonUnknownChannel: true,
+var knownReasons = map[wire.Reason]bool{
+	wire.ReasonEmpty: true, wire.ReasonSyntax: true, wire.ReasonTooLong: true, wire.ReasonBadDomain: true,
+	wire.ReasonNotE164: true, wire.ReasonInvalidNumber: true, wire.ReasonBadToken: true, wire.ReasonUnknownChannel: true,
 }
 
 var knownDetails = map[string]bool{}
@@ -142,82 +144,82 @@ func TestValidateEmailInvalid(t *testing.T) {
 	longIDN = strings.Repeat("l", 254-len(longIDN)) + longIDN
 
 	checkInvalid(t, ChannelEmail, ValidateEmail, []invalidCase{
-		{"empty", "", ReasonEmpty},
+		{"empty", "", wire.ReasonEmpty},
 
-		{"255 octets", strings.Repeat("l", 64) + "@" + label63 + "." + label63 + "." + strings.Repeat("d", 58) + ".com", ReasonTooLong},
-		{"huge", strings.Repeat("a", 10000) + "@example.com", ReasonTooLong},
-		{"65 octet local part", strings.Repeat("l", 65) + "@example.com", ReasonTooLong},
-		{"65 octet quoted local part", `"` + strings.Repeat("l", 63) + `"@example.com`, ReasonTooLong},
-		{"too long once ascii", longIDN, ReasonTooLong},
+		{"255 octets", strings.Repeat("l", 64) + "@" + label63 + "." + label63 + "." + strings.Repeat("d", 58) + ".com", wire.ReasonTooLong},
+		{"huge", strings.Repeat("a", 10000) + "@example.com", wire.ReasonTooLong},
+		{"65 octet local part", strings.Repeat("l", 65) + "@example.com", wire.ReasonTooLong},
+		{"65 octet quoted local part", `"` + strings.Repeat("l", 63) + `"@example.com`, wire.ReasonTooLong},
+		{"too long once ascii", longIDN, wire.ReasonTooLong},
 
-		{"display name", "Bob <bob@example.com>", ReasonSyntax},
-		{"angle brackets", "<bob@example.com>", ReasonSyntax},
-		{"quoted display name", `"Bob" <bob@example.com>`, ReasonSyntax},
-		{"leading space", " user@example.com", ReasonSyntax},
-		{"trailing space", "user@example.com ", ReasonSyntax},
-		{"trailing newline", "user@example.com\n", ReasonSyntax},
-		{"trailing crlf", "user@example.com\r\n", ReasonSyntax},
-		{"header injection", "user@example.com\r\nBcc: victim@example.org", ReasonSyntax},
-		{"nul", "us\x00er@example.com", ReasonSyntax},
-		{"tab", "us\ter@example.com", ReasonSyntax},
-		{"del", "user@exam\x7fple.com", ReasonSyntax},
-		{"lf in quotes", "\"a\nb\"@example.com", ReasonSyntax},
-		{"no at", "user.example.com", ReasonSyntax},
-		{"only at", "@", ReasonSyntax},
-		{"empty local part", "@example.com", ReasonSyntax},
-		{"leading dot", ".user@example.com", ReasonSyntax},
-		{"trailing dot", "user.@example.com", ReasonSyntax},
-		{"consecutive dots", "us..er@example.com", ReasonSyntax},
-		{"space in local part", "us er@example.com", ReasonSyntax},
-		{"comma", "us,er@example.com", ReasonSyntax},
-		{"parenthesis comment", "user(comment)@example.com", ReasonSyntax},
-		{"backslash unquoted", `us\er@example.com`, ReasonSyntax},
-		{"two ats", "a@b@example.com", ReasonSyntax},
-		{"space in domain", "user@exa mple.com", ReasonSyntax},
-		{"empty quoted", `""@example.com`, ReasonSyntax},
-		{"unterminated quote", `"user@example.com`, ReasonSyntax},
-		{"dangling escape", `"user\`, ReasonSyntax},
-		{"escaped non-ascii", `"a\é"@example.com`, ReasonSyntax},
-		{"text after quote", `"a"b@example.com`, ReasonSyntax},
-		{"mixed obsolete form", `"a".b@example.com`, ReasonSyntax},
-		{"quote inside atom", `a"b"@example.com`, ReasonSyntax},
-		{"zero width space", "us\u200ber@example.com", ReasonSyntax},
-		{"no-break space", "us\u00a0er@example.com", ReasonSyntax},
-		{"bidi override in local", "\u202euser@example.com", ReasonSyntax},
-		{"c1 control", "us\u0085er@example.com", ReasonSyntax},
-		{"replacement char", "us\ufffder@example.com", ReasonSyntax},
-		{"invalid utf8 local", "us\xffer@example.com", ReasonSyntax},
-		{"truncated utf8 local", "jos\xc3@example.com", ReasonSyntax},
+		{"display name", "Bob <bob@example.com>", wire.ReasonSyntax},
+		{"angle brackets", "<bob@example.com>", wire.ReasonSyntax},
+		{"quoted display name", `"Bob" <bob@example.com>`, wire.ReasonSyntax},
+		{"leading space", " user@example.com", wire.ReasonSyntax},
+		{"trailing space", "user@example.com ", wire.ReasonSyntax},
+		{"trailing newline", "user@example.com\n", wire.ReasonSyntax},
+		{"trailing crlf", "user@example.com\r\n", wire.ReasonSyntax},
+		{"header injection", "user@example.com\r\nBcc: victim@example.org", wire.ReasonSyntax},
+		{"nul", "us\x00er@example.com", wire.ReasonSyntax},
+		{"tab", "us\ter@example.com", wire.ReasonSyntax},
+		{"del", "user@exam\x7fple.com", wire.ReasonSyntax},
+		{"lf in quotes", "\"a\nb\"@example.com", wire.ReasonSyntax},
+		{"no at", "user.example.com", wire.ReasonSyntax},
+		{"only at", "@", wire.ReasonSyntax},
+		{"empty local part", "@example.com", wire.ReasonSyntax},
+		{"leading dot", ".user@example.com", wire.ReasonSyntax},
+		{"trailing dot", "user.@example.com", wire.ReasonSyntax},
+		{"consecutive dots", "us..er@example.com", wire.ReasonSyntax},
+		{"space in local part", "us er@example.com", wire.ReasonSyntax},
+		{"comma", "us,er@example.com", wire.ReasonSyntax},
+		{"parenthesis comment", "user(comment)@example.com", wire.ReasonSyntax},
+		{"backslash unquoted", `us\er@example.com`, wire.ReasonSyntax},
+		{"two ats", "a@b@example.com", wire.ReasonSyntax},
+		{"space in domain", "user@exa mple.com", wire.ReasonSyntax},
+		{"empty quoted", `""@example.com`, wire.ReasonSyntax},
+		{"unterminated quote", `"user@example.com`, wire.ReasonSyntax},
+		{"dangling escape", `"user\`, wire.ReasonSyntax},
+		{"escaped non-ascii", `"a\é"@example.com`, wire.ReasonSyntax},
+		{"text after quote", `"a"b@example.com`, wire.ReasonSyntax},
+		{"mixed obsolete form", `"a".b@example.com`, wire.ReasonSyntax},
+		{"quote inside atom", `a"b"@example.com`, wire.ReasonSyntax},
+		{"zero width space", "us\u200ber@example.com", wire.ReasonSyntax},
+		{"no-break space", "us\u00a0er@example.com", wire.ReasonSyntax},
+		{"bidi override in local", "\u202euser@example.com", wire.ReasonSyntax},
+		{"c1 control", "us\u0085er@example.com", wire.ReasonSyntax},
+		{"replacement char", "us\ufffder@example.com", wire.ReasonSyntax},
+		{"invalid utf8 local", "us\xffer@example.com", wire.ReasonSyntax},
+		{"truncated utf8 local", "jos\xc3@example.com", wire.ReasonSyntax},
 
-		{"missing domain", "user@", ReasonBadDomain},
-		{"bare host", "user@localhost", ReasonBadDomain},
-		{"bare idn host", "user@bücher", ReasonBadDomain},
-		{"ipv4 literal", "user@[192.0.2.1]", ReasonBadDomain},
-		{"ipv6 literal", "user@[IPv6:2001:db8::1]", ReasonBadDomain},
-		{"bare ipv4", "user@192.0.2.1", ReasonBadDomain},
-		{"numeric tld", "user@example.123", ReasonBadDomain},
-		{"leading hyphen", "user@-example.com", ReasonBadDomain},
-		{"trailing hyphen", "user@example-.com", ReasonBadDomain},
-		{"tld hyphen", "user@example.com-", ReasonBadDomain},
-		{"idn leading hyphen", "user@-bücher.de", ReasonBadDomain},
-		{"underscore", "user@exa_mple.com", ReasonBadDomain},
-		{"leading domain dot", "user@.example.com", ReasonBadDomain},
-		{"double domain dot", "user@example..com", ReasonBadDomain},
-		{"root dot", "user@example.com.", ReasonBadDomain},
-		{"64 octet label", "user@" + label63 + "d.com", ReasonBadDomain},
-		{"bogus punycode", "user@xn--a.com", ReasonBadDomain},
-		{"ascii punycode", "user@xn--abc-.com", ReasonBadDomain},
-		{"upper bogus punycode", "user@XN--a.com", ReasonBadDomain},
-		{"bidi override in domain", "user@\u202eexample.com", ReasonBadDomain},
-		{"invalid utf8 domain", "user@b\xfccher.de", ReasonBadDomain},
-		{"line separator in idn", "user@bü\u2028cher.de", ReasonBadDomain},
-		{"no-break space in idn", "user@bü\u00a0cher.de", ReasonBadDomain},
-		{"idn trailing hyphen", "user@bücher-.de", ReasonBadDomain},
-		{"idn fullwidth hyphen", "user@\uff0dbücher.de", ReasonBadDomain},
-		{"idn ideographic dot hyphen", "user@bücher\u3002-de.com", ReasonBadDomain},
-		{"hyphen in punycode label", "user@xn---bcher-kva.de", ReasonBadDomain},
-		{"idn with underscore", "user@bü_cher.de", ReasonBadDomain},
-		{"comment in domain", "user@(c)example.com", ReasonBadDomain},
+		{"missing domain", "user@", wire.ReasonBadDomain},
+		{"bare host", "user@localhost", wire.ReasonBadDomain},
+		{"bare idn host", "user@bücher", wire.ReasonBadDomain},
+		{"ipv4 literal", "user@[192.0.2.1]", wire.ReasonBadDomain},
+		{"ipv6 literal", "user@[IPv6:2001:db8::1]", wire.ReasonBadDomain},
+		{"bare ipv4", "user@192.0.2.1", wire.ReasonBadDomain},
+		{"numeric tld", "user@example.123", wire.ReasonBadDomain},
+		{"leading hyphen", "user@-example.com", wire.ReasonBadDomain},
+		{"trailing hyphen", "user@example-.com", wire.ReasonBadDomain},
+		{"tld hyphen", "user@example.com-", wire.ReasonBadDomain},
+		{"idn leading hyphen", "user@-bücher.de", wire.ReasonBadDomain},
+		{"underscore", "user@exa_mple.com", wire.ReasonBadDomain},
+		{"leading domain dot", "user@.example.com", wire.ReasonBadDomain},
+		{"double domain dot", "user@example..com", wire.ReasonBadDomain},
+		{"root dot", "user@example.com.", wire.ReasonBadDomain},
+		{"64 octet label", "user@" + label63 + "d.com", wire.ReasonBadDomain},
+		{"bogus punycode", "user@xn--a.com", wire.ReasonBadDomain},
+		{"ascii punycode", "user@xn--abc-.com", wire.ReasonBadDomain},
+		{"upper bogus punycode", "user@XN--a.com", wire.ReasonBadDomain},
+		{"bidi override in domain", "user@\u202eexample.com", wire.ReasonBadDomain},
+		{"invalid utf8 domain", "user@b\xfccher.de", wire.ReasonBadDomain},
+		{"line separator in idn", "user@bü\u2028cher.de", wire.ReasonBadDomain},
+		{"no-break space in idn", "user@bü\u00a0cher.de", wire.ReasonBadDomain},
+		{"idn trailing hyphen", "user@bücher-.de", wire.ReasonBadDomain},
+		{"idn fullwidth hyphen", "user@\uff0dbücher.de", wire.ReasonBadDomain},
+		{"idn ideographic dot hyphen", "user@bücher\u3002-de.com", wire.ReasonBadDomain},
+		{"hyphen in punycode label", "user@xn---bcher-kva.de", wire.ReasonBadDomain},
+		{"idn with underscore", "user@bü_cher.de", wire.ReasonBadDomain},
+		{"comment in domain", "user@(c)example.com", wire.ReasonBadDomain},
 	})
 }
 
@@ -235,31 +237,31 @@ func TestValidatePhone(t *testing.T) {
 		"15 digit bounds": "+4915123456789",
 	})
 	checkInvalid(t, ChannelSMS, ValidatePhone, []invalidCase{
-		{"empty", "", ReasonEmpty},
-		{"no plus", "14155552671", ReasonNotE164},
-		{"national format", "(415) 555-2671", ReasonNotE164},
-		{"spaces", "+1 415 555 2671", ReasonNotE164},
-		{"dashes", "+1-415-555-2671", ReasonNotE164},
-		{"parentheses", "+1(415)5552671", ReasonNotE164},
-		{"dots", "+1.415.555.2671", ReasonNotE164},
-		{"extension", "+14155552671;ext=12", ReasonNotE164},
-		{"trailing space", "+14155552671 ", ReasonNotE164},
-		{"leading space", " +14155552671", ReasonNotE164},
-		{"double plus", "++14155552671", ReasonNotE164},
-		{"plus only", "+", ReasonNotE164},
-		{"six digits", "+683400", ReasonNotE164},
-		{"sixteen digits", "+1234567890123456", ReasonNotE164},
-		{"huge", "+" + strings.Repeat("1", 5000), ReasonNotE164},
-		{"leading zero", "+04155552671", ReasonNotE164},
-		{"arabic-indic digits", "+١٤١٥٥٥٥٢٦٧١", ReasonNotE164},
-		{"fullwidth digits", "+１４１５５５５２６７１", ReasonNotE164},
-		{"tel uri", "tel:+14155552671", ReasonNotE164},
-		{"nul", "+1415555\x002671", ReasonNotE164},
-		{"us too short", "+1415555267", ReasonInvalidNumber},
-		{"us bad area code", "+10005552671", ReasonInvalidNumber},
-		{"unassigned country code", "+99912345678", ReasonInvalidNumber},
-		{"saint helena too short", "+2902123", ReasonInvalidNumber},
-		{"fifteen digits", "+123456789012345", ReasonInvalidNumber},
+		{"empty", "", wire.ReasonEmpty},
+		{"no plus", "14155552671", wire.ReasonNotE164},
+		{"national format", "(415) 555-2671", wire.ReasonNotE164},
+		{"spaces", "+1 415 555 2671", wire.ReasonNotE164},
+		{"dashes", "+1-415-555-2671", wire.ReasonNotE164},
+		{"parentheses", "+1(415)5552671", wire.ReasonNotE164},
+		{"dots", "+1.415.555.2671", wire.ReasonNotE164},
+		{"extension", "+14155552671;ext=12", wire.ReasonNotE164},
+		{"trailing space", "+14155552671 ", wire.ReasonNotE164},
+		{"leading space", " +14155552671", wire.ReasonNotE164},
+		{"double plus", "++14155552671", wire.ReasonNotE164},
+		{"plus only", "+", wire.ReasonNotE164},
+		{"six digits", "+683400", wire.ReasonNotE164},
+		{"sixteen digits", "+1234567890123456", wire.ReasonNotE164},
+		{"huge", "+" + strings.Repeat("1", 5000), wire.ReasonNotE164},
+		{"leading zero", "+04155552671", wire.ReasonNotE164},
+		{"arabic-indic digits", "+١٤١٥٥٥٥٢٦٧١", wire.ReasonNotE164},
+		{"fullwidth digits", "+１４１５５５５２６７１", wire.ReasonNotE164},
+		{"tel uri", "tel:+14155552671", wire.ReasonNotE164},
+		{"nul", "+1415555\x002671", wire.ReasonNotE164},
+		{"us too short", "+1415555267", wire.ReasonInvalidNumber},
+		{"us bad area code", "+10005552671", wire.ReasonInvalidNumber},
+		{"unassigned country code", "+99912345678", wire.ReasonInvalidNumber},
+		{"saint helena too short", "+2902123", wire.ReasonInvalidNumber},
+		{"fifteen digits", "+123456789012345", wire.ReasonInvalidNumber},
 	})
 }
 
@@ -283,31 +285,31 @@ func TestValidatePushToken(t *testing.T) {
 		"odd hex is opaque": strings.Repeat("a", 101),
 	})
 	checkInvalid(t, ChannelPush, ValidatePushToken, []invalidCase{
-		{"empty", "", ReasonEmpty},
-		{"4097", strings.Repeat("a", 4097), ReasonTooLong},
-		{"huge with spaces", strings.Repeat("a b", 5000), ReasonTooLong},
-		{"63 hex", hex64[:63], ReasonBadToken},
-		{"65 hex", hex64 + "a", ReasonBadToken},
-		{"62 hex", hex64[:62], ReasonBadToken},
-		{"apns with spaces", "<6e18f198 9e5350ca 1ba5a454 290440a6 799f5784 23634561 90a19c10 561f796c>", ReasonBadToken},
-		{"leading space", " " + hex64, ReasonBadToken},
-		{"trailing newline", hex64 + "\n", ReasonBadToken},
-		{"crlf in fcm", fcm[:80] + "\r\n" + fcm[80:], ReasonBadToken},
-		{"nul", hex64[:32] + "\x00" + hex64[32:], ReasonBadToken},
-		{"standard base64", strings.Repeat("ab+/", 30) + "==", ReasonBadToken},
-		{"dot", fcm + ".", ReasonBadToken},
-		{"non-ascii", fcm + "é", ReasonBadToken},
-		{"two colons", "abc:" + fcm, ReasonBadToken},
-		{"leading colon", ":" + fcm[23:], ReasonBadToken},
-		{"trailing colon", fcm + ":", ReasonBadToken},
-		{"only colon", ":", ReasonBadToken},
-		{"short opaque", strings.Repeat("a", 99), ReasonBadToken},
-		{"short with colon", "abc:def", ReasonBadToken},
-		{"fid bad prefix", "aK1fgzS1RX2N3JbZqsvM4q", ReasonBadToken},
-		{"fid 21", "cK1fgzS1RX2N3JbZqsvM4", ReasonBadToken},
-		{"fid 23", "cK1fgzS1RX2N3JbZqsvM4qq", ReasonBadToken},
-		{"fid with colon", "cK1fgzS1RX:N3JbZqsvM4q", ReasonBadToken},
-		{"email", "user@example.com", ReasonBadToken},
+		{"empty", "", wire.ReasonEmpty},
+		{"4097", strings.Repeat("a", 4097), wire.ReasonTooLong},
+		{"huge with spaces", strings.Repeat("a b", 5000), wire.ReasonTooLong},
+		{"63 hex", hex64[:63], wire.ReasonBadToken},
+		{"65 hex", hex64 + "a", wire.ReasonBadToken},
+		{"62 hex", hex64[:62], wire.ReasonBadToken},
+		{"apns with spaces", "<6e18f198 9e5350ca 1ba5a454 290440a6 799f5784 23634561 90a19c10 561f796c>", wire.ReasonBadToken},
+		{"leading space", " " + hex64, wire.ReasonBadToken},
+		{"trailing newline", hex64 + "\n", wire.ReasonBadToken},
+		{"crlf in fcm", fcm[:80] + "\r\n" + fcm[80:], wire.ReasonBadToken},
+		{"nul", hex64[:32] + "\x00" + hex64[32:], wire.ReasonBadToken},
+		{"standard base64", strings.Repeat("ab+/", 30) + "==", wire.ReasonBadToken},
+		{"dot", fcm + ".", wire.ReasonBadToken},
+		{"non-ascii", fcm + "é", wire.ReasonBadToken},
+		{"two colons", "abc:" + fcm, wire.ReasonBadToken},
+		{"leading colon", ":" + fcm[23:], wire.ReasonBadToken},
+		{"trailing colon", fcm + ":", wire.ReasonBadToken},
+		{"only colon", ":", wire.ReasonBadToken},
+		{"short opaque", strings.Repeat("a", 99), wire.ReasonBadToken},
+		{"short with colon", "abc:def", wire.ReasonBadToken},
+		{"fid bad prefix", "aK1fgzS1RX2N3JbZqsvM4q", wire.ReasonBadToken},
+		{"fid 21", "cK1fgzS1RX2N3JbZqsvM4", wire.ReasonBadToken},
+		{"fid 23", "cK1fgzS1RX2N3JbZqsvM4qq", wire.ReasonBadToken},
+		{"fid with colon", "cK1fgzS1RX:N3JbZqsvM4q", wire.ReasonBadToken},
+		{"email", "user@example.com", wire.ReasonBadToken},
 	})
 }
 
@@ -316,17 +318,17 @@ func TestValidate(t *testing.T) {
 	tests := []struct {
 		ch     Channel
 		addr   string
-		reason Reason // "" means valid
+		reason wire.Reason // "" means valid
 	}{
 		{ChannelEmail, "user@example.com", ""},
-		{ChannelEmail, "+14155552671", ReasonSyntax},
+		{ChannelEmail, "+14155552671", wire.ReasonSyntax},
 		{ChannelSMS, "+14155552671", ""},
-		{ChannelSMS, "user@example.com", ReasonNotE164},
+		{ChannelSMS, "user@example.com", wire.ReasonNotE164},
 		{ChannelPush, strings.Repeat("ab", 32), ""},
-		{ChannelPush, "", ReasonEmpty},
-		{"fax", "+14155552671", ReasonUnknownChannel},
-		{"", "user@example.com", ReasonUnknownChannel},
-		{"EMAIL", "user@example.com", ReasonUnknownChannel},
+		{ChannelPush, "", wire.ReasonEmpty},
+		{"fax", "+14155552671", wire.ReasonUnknownChannel},
+		{"", "user@example.com", wire.ReasonUnknownChannel},
+		{"EMAIL", "user@example.com", wire.ReasonUnknownChannel},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s/%s", tt.ch, tt.addr), func(t *testing.T) {
@@ -341,7 +343,7 @@ func TestValidate(t *testing.T) {
 			if !errors.Is(err, ErrInvalidAddress) {
 				t.Fatalf("errors.Is(%v, ErrInvalidAddress) = false", err)
 			}
-			if got, want := errors.Is(err, ErrUnknownChannel), tt.reason == ReasonUnknownChannel; got != want {
+			if got, want := errors.Is(err, ErrUnknownChannel), tt.reason == wire.ReasonUnknownChannel; got != want {
 				t.Fatalf("errors.Is(%v, ErrUnknownChannel) = %v, want %v", err, got, want)
 			}
 			if tt.addr != "" && strings.Contains(err.Error(), tt.addr) {
@@ -357,11 +359,11 @@ func TestInvalidAddressError(t *testing.T) {
 		err  *InvalidAddressError
 		want string
 	}{
-		{&InvalidAddressError{Channel: ChannelEmail, Reason: ReasonSyntax, Detail: "missing @"},
+		{&InvalidAddressError{Channel: ChannelEmail, Reason: wire.ReasonSyntax, Detail: "missing @"},
 			"dispatch: invalid email address: syntax: missing @"},
-		{&InvalidAddressError{Channel: ChannelSMS, Reason: ReasonNotE164},
+		{&InvalidAddressError{Channel: ChannelSMS, Reason: wire.ReasonNotE164},
 			"dispatch: invalid sms address: not_e164"},
-		{&InvalidAddressError{Channel: "fax\nforged log line", Reason: ReasonUnknownChannel, Detail: "d"},
+		{&InvalidAddressError{Channel: "fax\nforged log line", Reason: wire.ReasonUnknownChannel, Detail: "d"},
 			"dispatch: invalid address: unknown_channel: d"},
 	}
 	for _, tt := range tests {
@@ -371,8 +373,8 @@ func TestInvalidAddressError(t *testing.T) {
 	}
 
 	wrapped := fmt.Errorf("worker: %w", ValidateEmail("nope"))
-	if got := ReasonOf(wrapped); got != ReasonSyntax {
-		t.Errorf("ReasonOf(wrapped) = %q, want %q", got, ReasonSyntax)
+	if got := ReasonOf(wrapped); got != wire.ReasonSyntax {
+		t.Errorf("ReasonOf(wrapped) = %q, want %q", got, wire.ReasonSyntax)
 	}
 	if !errors.Is(wrapped, ErrInvalidAddress) {
 		t.Error("errors.Is(wrapped, ErrInvalidAddress) = false")

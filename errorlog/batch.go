@@ -1,11 +1,15 @@
 package errorlog
 
-// countKey is one exact counter: error_counts is keyed by it and the minute.
+import "github.com/sluicehq/sluice/wire"
+
+// countKey is one exact counter: delivery_counts (Outcome delivered, Reason
+// empty) or error_counts is keyed by it and the minute.
 type countKey struct {
-	Tenant       string `json:"t"`
-	Conversation string `json:"c"`
-	Channel      string `json:"ch"`
-	Reason       string `json:"r"`
+	Outcome      wire.Outcome `json:"o"`
+	Tenant       string       `json:"t"`
+	Conversation string       `json:"c"`
+	Channel      string       `json:"ch"`
+	Reason       string       `json:"r"`
 }
 
 // pending is one recorded event waiting to be made durable: which counter it
@@ -29,7 +33,7 @@ type batch struct {
 func newBatch() *batch { return &batch{index: map[countKey]int32{}} }
 
 func (b *batch) add(ev Event, done func(error)) {
-	k := countKey{ev.Tenant, ev.Conversation, ev.Channel, ev.Reason}
+	k := countKey{ev.Outcome, ev.Tenant, ev.Conversation, ev.Channel, ev.Reason}
 	i, ok := b.index[k]
 	if !ok {
 		i = int32(len(b.keys))
@@ -38,6 +42,11 @@ func (b *batch) add(ev Event, done func(error)) {
 	}
 	b.events = append(b.events, pending{key: i, seq: ev.Seq, check: ev.Redelivered, done: done})
 }
+
+// spillVersion is the version of spilled this build writes. Version 1 (before
+// outcomes were stored) had no outcome in its keys: it is read with the
+// outcome wire.OutcomeOf gives its reason, the rule of that release.
+const spillVersion = 2
 
 // spilled is a batch as stored in the spill stream: compact, one message per
 // batch (or per chunk of one), not one per event.
@@ -54,7 +63,7 @@ type spilled struct {
 func (b *batch) chunks(source string, n int) []spilled {
 	var out []spilled
 	for lo := 0; lo < max(len(b.events), len(b.details)); lo += n {
-		s := spilled{V: 1, Source: source, Keys: b.keys}
+		s := spilled{V: spillVersion, Source: source, Keys: b.keys}
 		for i := lo; i < min(lo+n, len(b.events)); i++ {
 			s.K = append(s.K, b.events[i].key)
 			s.S = append(s.S, b.events[i].seq)
@@ -71,6 +80,11 @@ func (b *batch) chunks(source string, n int) []spilled {
 // Every event is looked up: a spilled batch may be drained twice.
 func (s *spilled) batch() *batch {
 	b := &batch{keys: s.Keys, details: s.Details}
+	if s.V == 1 {
+		for i := range b.keys {
+			b.keys[i].Outcome = wire.OutcomeOf(wire.Reason(b.keys[i].Reason))
+		}
+	}
 	for i := range s.K {
 		b.events = append(b.events, pending{key: s.K[i], seq: s.S[i], check: true})
 	}

@@ -5,11 +5,22 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/wire"
 )
 
-// CountKey identifies one counter of a conversation.
-type CountKey struct {
-	Channel, Reason string
+// Outcomes are a conversation's counted outcomes, as the pipeline decided
+// and stored them: each activation counted once, delivered in
+// delivery_counts, every other outcome in error_counts with its reason.
+type Outcomes struct {
+	// Count is the number of activations per outcome.
+	Count map[wire.Outcome]int64
+	// Reasons splits each outcome but delivered by reason.
+	Reasons map[wire.Outcome]map[string]int64
+}
+
+func newOutcomes() *Outcomes {
+	return &Outcomes{Count: map[wire.Outcome]int64{}, Reasons: map[wire.Outcome]map[string]int64{}}
 }
 
 // Querier is what Counts needs: *pgxpool.Pool, *pgx.Conn and pgx.Tx have it.
@@ -17,25 +28,66 @@ type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// Counts returns the exact number of distinct events recorded for a
-// conversation, per channel and reason, summed over all minutes.
-func Counts(ctx context.Context, q Querier, tenant, conversation string) (map[CountKey]int64, error) {
-	rows, err := q.Query(ctx, `SELECT channel, reason, sum(count)::bigint FROM error_counts
-		WHERE tenant = $1 AND conversation = $2 GROUP BY channel, reason`,
-		clean(tenant, maxField), clean(conversation, maxField))
+// countsQuery sums both counter tables by conversation, outcome and reason.
+const countsQuery = `SELECT conversation, 'delivered', '', sum(count)::bigint FROM delivery_counts
+	WHERE tenant = $1 AND conversation = ANY($2) GROUP BY conversation
+UNION ALL
+SELECT conversation, outcome, reason, sum(count)::bigint FROM error_counts
+	WHERE tenant = $1 AND conversation = ANY($2) GROUP BY conversation, outcome, reason`
+
+// Counts returns the exact outcomes of one conversation, summed over all
+// minutes. Pass a REPEATABLE READ transaction to read them with other
+// tables from one snapshot.
+func Counts(ctx context.Context, q Querier, tenant, conversation string) (Outcomes, error) {
+	m, err := CountsOf(ctx, q, tenant, []string{conversation})
+	if err != nil {
+		return Outcomes{}, err
+	}
+	if o, ok := m[conversation]; ok {
+		return o, nil
+	}
+	return *newOutcomes(), nil
+}
+
+// CountsOf returns the exact outcomes of a tenant's conversations, by
+// conversation; a conversation with nothing counted is absent.
+func CountsOf(ctx context.Context, q Querier, tenant string, conversations []string) (map[string]Outcomes, error) {
+	cleaned := make([]string, len(conversations))
+	asked := make(map[string]string, len(conversations)) // stored name -> the caller's
+	for i, c := range conversations {
+		cleaned[i] = clean(c, maxField)
+		asked[cleaned[i]] = c
+	}
+	rows, err := q.Query(ctx, countsQuery, clean(tenant, maxField), cleaned)
 	if err != nil {
 		return nil, fmt.Errorf("errorlog: counts: %w", err)
 	}
-	out := map[CountKey]int64{}
+	byConv := map[string]*Outcomes{}
 	var (
-		k CountKey
-		n int64
+		conv, outcome, reason string
+		n                     int64
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&k.Channel, &k.Reason, &n}, func() error {
-		out[k] = n
+	if _, err := pgx.ForEachRow(rows, []any{&conv, &outcome, &reason, &n}, func() error {
+		o := byConv[conv]
+		if o == nil {
+			o = newOutcomes()
+			byConv[conv] = o
+		}
+		oc := wire.Outcome(outcome)
+		o.Count[oc] += n
+		if oc != wire.OutcomeDelivered {
+			if o.Reasons[oc] == nil {
+				o.Reasons[oc] = map[string]int64{}
+			}
+			o.Reasons[oc][reason] += n
+		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("errorlog: counts: %w", err)
+	}
+	out := make(map[string]Outcomes, len(byConv))
+	for c, o := range byConv {
+		out[asked[c]] = *o
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluicehq/sluice/wire"
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -31,10 +32,14 @@ var (
 type Config struct {
 	// Mode is the mode at start, until SetMode changes it. Default full.
 	Mode Mode
-	// BatchSize is the number of pending events that triggers a write before
-	// FlushInterval. Default 1000.
+	// BatchSize is the number of pending events that triggers a write at
+	// once. Default 1000.
 	BatchSize int
-	// FlushInterval is the longest an event waits for its batch. Default 100ms.
+	// FlushInterval is how long the writer, once idle, waits after a batch's
+	// first event for more before it writes (group commit: while a write
+	// runs, the next batch gathers, so under load batches grow with the
+	// write's duration). Messages are acked only after their batch commits,
+	// so it bounds the added ack delay at low rates. Default 10ms.
 	FlushInterval time.Duration
 	// BufferSize is the most detail rows waiting to be written; beyond it a
 	// row is dropped and counted (sluice_errorlog_dropped_total), never its
@@ -72,6 +77,9 @@ type Config struct {
 
 const minMaskKey = 16
 
+// DefaultFlushInterval is Config.FlushInterval's default.
+const DefaultFlushInterval = 10 * time.Millisecond
+
 func (c *Config) setDefaults() {
 	if c.Mode.Name == "" {
 		c.Mode = DefaultMode
@@ -80,7 +88,7 @@ func (c *Config) setDefaults() {
 		c.BatchSize = 1000
 	}
 	if c.FlushInterval == 0 {
-		c.FlushInterval = 100 * time.Millisecond
+		c.FlushInterval = DefaultFlushInterval
 	}
 	if c.BufferSize == 0 {
 		c.BufferSize = 50000
@@ -142,6 +150,7 @@ type Log struct {
 	stopped bool
 	started bool
 	kick    chan struct{} // a batch is full
+	ready   chan struct{} // the first event of a batch arrived
 	closing chan struct{} // Stop began
 
 	writeCtx    context.Context // canceled when Stop's context ends: abandon writes
@@ -185,6 +194,7 @@ func New(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Reg
 		now:        time.Now,
 		cur:        newBatch(),
 		kick:       make(chan struct{}, 1),
+		ready:      make(chan struct{}, 1),
 		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
 		maintDone:  make(chan struct{}),
@@ -329,11 +339,14 @@ func (l *Log) Record(ev Event, done func(error)) {
 		return
 	}
 	mode := l.mode.Load()
-	if mode.Name == ModeSync {
+	// A delivery is counted, never detailed: no row in any mode, and
+	// batched in sync mode too (sync is the error rows' legacy design).
+	delivered := ev.Outcome == wire.OutcomeDelivered
+	if mode.Name == ModeSync && !delivered {
 		l.recordSync(ev, done)
 		return
 	}
-	keep := mode.Name == ModeFull || mode.Name == ModeSample && l.sampler.keep(ev.Conversation, ev.Reason, l.now(), *mode)
+	keep := !delivered && (mode.Name == ModeFull || mode.Name == ModeSample && l.sampler.keep(ev.Conversation, ev.Reason, l.now(), *mode))
 	if keep && !l.cfg.KeepAddresses {
 		ev.Address = clean(MaskAddress(l.cfg.MaskKey, ev.Address), maxAddress)
 	}
@@ -359,6 +372,7 @@ func (l *Log) Record(ev Event, done func(error)) {
 			dropped = true
 		}
 	}
+	first := len(l.cur.events) == 0
 	l.cur.add(ev, done)
 	full := len(l.cur.events) >= l.cfg.BatchSize
 	l.mu.Unlock()
@@ -366,14 +380,21 @@ func (l *Log) Record(ev Event, done func(error)) {
 	switch {
 	case dropped:
 		l.m.dropped.WithLabelValues("buffer_full").Inc()
-	case !keep:
+	case !keep && !delivered:
 		l.m.sampledOut.Inc()
 	}
 	if full {
-		select {
-		case l.kick <- struct{}{}:
-		default:
-		}
+		signal(l.kick)
+	} else if first {
+		signal(l.ready)
+	}
+}
+
+// signal wakes the writer through c without blocking.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/pgtest"
+	"github.com/sluicehq/sluice/wire"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -187,12 +188,12 @@ func TestWritesBatchesAndExactCounts(t *testing.T) {
 	reasons := []string{"empty_address", "bad_syntax", "unknown_domain", "bad_number", "opted_out"}
 	channels := []string{"email", "sms"}
 	now := time.Now()
-	want := map[string]map[CountKey]int64{}
+	want := map[string]map[wire.Outcome]map[string]int64{}
 	res := newResults()
 	ids := make([]string, n)
 	for i := range n {
 		ev := Event{
-			ID:           fmt.Sprintf("act-%06d", i),
+			Outcome: wire.OutcomeInvalid, ID: fmt.Sprintf("act-%06d", i),
 			Time:         now.Add(-time.Duration(i) * time.Millisecond),
 			Tenant:       "acme",
 			Conversation: convs[i%len(convs)],
@@ -202,10 +203,16 @@ func TestWritesBatchesAndExactCounts(t *testing.T) {
 			Detail:       "address is not valid",
 			Address:      fmt.Sprintf("user%d@Example.COM", i),
 		}
-		if want[ev.Conversation] == nil {
-			want[ev.Conversation] = map[CountKey]int64{}
+		if ev.Reason == "opted_out" {
+			ev.Outcome = wire.OutcomeFailed
 		}
-		want[ev.Conversation][CountKey{ev.Channel, ev.Reason}]++
+		if want[ev.Conversation] == nil {
+			want[ev.Conversation] = map[wire.Outcome]map[string]int64{}
+		}
+		if want[ev.Conversation][ev.Outcome] == nil {
+			want[ev.Conversation][ev.Outcome] = map[string]int64{}
+		}
+		want[ev.Conversation][ev.Outcome][ev.Reason]++
 		ids[i] = ev.ID
 		b.log.Record(ev, res.done(ev.ID))
 	}
@@ -220,11 +227,11 @@ func TestWritesBatchesAndExactCounts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(got) != fmt.Sprint(want[conv]) {
-			t.Errorf("Counts(%s) = %v, want %v", conv, got, want[conv])
+		if fmt.Sprint(got.Reasons) != fmt.Sprint(want[conv]) {
+			t.Errorf("Counts(%s) = %v, want %v", conv, got.Reasons, want[conv])
 		}
 	}
-	if got, _ := Counts(t.Context(), b.db.Pool, "other-tenant", "conv-a"); len(got) != 0 {
+	if got, _ := Counts(t.Context(), b.db.Pool, "other-tenant", "conv-a"); len(got.Count) != 0 {
 		t.Errorf("another tenant sees %v", got)
 	}
 	if got := events(t, b.reg, "written"); got != n {
@@ -258,7 +265,7 @@ func TestSyncMode(t *testing.T) {
 	ids := make([]string, n)
 	now := time.Now()
 	for i := range n {
-		ev := Event{ID: fmt.Sprintf("sync-%04d", i), Time: now, Tenant: "acme", Conversation: "c", Lane: "bulk",
+		ev := Event{Outcome: wire.OutcomeInvalid, ID: fmt.Sprintf("sync-%04d", i), Time: now, Tenant: "acme", Conversation: "c", Lane: "bulk",
 			Channel: "email", Reason: "bad_syntax", Address: "x@"}
 		ids[i] = ev.ID
 		b.log.Record(ev, res.done(ev.ID))
@@ -270,7 +277,7 @@ func TestSyncMode(t *testing.T) {
 	res.exactlyOnceOK(t, ids)
 	// The first event again (a redelivery): no row, no count.
 	again := newResults()
-	b.log.Record(Event{ID: ids[0], Time: now, Tenant: "acme", Conversation: "c", Lane: "bulk", Channel: "email", Reason: "bad_syntax", Address: "x@"}, again.done(ids[0]))
+	b.log.Record(Event{Outcome: wire.OutcomeInvalid, ID: ids[0], Time: now, Tenant: "acme", Conversation: "c", Lane: "bulk", Channel: "email", Reason: "bad_syntax", Address: "x@"}, again.done(ids[0]))
 	again.exactlyOnceOK(t, ids[:1])
 	if got := scalar[int64](t, b.db.Pool, "SELECT sum(count)::bigint FROM error_counts WHERE conversation = 'c'"); got != n {
 		t.Errorf("counted %d, want %d", got, n)
@@ -283,6 +290,49 @@ func TestSyncMode(t *testing.T) {
 	}
 }
 
+// TestDeliveredCountedOnceNoRows: a delivery is counted in delivery_counts
+// once per stream sequence, whatever the mode (sync included: a delivery is
+// batched), never with a detail row, and a redelivery after its count
+// committed adds nothing.
+func TestDeliveredCountedOnceNoRows(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []ModeName{ModeFull, ModeSync} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, Config{Mode: Mode{Name: mode}, KeepAddresses: true}, true)
+			res := newResults()
+			ev := func(seq uint64, again bool) Event {
+				return Event{Outcome: wire.OutcomeDelivered, ID: fmt.Sprintf("d%d", seq), Time: time.Now(), Tenant: "acme",
+					Conversation: "c1", Lane: "bulk", Channel: "email", Address: "x@example.com", Seq: seq, Redelivered: again}
+			}
+			for seq := uint64(1); seq <= 50; seq++ {
+				b.log.Record(ev(seq, false), res.done(fmt.Sprint("first", seq)))
+			}
+			res.wait(t, 50)
+			for seq := uint64(1); seq <= 50; seq += 5 { // redelivered after their count committed
+				b.log.Record(ev(seq, true), res.done(fmt.Sprint("again", seq)))
+			}
+			b.log.Record(ev(51, false), res.done("first51"))
+			res.wait(t, 61)
+			res.mu.Lock()
+			for id, err := range res.errs {
+				t.Errorf("%s: %v", id, err)
+			}
+			res.mu.Unlock()
+			if got := scalar[int](t, b.db.Pool, "SELECT coalesce(sum(count), 0)::int FROM delivery_counts WHERE tenant = 'acme' AND conversation = 'c1'"); got != 51 {
+				t.Errorf("delivered = %d, want 51", got)
+			}
+			if got := scalar[int](t, b.db.Pool, "SELECT count(*) FROM error_log"); got != 0 {
+				t.Errorf("error_log rows = %d, want none for deliveries", got)
+			}
+			o, err := Counts(t.Context(), b.db.Pool, "acme", "c1")
+			if err != nil || o.Count[wire.OutcomeDelivered] != 51 || len(o.Reasons) != 0 {
+				t.Errorf("Counts = %+v, %v; want 51 delivered and nothing else", o, err)
+			}
+		})
+	}
+}
+
 func TestDuplicatesCountOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{BatchSize: 3, FlushInterval: time.Hour}, true)
@@ -291,7 +341,7 @@ func TestDuplicatesCountOnce(t *testing.T) {
 	ev := func(id string, at time.Time, seq uint64) Event {
 		again := seen[seq] // as the pipeline says: a second delivery of the message
 		seen[seq] = true
-		return Event{ID: id, Time: at, Tenant: "acme", Conversation: "c1", Lane: "bulk", Channel: "email", Reason: "empty_address", Seq: seq, Redelivered: again}
+		return Event{Outcome: wire.OutcomeInvalid, ID: id, Time: at, Tenant: "acme", Conversation: "c1", Lane: "bulk", Channel: "email", Reason: "empty_address", Seq: seq, Redelivered: again}
 	}
 	res := newResults()
 	record := func(e Event) { b.log.Record(e, res.done(e.ID)) }
@@ -325,7 +375,7 @@ func TestDuplicatesCountOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := counts[CountKey{"email", "empty_address"}]; got != 6 {
+	if got := counts.Reasons[wire.OutcomeInvalid]["empty_address"]; got != 6 {
 		t.Errorf("count = %d, want 6", got)
 	}
 	if w, d := events(t, b.reg, "written"), events(t, b.reg, "duplicate"); w != 6 || d != 3 {
@@ -338,13 +388,13 @@ func TestBadTextDoesNotFailBatch(t *testing.T) {
 	b := setup(t, Config{KeepAddresses: true, FlushInterval: time.Hour}, true)
 	longID := strings.Repeat("x", 300)
 	evs := []Event{
-		{ID: "nul", Detail: "before\x00after", Address: "a\x00b@example.com"},
-		{ID: "bad-utf8", Conversation: "conv-\xff\xfe", Detail: "\xc3\x28 invalid"},
-		{ID: "huge", Detail: strings.Repeat("é", 5000)},
-		{ID: longID + "1"},
-		{ID: longID + "2"},
-		{ID: "id-with-\x00-nul"},
-		{ID: "normal", Detail: "fine"},
+		{Outcome: wire.OutcomeInvalid, ID: "nul", Detail: "before\x00after", Address: "a\x00b@example.com"},
+		{Outcome: wire.OutcomeInvalid, ID: "bad-utf8", Conversation: "conv-\xff\xfe", Detail: "\xc3\x28 invalid"},
+		{Outcome: wire.OutcomeInvalid, ID: "huge", Detail: strings.Repeat("é", 5000)},
+		{Outcome: wire.OutcomeInvalid, ID: longID + "1"},
+		{Outcome: wire.OutcomeInvalid, ID: longID + "2"},
+		{Outcome: wire.OutcomeInvalid, ID: "id-with-\x00-nul"},
+		{Outcome: wire.OutcomeInvalid, ID: "normal", Detail: "fine"},
 	}
 	res := newResults()
 	var ids []string
@@ -374,7 +424,7 @@ func TestBadTextDoesNotFailBatch(t *testing.T) {
 		t.Errorf("event_id of %d bytes, cap is %d", got, maxField)
 	}
 	counts, err := Counts(t.Context(), b.db.Pool, "acme", "conv-\xff\xfe")
-	if err != nil || counts[CountKey{"email", "bad"}] != 1 {
+	if err != nil || counts.Reasons[wire.OutcomeInvalid]["bad"] != 1 {
 		t.Errorf("Counts for the invalid-UTF-8 conversation = %v, %v", counts, err)
 	}
 }
@@ -383,11 +433,11 @@ func TestInvalidEventRejected(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{}, false)
 	for _, ev := range []Event{
-		{ID: "", Time: time.Now()},
-		{ID: "\x00", Time: time.Now()},
-		{ID: "before-year-1", Time: time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC)},
-		{ID: "no-time"},
-		{ID: "far-future", Time: time.Date(20000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Outcome: wire.OutcomeInvalid, ID: "", Time: time.Now()},
+		{Outcome: wire.OutcomeInvalid, ID: "\x00", Time: time.Now()},
+		{Outcome: wire.OutcomeInvalid, ID: "before-year-1", Time: time.Date(0, 12, 31, 0, 0, 0, 0, time.UTC)},
+		{Outcome: wire.OutcomeInvalid, ID: "no-time"},
+		{Outcome: wire.OutcomeInvalid, ID: "far-future", Time: time.Date(20000, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		var got error
 		called := false
@@ -406,7 +456,7 @@ func TestBufferFullNeverBlocks(t *testing.T) {
 	for i := range 10 {
 		id := fmt.Sprintf("e%d", i)
 		ids = append(ids, id)
-		b.log.Record(Event{ID: id, Time: time.Now(), Tenant: "t", Conversation: "c", Channel: "sms", Reason: "r"}, res.done(id))
+		b.log.Record(Event{Outcome: wire.OutcomeInvalid, ID: id, Time: time.Now(), Tenant: "t", Conversation: "c", Channel: "sms", Reason: "r"}, res.done(id))
 	}
 	if res.count() != 0 {
 		t.Fatalf("%d callbacks before anything was written", res.count())
@@ -418,7 +468,7 @@ func TestBufferFullNeverBlocks(t *testing.T) {
 	start := time.Now()
 	var full error
 	for i := range 1000 {
-		b.log.Record(Event{ID: fmt.Sprintf("x%d", i), Time: time.Now()}, func(err error) { full = err })
+		b.log.Record(Event{Outcome: wire.OutcomeInvalid, ID: fmt.Sprintf("x%d", i), Time: time.Now()}, func(err error) { full = err })
 		if !errors.Is(full, ErrBufferFull) {
 			t.Fatalf("Record on a full buffer: done got %v before returning, want ErrBufferFull", full)
 		}
@@ -446,7 +496,7 @@ func TestStopFlushes(t *testing.T) {
 	for i := range 10 {
 		id := fmt.Sprintf("e%d", i)
 		ids = append(ids, id)
-		b.log.Record(Event{ID: id, Time: time.Now(), Tenant: "t", Conversation: "c", Channel: "push", Reason: "r"}, res.done(id))
+		b.log.Record(Event{Outcome: wire.OutcomeInvalid, ID: id, Time: time.Now(), Tenant: "t", Conversation: "c", Channel: "push", Reason: "r"}, res.done(id))
 	}
 	if got := scalar[int](t, b.db.Pool, "SELECT count(*) FROM error_log"); got != 0 {
 		t.Fatalf("%d rows written before the interval or Stop", got)
@@ -460,7 +510,7 @@ func TestStopFlushes(t *testing.T) {
 	}
 
 	var after error
-	b.log.Record(Event{ID: "late", Time: time.Now()}, func(err error) { after = err })
+	b.log.Record(Event{Outcome: wire.OutcomeInvalid, ID: "late", Time: time.Now()}, func(err error) { after = err })
 	if !errors.Is(after, ErrStopped) {
 		t.Errorf("Record after Stop: %v, want ErrStopped", after)
 	}
@@ -483,7 +533,7 @@ func TestStopContextEndsDuringOutage(t *testing.T) {
 	for i := range 5 {
 		id := fmt.Sprintf("e%d", i)
 		ids = append(ids, id)
-		b.log.Record(Event{ID: id, Time: time.Now(), Tenant: "t", Conversation: "c", Channel: "sms", Reason: "r"}, res.done(id))
+		b.log.Record(Event{Outcome: wire.OutcomeInvalid, ID: id, Time: time.Now(), Tenant: "t", Conversation: "c", Channel: "sms", Reason: "r"}, res.done(id))
 	}
 	waitFor(t, "a failed attempt", func() bool { return metric(t, b.reg, "sluice_errorlog_flush_errors_total") > 0 })
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
@@ -544,7 +594,7 @@ func TestTerminatedBackends(t *testing.T) {
 		}
 		id := fmt.Sprintf("act-%d", i)
 		ids[i] = id
-		ev := Event{ID: id, Time: time.Now(), Tenant: "acme", Conversation: fmt.Sprintf("c%d", i%3), Lane: "bulk", Channel: "email", Reason: "empty_address", Seq: uint64(i + 1)}
+		ev := Event{Outcome: wire.OutcomeInvalid, ID: id, Time: time.Now(), Tenant: "acme", Conversation: fmt.Sprintf("c%d", i%3), Lane: "bulk", Channel: "email", Reason: "empty_address", Seq: uint64(i + 1)}
 		for {
 			var full bool
 			b.log.Record(ev, func(err error) {
@@ -599,7 +649,7 @@ func TestLostCommitAcknowledgement(t *testing.T) {
 	for i := range 50 {
 		id := fmt.Sprintf("e%d", i)
 		ids = append(ids, id)
-		b.log.Record(Event{ID: id, Time: time.Now(), Tenant: "t", Conversation: "c", Channel: "email", Reason: "r", Seq: uint64(i + 1)}, res.done(id))
+		b.log.Record(Event{Outcome: wire.OutcomeInvalid, ID: id, Time: time.Now(), Tenant: "t", Conversation: "c", Channel: "email", Reason: "r", Seq: uint64(i + 1)}, res.done(id))
 	}
 	if err := b.log.Stop(t.Context()); err != nil {
 		t.Fatal(err)
@@ -629,7 +679,7 @@ func TestPanicsAreContained(t *testing.T) {
 	})
 	res := newResults()
 	ev := func(id string) Event {
-		return Event{ID: id, Time: time.Now(), Tenant: "t", Conversation: "c", Channel: "email", Reason: "r"}
+		return Event{Outcome: wire.OutcomeInvalid, ID: id, Time: time.Now(), Tenant: "t", Conversation: "c", Channel: "email", Reason: "r"}
 	}
 	// A panic fails the attempt like any error: the batch rolls back and is
 	// written again.
@@ -665,7 +715,7 @@ func TestPartitions(t *testing.T) {
 	}
 	res := newResults()
 	for id, at := range map[string]time.Time{"today": now, "old": now.AddDate(0, 0, -10), "ahead": now.AddDate(0, 0, 5)} {
-		b.log.Record(Event{ID: id, Time: at, Tenant: "t", Conversation: "c", Channel: "sms", Reason: "r"}, res.done(id))
+		b.log.Record(Event{Outcome: wire.OutcomeInvalid, ID: id, Time: at, Tenant: "t", Conversation: "c", Channel: "sms", Reason: "r"}, res.done(id))
 	}
 	res.wait(t, 3)
 	where := func(id string) string {
@@ -770,7 +820,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	var c Config
 	c.setDefaults()
-	if c.BatchSize != 1000 || c.FlushInterval != 100*time.Millisecond || c.BufferSize != 50000 {
+	if c.BatchSize != 1000 || c.FlushInterval != DefaultFlushInterval || c.BufferSize != 50000 {
 		t.Errorf("defaults = %+v", c)
 	}
 }
@@ -810,7 +860,7 @@ func BenchmarkRecordFlush(b *testing.B) {
 	for i := range b.N {
 		sem <- struct{}{}
 		bb.log.Record(Event{
-			ID: fmt.Sprintf("bench-%d", i), Time: now, Tenant: "acme", Conversation: fmt.Sprintf("c%d", i%8),
+			Outcome: wire.OutcomeInvalid, ID: fmt.Sprintf("bench-%d", i), Time: now, Tenant: "acme", Conversation: fmt.Sprintf("c%d", i%8),
 			Lane: "bulk", Channel: "email", Reason: "empty_address", Detail: "address is empty", Address: "someone@example.com",
 		}, done)
 	}

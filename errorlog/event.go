@@ -9,10 +9,17 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/wire"
 )
 
-// Event is one undeliverable message.
+// Event is one message's outcome: delivered (counted only, never a row) or
+// not delivered (counted, with a detail row where the mode keeps one).
 type Event struct {
+	// Outcome is what the pipeline decided: wire.OutcomeDelivered, or an
+	// outcome of a message not delivered (invalid, failed, suppressed,
+	// expired). It is stored with the count. Required.
+	Outcome wire.Outcome
 	// ID is stable per event: the activation id, or "seq:<stream seq>" for a
 	// message that could not be decoded. Required.
 	ID string
@@ -52,6 +59,11 @@ var ErrInvalidEvent = errors.New("errorlog: invalid event")
 
 // check validates a prepared event.
 func (ev *Event) check() error {
+	switch ev.Outcome {
+	case wire.OutcomeDelivered, wire.OutcomeInvalid, wire.OutcomeFailed, wire.OutcomeSuppressed, wire.OutcomeExpired:
+	default:
+		return fmt.Errorf("%w: event %q: Outcome %q is not a final outcome a worker decides", ErrInvalidEvent, ev.ID, ev.Outcome)
+	}
 	if ev.ID == "" {
 		return fmt.Errorf("%w: empty ID (after removing NUL bytes)", ErrInvalidEvent)
 	}

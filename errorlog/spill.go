@@ -106,7 +106,7 @@ func (l *Log) drain() {
 
 func (l *Log) drainOne(msg jetstream.Msg) {
 	var s spilled
-	if err := json.Unmarshal(msg.Data(), &s); err != nil || s.V != 1 {
+	if err := json.Unmarshal(msg.Data(), &s); err != nil || s.V < 1 || s.V > spillVersion {
 		l.log.Error("errorlog: undecodable spill message; terminated", "err", err, "version", s.V)
 		_ = msg.TermWithReason("undecodable spill batch")
 		return

@@ -51,7 +51,7 @@ func (l *Log) insertOne(ev Event) (err error) {
 		return fmt.Errorf("errorlog: sync insert: %w", err)
 	}
 	if tag.RowsAffected() == 1 {
-		if _, err := tx.Exec(ctx, addCounts, []string{ev.Tenant}, []string{ev.Conversation}, []string{ev.Channel}, []string{ev.Reason}, []int64{1}); err != nil {
+		if _, err := tx.Exec(ctx, addCounts, []string{ev.Tenant}, []string{ev.Conversation}, []string{ev.Channel}, []string{ev.Reason}, []string{string(ev.Outcome)}, []int64{1}); err != nil {
 			return fmt.Errorf("errorlog: sync insert: counts: %w", err)
 		}
 		l.m.counted.Inc()

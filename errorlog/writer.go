@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sluicehq/sluice/wire"
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -67,23 +68,39 @@ SELECT count(*) FROM ins`
 const seenSeqs = `SELECT s FROM unnest($2::int8[]) AS s
 WHERE EXISTS (SELECT 1 FROM error_seen e WHERE e.source = $1 AND e.seqs @> s)`
 
-const addCounts = `INSERT INTO error_counts AS c (tenant, conversation, channel, reason, minute, count)
-SELECT t, cv, ch, r, date_trunc('minute', now()), n
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) AS u(t, cv, ch, r, n)
+const addCounts = `INSERT INTO error_counts AS c (tenant, conversation, channel, reason, outcome, minute, count)
+SELECT t, cv, ch, r, o, date_trunc('minute', now()), n
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS u(t, cv, ch, r, o, n)
 ORDER BY t, cv, ch, r
 ON CONFLICT (tenant, conversation, channel, reason, minute)
 DO UPDATE SET count = c.count + EXCLUDED.count`
 
-// runWriter writes the pending batch when it fills or FlushInterval passes,
-// until Stop; it then writes what is left and returns.
+const addDelivered = `INSERT INTO delivery_counts AS d (tenant, conversation, channel, minute, count)
+SELECT t, cv, ch, date_trunc('minute', now()), n
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) AS u(t, cv, ch, n)
+ORDER BY t, cv, ch
+ON CONFLICT (tenant, conversation, channel, minute)
+DO UPDATE SET count = d.count + EXCLUDED.count`
+
+// runWriter writes the pending batch when it fills, or FlushInterval after
+// its first event arrived, until Stop; it then writes what is left and
+// returns. Events recorded while a write runs wake it again at once.
 func (l *Log) runWriter() {
 	defer close(l.writerDone)
-	tick := time.NewTicker(l.cfg.FlushInterval)
-	defer tick.Stop()
+	linger := time.NewTimer(l.cfg.FlushInterval)
+	linger.Stop()
 	for {
 		select {
 		case <-l.kick:
-		case <-tick.C:
+		case <-l.ready:
+			linger.Reset(l.cfg.FlushInterval)
+			select {
+			case <-linger.C:
+			case <-l.kick:
+				linger.Stop()
+			case <-l.closing:
+				linger.Stop()
+			}
 		case <-l.closing:
 			l.flush(l.swap())
 			return
@@ -261,26 +278,45 @@ func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) err
 		}
 		deltas[e.key]++
 	}
-	var t, cv, ch, r []string
-	var n []int64
+	var errs, dlv counterRows
 	for i, k := range b.keys {
 		if deltas[i] == 0 {
 			continue
 		}
-		t, cv, ch, r, n = append(t, k.Tenant), append(cv, k.Conversation), append(ch, k.Channel), append(r, k.Reason), append(n, deltas[i])
+		if k.Outcome == wire.OutcomeDelivered {
+			dlv.add(k, deltas[i])
+		} else {
+			errs.add(k, deltas[i])
+		}
 	}
-	if len(n) > 0 {
-		if _, err := tx.Exec(ctx, addCounts, t, cv, ch, r, n); err != nil {
+	if len(errs.n) > 0 {
+		if _, err := tx.Exec(ctx, addCounts, errs.t, errs.cv, errs.ch, errs.r, errs.o, errs.n); err != nil {
 			return fmt.Errorf("counts: %w", err)
 		}
 	}
-	l.m.counted.Add(float64(sum(n)))
+	if len(dlv.n) > 0 {
+		if _, err := tx.Exec(ctx, addDelivered, dlv.t, dlv.cv, dlv.ch, dlv.n); err != nil {
+			return fmt.Errorf("delivered counts: %w", err)
+		}
+	}
+	l.m.counted.Add(float64(sum(errs.n) + sum(dlv.n)))
 	if len(fresh) > 0 {
 		if _, err := tx.Exec(ctx, `INSERT INTO error_seen (source, seqs) VALUES ($1, $2::text::int8multirange)`, source, multirange(fresh)); err != nil {
 			return fmt.Errorf("seen: %w", err)
 		}
 	}
 	return nil
+}
+
+// counterRows are counter deltas as the columns of an unnest.
+type counterRows struct {
+	t, cv, ch, r, o []string
+	n               []int64
+}
+
+func (c *counterRows) add(k countKey, n int64) {
+	c.t, c.cv, c.ch = append(c.t, k.Tenant), append(c.cv, k.Conversation), append(c.ch, k.Channel)
+	c.r, c.o, c.n = append(c.r, k.Reason), append(c.o, string(k.Outcome)), append(c.n, n)
 }
 
 // merge stages rows with COPY and merges them into error_log.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/natsrv"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // ceilingStream is the stream of the raw JetStream measurement.
@@ -107,7 +108,7 @@ func runCeiling(ctx context.Context, cfg *Config, rep *Report, st *stack) error 
 		}
 		a, _ := sc.Burst(i)
 		a.EnqueuedAt = time.Now().UTC()
-		data, err := orchestrator.Encode(a)
+		data, err := wire.Encode(a)
 		if err != nil {
 			return err
 		}

@@ -97,10 +97,14 @@ type Account struct {
 	Invalid      int64  `json:"invalid"`
 	Failed       int64  `json:"failed"`
 	Purged       int64  `json:"purged"`
-	// DeliveryCounts is the workers' delivery_counts tally, a cross-check
-	// of Delivered (the sinks' ledgers) on the self-contained stack.
-	DeliveryCounts int64 `json:"delivery_counts"`
-	Exact          bool  `json:"exact"`
+	// SinkDistinct is the number of distinct activations the sinks'
+	// ledgers received, the outside check of Delivered (the stored,
+	// exactly-once count) on the self-contained stack; -1 against a running
+	// target, whose providers' ledgers the load test cannot read.
+	SinkDistinct int64 `json:"sink_distinct"`
+	// Exact: Accepted = Delivered + Invalid + Failed + Purged, and Delivered
+	// equals SinkDistinct where the ledgers are known.
+	Exact bool `json:"exact"`
 }
 
 // Point is one 1-second sample.

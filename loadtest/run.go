@@ -20,11 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/ctxtime"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // Run runs the configured scenario and returns its report. logger may be
@@ -170,7 +170,7 @@ func runTarget(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logge
 		q = cfg.Quarantine(qt)
 	}
 	rep.Notes = append(rep.Notes,
-		"running target: the sinks' ledgers are not available; delivered is the workers' delivery_counts tally (at least once: a redelivery after a lost ack counts twice)")
+		"running target: the sinks' ledgers are not available; delivered is the stored, exactly-once count, not checked against the providers")
 	tgt := &targetDB{pool: pool}
 	var lat latencySource
 	if len(cfg.MetricsURLs) > 0 {
@@ -239,24 +239,13 @@ func (t *targetDB) usage() (int64, int, bool) {
 	return int64(metricValue(t.metrics, "process_resident_memory_bytes", nil)), int(metricValue(t.metrics, "go_goroutines", nil)), true
 }
 
-// accountWait is how long accounting may take to settle: the delivery
-// tally of a running target flushes once a second.
+// accountWait is how long accounting may take to settle: a running
+// target's workers may still be acking and sweeping.
 func accountWait(sys system) time.Duration {
 	if _, ok := sys.(*targetDB); ok {
 		return 15 * time.Second
 	}
 	return 3 * time.Second
-}
-
-// tallied reports whether the workers' delivery tally has caught up with
-// the deliveries (the cross-check is read after its last flush).
-func tallied(mr *ModeReport) bool {
-	for _, a := range mr.Accounting {
-		if a.DeliveryCounts < a.Delivered {
-			return false
-		}
-	}
-	return true
 }
 
 func (t *targetDB) db() *pgxpool.Pool           { return t.pool }
@@ -330,7 +319,7 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 
 	// Sampling: processed burst messages, error rows, goroutines, each second.
 	remaining := func() (int64, map[string]uint64, error) {
-		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(orchestrator.Subject(orchestrator.LaneBulk, Tenant, "*")))
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(wire.Subject(wire.LaneBulk, Tenant, "*")))
 		if err != nil {
 			return 0, nil, err
 		}
@@ -341,7 +330,7 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 			mine[c] = true
 		}
 		for subj, c := range info.State.Subjects {
-			_, _, conv, ok := orchestrator.SubjectParts(subj)
+			_, _, conv, ok := wire.SubjectParts(subj)
 			if ok && mine[conv] {
 				sum += int64(c)
 				per[conv] = c
@@ -567,7 +556,7 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 	// this run's messages, then for the error log's last acks.
 	// State.Msgs counts the whole stream, whatever the filter: a running
 	// target may hold other messages; the filtered subject's count is ours.
-	trickleSubject := orchestrator.Subject(orchestrator.LaneTransactional, Tenant, sc.trickle)
+	trickleSubject := wire.Subject(wire.LaneTransactional, Tenant, sc.trickle)
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(trickleSubject))
@@ -592,14 +581,14 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 		mr.ErrorLogWriteSeconds = &w
 		mr.ErrorLogFlushes = int64(histCount(reg, "sluice_errorlog_flush_duration_seconds")) - int64(flushes0)
 	}
-	// The error counts are durable before the acks; the delivery tally is
-	// flushed once a second, so a running target may need a moment.
+	// Every count is durable before its message's ack; a running target's
+	// last acks and stop sweeps may still need a moment.
 	for deadline := time.Now().Add(accountWait(sys)); ; {
 		mr.Accounting = nil
 		if err := account(ctx, sys, sc, accepted, purged, mr); err != nil {
 			return mr, err
 		}
-		if mr.AccountingExact && tallied(mr) || time.Now().After(deadline) {
+		if mr.AccountingExact || time.Now().After(deadline) {
 			break
 		}
 		if err := ctxtime.Sleep(ctx, 250*time.Millisecond); err != nil {
@@ -633,7 +622,7 @@ func runTrickle(ctx context.Context, js jetstream.JetStream, sc *Scenario, rate 
 			return ctx.Err()
 		}
 		a := sc.Trickle(i)
-		data, err := orchestrator.Encode(a)
+		data, err := wire.Encode(a)
 		if err != nil {
 			return err
 		}
@@ -651,66 +640,16 @@ func runTrickle(ctx context.Context, js jetstream.JetStream, sc *Scenario, rate 
 	}
 }
 
-// invalidReasons are the error_counts reasons that count as invalid (the
-// message itself cannot be sent); every other reason counts as failed.
-var invalidReasons = map[string]bool{
-	orchestrator.ReasonUndecodable: true, orchestrator.ReasonUnknownSchema: true, orchestrator.ReasonMissingField: true,
-	orchestrator.ReasonSubjectMismatch: true, orchestrator.ReasonVarsTooLarge: true,
-	string(dispatch.ReasonEmpty): true, string(dispatch.ReasonSyntax): true, string(dispatch.ReasonTooLong): true,
-	string(dispatch.ReasonBadDomain): true, string(dispatch.ReasonNotE164): true, string(dispatch.ReasonInvalidNumber): true,
-	string(dispatch.ReasonBadToken): true, string(dispatch.ReasonUnknownChannel): true,
-}
-
-// account fills the accounting and error rows of mr from the sinks and the
-// database.
+// account fills the accounting and error rows of mr from the stored,
+// exactly-once outcome counts (errorlog.CountsOf), checked against the
+// sinks' ledgers where the load test runs them.
 func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map[string]int64, mr *ModeReport) error {
 	pool := sys.db()
 	convs := append(append([]string(nil), sc.convs...), sc.trickle)
-	type counts struct{ invalid, failed int64 }
-	byConv := map[string]*counts{}
-	counted := map[string]int64{} // delivery_counts, the workers' at-least-once tally
+	var counts map[string]errorlog.Outcomes
 	if pool != nil {
-		rows, err := pool.Query(ctx, `SELECT conversation, reason, sum(count)::bigint FROM error_counts
-			WHERE tenant = $1 AND conversation = ANY($2) GROUP BY conversation, reason`, Tenant, convs)
-		if err != nil {
-			return fmt.Errorf("read error_counts: %w", err)
-		}
-		for rows.Next() {
-			var conv, reason string
-			var c int64
-			if err := rows.Scan(&conv, &reason, &c); err != nil {
-				rows.Close()
-				return err
-			}
-			if byConv[conv] == nil {
-				byConv[conv] = &counts{}
-			}
-			if invalidReasons[reason] {
-				byConv[conv].invalid += c
-			} else {
-				byConv[conv].failed += c
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		drows, err := pool.Query(ctx, `SELECT conversation, sum(count)::bigint FROM delivery_counts
-			WHERE tenant = $1 AND conversation = ANY($2) GROUP BY conversation`, Tenant, convs)
-		if err != nil {
-			return fmt.Errorf("read delivery_counts: %w", err)
-		}
-		for drows.Next() {
-			var conv string
-			var c int64
-			if err := drows.Scan(&conv, &c); err != nil {
-				drows.Close()
-				return err
-			}
-			counted[conv] = c
-		}
-		drows.Close()
-		if err := drows.Err(); err != nil {
+		var err error
+		if counts, err = errorlog.CountsOf(ctx, pool, Tenant, convs); err != nil {
 			return err
 		}
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM error_log WHERE tenant = $1 AND conversation = ANY($2)`, Tenant, convs).Scan(&mr.ErrorRowsWritten); err != nil {
@@ -719,18 +658,12 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 	}
 	mr.AccountingExact = pool != nil
 	for _, c := range convs {
-		a := Account{Conversation: c, Accepted: accepted[c], Purged: purged[c]}
-		if bc := byConv[c]; bc != nil {
-			a.Invalid, a.Failed = bc.invalid, bc.failed
-		}
-		a.DeliveryCounts = counted[c]
-		a.Delivered = sys.deliveredCount(c)
-		if a.Delivered < 0 {
-			// No ledgers (running target): the workers' tally, which a
-			// redelivery after a lost ack counts twice.
-			a.Delivered = a.DeliveryCounts
-		}
-		a.Exact = pool != nil && a.Accepted == a.Delivered+a.Invalid+a.Failed+a.Purged
+		o := counts[c]
+		a := Account{Conversation: c, Accepted: accepted[c], Purged: purged[c],
+			Delivered: o.Count[wire.OutcomeDelivered], Invalid: o.Count[wire.OutcomeInvalid], Failed: o.Count[wire.OutcomeFailed],
+			SinkDistinct: sys.deliveredCount(c)}
+		a.Exact = pool != nil && a.Accepted == a.Delivered+a.Invalid+a.Failed+a.Purged &&
+			(a.SinkDistinct < 0 || a.SinkDistinct == a.Delivered)
 		mr.AccountingExact = mr.AccountingExact && a.Exact
 		mr.Accounting = append(mr.Accounting, a)
 	}

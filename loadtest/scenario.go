@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/dispatch"
-	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // Tenant is the tenant of every load-test message.
@@ -49,7 +49,7 @@ func splitmix64(x uint64) uint64 {
 
 // Burst returns burst message i (0-based) and whether its address is
 // invalid.
-func (s *Scenario) Burst(i int) (*orchestrator.Activation, bool) {
+func (s *Scenario) Burst(i int) (*wire.Activation, bool) {
 	h := splitmix64(s.seed*0x100000001b3 ^ uint64(i))
 	conv := s.convs[i%len(s.convs)]
 	ch := s.channels[int(h>>8)%len(s.channels)]
@@ -60,17 +60,17 @@ func (s *Scenario) Burst(i int) (*orchestrator.Activation, bool) {
 	} else {
 		to = validAddress(ch, i)
 	}
-	return &orchestrator.Activation{
+	return &wire.Activation{
 		ID: conv + "-" + strconv.Itoa(i), Tenant: Tenant, Conversation: conv,
-		Lane: orchestrator.LaneBulk, Channel: string(ch), To: to,
+		Lane: wire.LaneBulk, Channel: string(ch), To: to,
 	}, invalid
 }
 
 // Trickle returns transactional message i, always valid, by email.
-func (s *Scenario) Trickle(i int) *orchestrator.Activation {
-	return &orchestrator.Activation{
+func (s *Scenario) Trickle(i int) *wire.Activation {
+	return &wire.Activation{
 		ID: s.trickle + "-" + strconv.Itoa(i), Tenant: Tenant, Conversation: s.trickle,
-		Lane: orchestrator.LaneTransactional, Channel: string(dispatch.ChannelEmail),
+		Lane: wire.LaneTransactional, Channel: string(dispatch.ChannelEmail),
 		To: fmt.Sprintf("reset%d@example.com", i), EnqueuedAt: time.Now().UTC(),
 	}
 }

@@ -19,8 +19,8 @@ import (
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/natsrv"
 	"github.com/sluicehq/sluice/internal/pglocal"
-	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/orchestrator"
 )
 
 // stack is the self-contained stack's long-lived part: a data directory and

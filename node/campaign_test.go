@@ -10,8 +10,8 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/dispatch"
-	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // TestCampaignCountsConverge is the campaign API end to end: a conversation
@@ -27,7 +27,7 @@ func TestCampaignCountsConverge(t *testing.T) {
 	b := setup(t, 0, func(c *node.Config) {
 		c.Pipeline.Bulk.Workers = 32
 	})
-	b.conversation(t, "launch", dispatch.ChannelEmail, orchestrator.LaneBulk)
+	b.conversation(t, "launch", dispatch.ChannelEmail, wire.LaneBulk)
 	var body bytes.Buffer
 	wantInvalid := 0
 	for i := range n {

@@ -203,7 +203,6 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		// The fleet's error-log mode lives in the control plane; every worker
 		// follows it within a second of a change.
 		n.watch(func() error { return n.Control.WatchErrorLogMode(watchCtx, n.ErrorLog.SetMode) }, "errorlog mode")
-		cfg.Pipeline.Counts = n.Pool
 		n.Service, err = orchestrator.NewService(n.JS, cfg.Providers, n.ErrorLog, cfg.Pipeline, logger, n.Registry)
 		if err != nil {
 			return nil, err

@@ -22,9 +22,10 @@ import (
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
+	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
-	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/wire"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -155,7 +156,7 @@ func (b *bundle) must(t *testing.T, method, path string, body any, want int) []b
 	return data
 }
 
-func (b *bundle) conversation(t *testing.T, id string, ch dispatch.Channel, lane orchestrator.Lane) {
+func (b *bundle) conversation(t *testing.T, id string, ch dispatch.Channel, lane wire.Lane) {
 	t.Helper()
 	tpl := map[string]string{"subject": "hello", "text": "hello {{.name}}"}
 	if ch == dispatch.ChannelSMS {
@@ -214,8 +215,8 @@ func (b *bundle) queued(t *testing.T, conv string) uint64 {
 		t.Fatal(err)
 	}
 	var n uint64
-	for _, lane := range []orchestrator.Lane{orchestrator.LaneBulk, orchestrator.LaneTransactional} {
-		info, err := s.Info(t.Context(), jetstreamSubjects(orchestrator.Subject(lane, "acme", conv)))
+	for _, lane := range []wire.Lane{wire.LaneBulk, wire.LaneTransactional} {
+		info, err := s.Info(t.Context(), jetstreamSubjects(wire.Subject(lane, "acme", conv)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +269,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 func TestPauseResume(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 2*time.Millisecond)
-	for _, lane := range []orchestrator.Lane{orchestrator.LaneBulk, orchestrator.LaneTransactional} {
+	for _, lane := range []wire.Lane{wire.LaneBulk, wire.LaneTransactional} {
 		conv := "pause-" + string(lane)
 		const n = 3000
 		b.conversation(t, conv, dispatch.ChannelEmail, lane)
@@ -315,7 +316,7 @@ func TestPausedConversationCost(t *testing.T) {
 	b := setup(t, 0)
 	big, clean, base := "paused-big", "clean", "baseline"
 	for _, c := range []string{big, clean, base} {
-		b.conversation(t, c, dispatch.ChannelEmail, orchestrator.LaneBulk)
+		b.conversation(t, c, dispatch.ChannelEmail, wire.LaneBulk)
 	}
 	// SLUICE_PAUSED_BACKLOG sizes the paused backlog (default 50000), to
 	// measure with 1M.
@@ -362,8 +363,8 @@ func TestPausedConversationCost(t *testing.T) {
 func TestPausedTransactionalCost(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	b.conversation(t, "txbig", dispatch.ChannelEmail, orchestrator.LaneTransactional)
-	b.conversation(t, "txclean", dispatch.ChannelEmail, orchestrator.LaneTransactional)
+	b.conversation(t, "txbig", dispatch.ChannelEmail, wire.LaneTransactional)
+	b.conversation(t, "txclean", dispatch.ChannelEmail, wire.LaneTransactional)
 	b.must(t, "POST", "/v1/admin/conversations/acme/txbig/pause", nil, http.StatusOK)
 	const backlog, n = 5000, 500
 	b.activate(t, "txbig", dispatch.ChannelEmail, backlog, 0)
@@ -393,7 +394,7 @@ func TestPausedTransactionalCost(t *testing.T) {
 func TestStopPurges(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 2*time.Millisecond)
-	for _, lane := range []orchestrator.Lane{orchestrator.LaneBulk, orchestrator.LaneTransactional} {
+	for _, lane := range []wire.Lane{wire.LaneBulk, wire.LaneTransactional} {
 		conv := "stop-" + string(lane)
 		const n = 3000
 		b.conversation(t, conv, dispatch.ChannelEmail, lane)
@@ -459,7 +460,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 func TestStopSweep(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0, func(c *node.Config) { c.SweepInterval, c.SweepMinAge = 200*time.Millisecond, time.Second })
-	for _, lane := range []orchestrator.Lane{orchestrator.LaneBulk, orchestrator.LaneTransactional} {
+	for _, lane := range []wire.Lane{wire.LaneBulk, wire.LaneTransactional} {
 		conv := "late-" + string(lane)
 		b.conversation(t, conv, dispatch.ChannelEmail, lane)
 		b.activate(t, conv, dispatch.ChannelEmail, 10, 0)
@@ -468,7 +469,7 @@ func TestStopSweep(t *testing.T) {
 		// As a request that passed the state check before the stop would.
 		pub := orchestrator.NewPublisher(b.n.JS)
 		for i := range 25 {
-			a := &orchestrator.Activation{ID: fmt.Sprintf("%s-%d", conv, i), Tenant: "acme", Conversation: conv, Lane: lane,
+			a := &wire.Activation{ID: fmt.Sprintf("%s-%d", conv, i), Tenant: "acme", Conversation: conv, Lane: lane,
 				Channel: string(dispatch.ChannelEmail), To: "x@example.com", EnqueuedAt: time.Now()}
 			if err := pub.Publish(t.Context(), a); err != nil {
 				t.Fatal(err)
@@ -497,7 +498,7 @@ func TestStopSweep(t *testing.T) {
 func TestIntakePause(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	b.conversation(t, "c", dispatch.ChannelEmail, orchestrator.LaneBulk)
+	b.conversation(t, "c", dispatch.ChannelEmail, wire.LaneBulk)
 	b.must(t, "PUT", "/v1/admin/intake", map[string]bool{"paused": true}, http.StatusOK)
 	var code int
 	var hdr http.Header
@@ -532,9 +533,9 @@ func TestChannelDisable(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
 	b.must(t, "PUT", "/v1/admin/channels/sms", map[string]bool{"disabled": true}, http.StatusOK)
-	b.conversation(t, "sms-bulk", dispatch.ChannelSMS, orchestrator.LaneBulk)
-	b.conversation(t, "sms-tx", dispatch.ChannelSMS, orchestrator.LaneTransactional)
-	b.conversation(t, "mail", dispatch.ChannelEmail, orchestrator.LaneBulk)
+	b.conversation(t, "sms-bulk", dispatch.ChannelSMS, wire.LaneBulk)
+	b.conversation(t, "sms-tx", dispatch.ChannelSMS, wire.LaneTransactional)
+	b.conversation(t, "mail", dispatch.ChannelEmail, wire.LaneBulk)
 	const n = 500
 	b.activate(t, "sms-bulk", dispatch.ChannelSMS, n, 0)
 	b.activate(t, "sms-tx", dispatch.ChannelSMS, 50, 0)
@@ -601,8 +602,8 @@ func TestQuarantine(t *testing.T) {
 	b := setup(t, 0, func(c *node.Config) {
 		c.Quarantine = orchestrator.QuarantineConfig{Ratio: 0.5, Window: 1000}
 	})
-	b.conversation(t, "bad", dispatch.ChannelEmail, orchestrator.LaneBulk)
-	b.conversation(t, "good", dispatch.ChannelEmail, orchestrator.LaneBulk)
+	b.conversation(t, "bad", dispatch.ChannelEmail, wire.LaneBulk)
+	b.conversation(t, "good", dispatch.ChannelEmail, wire.LaneBulk)
 	n := 20000
 	if testing.Short() {
 		n = 5000

@@ -8,6 +8,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // BenchmarkPipeline measures worker throughput end to end: b.N activations
@@ -24,9 +25,9 @@ func BenchmarkPipeline(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			bd := setup(b)
-			acts := make([]*orchestrator.Activation, b.N)
+			acts := make([]*wire.Activation, b.N)
 			for i := range acts {
-				acts[i] = activation(fmt.Sprintf("b-%d", i), orchestrator.LaneBulk, "acme", fmt.Sprintf("c%d", i%4), dispatch.ChannelEmail, tc.to(i))
+				acts[i] = activation(fmt.Sprintf("b-%d", i), wire.LaneBulk, "acme", fmt.Sprintf("c%d", i%4), dispatch.ChannelEmail, tc.to(i))
 			}
 			bd.publish(b, acts)
 			b.ResetTimer()
@@ -55,10 +56,10 @@ func BenchmarkErrorLogModes(b *testing.B) {
 		b.Run(string(mode.Name), func(b *testing.B) {
 			bd := setup(b)
 			bd.elog.SetMode(mode)
-			acts := make([]*orchestrator.Activation, b.N)
+			acts := make([]*wire.Activation, b.N)
 			for i := range acts {
 				r := floodReasons[i%len(floodReasons)]
-				acts[i] = activation(fmt.Sprintf("m-%d", i), orchestrator.LaneBulk, "acme", fmt.Sprintf("storm-%d", i%8), dispatch.ChannelEmail, r.to)
+				acts[i] = activation(fmt.Sprintf("m-%d", i), wire.LaneBulk, "acme", fmt.Sprintf("storm-%d", i%8), dispatch.ChannelEmail, r.to)
 			}
 			bd.publish(b, acts)
 			b.ResetTimer()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // holdDelay is how long a held message of the transactional lane (its
@@ -99,7 +100,7 @@ func (c *Controls) ChannelDisabled(ch dispatch.Channel) bool {
 // heldSubject reports whether the conversation of an activation subject is
 // not active.
 func (c *Controls) heldSubject(subject string) bool {
-	_, t, conv, ok := SubjectParts(subject)
+	_, t, conv, ok := wire.SubjectParts(subject)
 	return ok && c.Conversation(t, conv) != control.StateActive
 }
 
@@ -110,21 +111,21 @@ func (c *Controls) heldSubject(subject string) bool {
 // at bulk priority. The copy is published (deduplicated by the original's
 // stream sequence, so a retry after a crash publishes nothing twice) before
 // the original is acknowledged; purging by conversation removes either.
-func (s *Service) park(ctx context.Context, msg jetstream.Msg, a *Activation) error {
+func (s *Service) park(ctx context.Context, msg jetstream.Msg, a *wire.Activation) error {
 	meta, err := msg.Metadata()
 	if err != nil {
 		return err
 	}
 	moved := *a
-	moved.Lane = LaneBulk
-	data, err := Encode(&moved)
+	moved.Lane = wire.LaneBulk
+	data, err := wire.Encode(&moved)
 	if err != nil {
 		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, err = s.js.PublishMsg(pctx, &nats.Msg{
-		Subject: Subject(LaneBulk, a.Tenant, a.Conversation),
+		Subject: wire.Subject(wire.LaneBulk, a.Tenant, a.Conversation),
 		Data:    data,
 		Header:  nats.Header{jetstream.MsgIDHeader: []string{"park:" + strconv.FormatUint(meta.Sequence.Stream, 10)}},
 	})
@@ -163,13 +164,13 @@ func (s *Service) SweepStopped(ctx context.Context, sweep func(ctx context.Conte
 	if err != nil {
 		return err
 	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subjectPrefix+">"))
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(wire.SubjectPrefix+">"))
 	if err != nil {
 		return err
 	}
 	done := make(map[string]bool)
 	for subj, n := range info.State.Subjects {
-		_, t, c, ok := SubjectParts(subj)
+		_, t, c, ok := wire.SubjectParts(subj)
 		if !ok || n == 0 || !stopped[t+"."+c] || done[t+"."+c] {
 			continue
 		}

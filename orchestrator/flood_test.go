@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // floodSize is the storm of the error-log tests: 500k invalid and 10k valid
@@ -42,9 +43,9 @@ func floodSize() (invalid, valid int) {
 const floodP99Bound = 2 * time.Second
 
 var floodReasons = []struct{ to, reason string }{
-	{"", string(dispatch.ReasonEmpty)},
-	{"not-an-email", string(dispatch.ReasonSyntax)},
-	{"a@b", string(dispatch.ReasonBadDomain)},
+	{"", string(wire.ReasonEmpty)},
+	{"not-an-email", string(wire.ReasonSyntax)},
+	{"a@b", string(wire.ReasonBadDomain)},
 }
 
 // latencyProvider records enqueue-to-send latency of each message it sends.
@@ -98,7 +99,7 @@ func flood(t *testing.T, b *bundle, lp *latencyProvider, n, valid int) (map[stri
 		defer tick.Stop()
 		for i := range valid {
 			<-tick.C
-			a := activation(fmt.Sprintf("v-%d", i), orchestrator.LaneTransactional, "acme", "otp", dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i))
+			a := activation(fmt.Sprintf("v-%d", i), wire.LaneTransactional, "acme", "otp", dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i))
 			lp.published(a.ID, time.Now())
 			if err := b.pub.Publish(context.Background(), a); err != nil {
 				t.Errorf("publish valid: %v", err)
@@ -107,11 +108,11 @@ func flood(t *testing.T, b *bundle, lp *latencyProvider, n, valid int) (map[stri
 		}
 	})
 	want := map[string]int64{}
-	acts := make([]*orchestrator.Activation, 0, 10_000)
+	acts := make([]*wire.Activation, 0, 10_000)
 	for i := range n {
 		r := floodReasons[i%len(floodReasons)]
 		want[r.reason]++
-		acts = append(acts, activation(fmt.Sprintf("f-%d", i), orchestrator.LaneBulk, "acme", fmt.Sprintf("storm-%d", i%8), dispatch.ChannelEmail, r.to))
+		acts = append(acts, activation(fmt.Sprintf("f-%d", i), wire.LaneBulk, "acme", fmt.Sprintf("storm-%d", i%8), dispatch.ChannelEmail, r.to))
 		if len(acts) == cap(acts) {
 			b.publish(t, acts)
 			acts = acts[:0]

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/internal/ctxtime"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // LaneConfig sizes one lane.
@@ -46,9 +47,9 @@ type LaneConfig struct {
 	MaxAckPending int
 }
 
-func (c *LaneConfig) setDefaults(l Lane) {
+func (c *LaneConfig) setDefaults(l wire.Lane) {
 	def := LaneConfig{Workers: 16, FetchBatch: 16, AckWait: 30 * time.Second, MaxDeliver: 20, MaxAckPending: 1024}
-	if l == LaneBulk {
+	if l == wire.LaneBulk {
 		def.Workers, def.FetchBatch, def.MaxAckPending = 32, 32, 256
 	}
 	if c.Workers == 0 {
@@ -68,7 +69,7 @@ func (c *LaneConfig) setDefaults(l Lane) {
 	}
 }
 
-func (c *LaneConfig) validate(l Lane) error {
+func (c *LaneConfig) validate(l wire.Lane) error {
 	switch {
 	case c.Workers < 1:
 		return errors.New("orchestrator: " + string(l) + ".Workers must be at least 1")
@@ -98,11 +99,11 @@ func consumerConfig(name, filter string, c LaneConfig, inactive time.Duration) j
 
 // pool runs a lane's workers over a channel of fetched messages.
 type pool struct {
-	lane    Lane
+	lane    wire.Lane
 	ackWait time.Duration
 	work    chan held
 	wg      sync.WaitGroup
-	handle  func(context.Context, Lane, jetstream.Msg)
+	handle  func(context.Context, wire.Lane, jetstream.Msg)
 }
 
 // held is a fetched message on its way to a worker, kept in progress on the
@@ -112,7 +113,7 @@ type held struct {
 	stop func()
 }
 
-func newPool(lane Lane, workers int, ackWait time.Duration, handle func(context.Context, Lane, jetstream.Msg)) *pool {
+func newPool(lane wire.Lane, workers int, ackWait time.Duration, handle func(context.Context, wire.Lane, jetstream.Msg)) *pool {
 	return &pool{lane: lane, ackWait: ackWait, work: make(chan held, workers), handle: handle}
 }
 
@@ -198,7 +199,7 @@ type bulkSource struct {
 
 // deferred notes that subject's messages wait for ch.
 func (s *bulkSource) deferred(subject string, ch dispatch.Channel) {
-	if _, _, _, ok := SubjectParts(subject); ok && s.isClosed != nil {
+	if _, _, _, ok := wire.SubjectParts(subject); ok && s.isClosed != nil {
 		s.waiting.Store(subject, ch)
 	}
 }
@@ -228,7 +229,7 @@ func newBulkSource(stream jetstream.Stream, cfg LaneConfig, interval time.Durati
 // bulkConsumerName names a conversation's durable consumer: readable, and
 // unique through a hash of the subject (tokens may contain '_' and '-').
 func bulkConsumerName(subject string) string {
-	_, t, c, _ := SubjectParts(subject)
+	_, t, c, _ := wire.SubjectParts(subject)
 	h := sha256.Sum256([]byte(subject))
 	return "sluice_bulk_" + t + "_" + c + "_" + hex.EncodeToString(h[:4])
 }
@@ -237,7 +238,7 @@ func bulkConsumerName(subject string) string {
 // that hold bulk messages: a consumer for each new subject, deletion for each
 // subject that has emptied.
 func (s *bulkSource) discover(ctx context.Context) error {
-	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(Subject(LaneBulk, "*", "*")))
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(wire.Subject(wire.LaneBulk, "*", "*")))
 	if err != nil {
 		return err
 	}

@@ -4,19 +4,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Outcomes of one delivery attempt, the values of the outcome label of
-// sluice_messages_total. delivered, invalid and failed are terminal; retried
-// (a transient failure of this message) and deferred (its provider is
-// unavailable: breaker open, 429, rate limit) are not: the message was
-// NakWithDelay'd and comes back.
-const (
-	OutcomeDelivered = "delivered"
-	OutcomeInvalid   = "invalid"
-	OutcomeFailed    = "failed"
-	OutcomeRetried   = "retried"
-	OutcomeDeferred  = "deferred"
-)
-
 type metrics struct {
 	messages        *prometheus.CounterVec
 	processing      *prometheus.HistogramVec

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // TestEmailProviderDownOthersFlow takes the email provider down behind its
@@ -37,10 +38,10 @@ func TestEmailProviderDownOthersFlow(t *testing.T) {
 	b.start(t, b.js, providers, orchestrator.Config{RetryBase: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond})
 
 	const per = 2000
-	var acts []*orchestrator.Activation
+	var acts []*wire.Activation
 	for i := range per {
 		for _, ch := range channels {
-			acts = append(acts, activation(fmt.Sprintf("%s-%d", ch, i), orchestrator.LaneBulk, "acme", "news-"+string(ch), ch, validAddrs[ch](i)))
+			acts = append(acts, activation(fmt.Sprintf("%s-%d", ch, i), wire.LaneBulk, "acme", "news-"+string(ch), ch, validAddrs[ch](i)))
 		}
 	}
 	b.publish(t, acts)

@@ -14,11 +14,14 @@ import (
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/wire"
 )
 
-// ErrorLog is where the pipeline records messages that cannot be delivered.
-// Record must not block; done is called once the event is durable (nil) or
-// could not be made durable (non-nil), and must stay cheap.
+// ErrorLog is where the pipeline records every message's outcome: counted
+// exactly once per stream sequence, with a detail row for messages not
+// delivered where the mode keeps one. Record must not block; done is called
+// once the event is durable (nil) or could not be made durable (non-nil),
+// and must stay cheap: the message is acked from it.
 type ErrorLog interface {
 	Record(ev errorlog.Event, done func(error))
 }
@@ -34,8 +37,6 @@ type pipeline struct {
 	// messages wait for, so the bulk lane can skip it while its breaker
 	// is open.
 	unavailable func(subject string, ch dispatch.Channel)
-	// delivered, when set, counts a delivery per conversation.
-	delivered func(tenant, conversation, channel string)
 	// controls, when set, holds the messages of conversations that are not
 	// active and of disabled channels.
 	controls *Controls
@@ -43,7 +44,7 @@ type pipeline struct {
 	quarantine *quarantine
 	// park, when set, moves a held transactional message to its
 	// conversation's bulk subject.
-	park func(ctx context.Context, msg jetstream.Msg, a *Activation) error
+	park func(ctx context.Context, msg jetstream.Msg, a *wire.Activation) error
 	// tpl, when set, renders each message from its conversation's template.
 	tpl *templates
 }
@@ -56,7 +57,7 @@ const (
 	ackTerm            // TermWithReason: poison, never to be redelivered
 )
 
-func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
+func (p *pipeline) handle(ctx context.Context, lane wire.Lane, msg jetstream.Msg) {
 	start := time.Now()
 	defer func() { p.m.processing.WithLabelValues(string(lane)).Observe(time.Since(start).Seconds()) }()
 
@@ -66,15 +67,15 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 		p.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
-	a, err := Decode(msg.Data(), p.cfg.MaxVarsBytes)
+	a, err := wire.Decode(msg.Data(), p.cfg.MaxVarsBytes)
 	if err != nil {
-		var ee *EnvelopeError
+		var ee *wire.EnvelopeError
 		errors.As(err, &ee)
 		p.recordPoison(lane, msg, meta, a, ee.Reason, ee.Detail)
 		return
 	}
-	if l, t, c, ok := SubjectParts(msg.Subject()); !ok || l != a.Lane || t != a.Tenant || c != a.Conversation {
-		p.recordPoison(lane, msg, meta, a, ReasonSubjectMismatch, "envelope lane/tenant/conversation differ from subject "+msg.Subject())
+	if l, t, c, ok := wire.SubjectParts(msg.Subject()); !ok || l != a.Lane || t != a.Tenant || c != a.Conversation {
+		p.recordPoison(lane, msg, meta, a, wire.ReasonSubjectMismatch, "envelope lane/tenant/conversation differ from subject "+msg.Subject())
 		return
 	}
 	ch := dispatch.Channel(a.Channel)
@@ -86,8 +87,7 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 	}
 	if err := dispatch.Validate(ch, a.To); err != nil {
 		p.quarantine.observe(a.Tenant, a.Conversation, true)
-		reason := string(dispatch.ReasonOf(err))
-		p.record(lane, msg, meta, p.event(msg, meta, a, reason, ""), OutcomeInvalid, ackOK)
+		p.record(lane, msg, meta, p.event(msg, meta, a, dispatch.ReasonOf(err), ""), ackOK)
 		return
 	}
 	p.quarantine.observe(a.Tenant, a.Conversation, false)
@@ -116,11 +116,7 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 	}
 	switch {
 	case err == nil:
-		p.ackDelivered(ctx, lane, msg)
-		p.m.messages.WithLabelValues(string(lane), string(ch), OutcomeDelivered).Inc()
-		if p.delivered != nil {
-			p.delivered(a.Tenant, a.Conversation, a.Channel)
-		}
+		p.record(lane, msg, meta, p.deliveredEvent(msg, meta, a), ackOK)
 		if !a.EnqueuedAt.IsZero() {
 			p.m.endToEnd.WithLabelValues(string(lane)).Observe(time.Since(a.EnqueuedAt).Seconds())
 		}
@@ -135,14 +131,14 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 		if err := msg.NakWithDelay(delay); err != nil {
 			p.log.Warn("nak failed; the message is redelivered after AckWait", "err", err)
 		}
-		p.m.messages.WithLabelValues(string(lane), string(ch), OutcomeDeferred).Inc()
+		p.m.messages.WithLabelValues(string(lane), string(ch), string(wire.OutcomeDeferred)).Inc()
 		if p.unavailable != nil {
 			p.unavailable(msg.Subject(), ch)
 		}
 	case errors.Is(err, dispatch.ErrRejected):
 		var re *dispatch.RejectedError
 		errors.As(err, &re)
-		p.record(lane, msg, meta, p.event(msg, meta, a, string(re.Reason), re.Detail), OutcomeFailed, ackOK)
+		p.record(lane, msg, meta, p.event(msg, meta, a, re.Reason, re.Detail), ackOK)
 	default:
 		p.retry(lane, ch, msg, meta, a, err)
 	}
@@ -158,9 +154,9 @@ func (p *pipeline) handle(ctx context.Context, lane Lane, msg jetstream.Msg) {
 // Service.park), and waits there; only if that fails, or if the
 // conversation is stopped (its messages are being purged), is it
 // NakWithDelay'd.
-func (p *pipeline) hold(ctx context.Context, lane Lane, msg jetstream.Msg, a *Activation, why string) {
+func (p *pipeline) hold(ctx context.Context, lane wire.Lane, msg jetstream.Msg, a *wire.Activation, why string) {
 	p.m.held.WithLabelValues(string(lane), why).Inc()
-	if lane == LaneBulk {
+	if lane == wire.LaneBulk {
 		if err := msg.Nak(); err != nil {
 			p.log.Warn("nak of a held message failed; it is redelivered after AckWait", "err", err)
 		}
@@ -177,25 +173,6 @@ func (p *pipeline) hold(ctx context.Context, lane Lane, msg jetstream.Msg, a *Ac
 	}
 	if err := msg.NakWithDelay(holdDelay); err != nil {
 		p.log.Warn("nak of a held message failed; it is redelivered after AckWait", "err", err)
-	}
-}
-
-// ackDelivered acknowledges a sent message. On the transactional lane it
-// waits for the server to confirm the ack (DoubleAck): a lost ack there means
-// a second password-reset mail, so the confirmation is worth a round trip;
-// bulk messages take the plain, asynchronous Ack. Either way a failed ack
-// means a redelivery, which the provider's idempotency key lets it drop.
-func (p *pipeline) ackDelivered(ctx context.Context, lane Lane, msg jetstream.Msg) {
-	var err error
-	if lane == LaneTransactional {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = msg.DoubleAck(actx)
-		cancel()
-	} else {
-		err = msg.Ack()
-	}
-	if err != nil {
-		p.log.Warn("ack after delivery failed; the message will be redelivered and sent again with the same idempotency key", "lane", lane, "err", err)
 	}
 }
 
@@ -232,41 +209,45 @@ func keepInProgress(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
 // ended deferred (provider unavailable) count toward NumDelivered too, so after
 // a long outage a message has fewer retries of its own left; it is never
 // failed by the outage itself.
-func (p *pipeline) retry(lane Lane, ch dispatch.Channel, msg jetstream.Msg, meta *jetstream.MsgMetadata, a *Activation, cause error) {
+func (p *pipeline) retry(lane wire.Lane, ch dispatch.Channel, msg jetstream.Msg, meta *jetstream.MsgMetadata, a *wire.Activation, cause error) {
 	if max := p.cfg.lane(lane).MaxDeliver; max > 0 && meta.NumDelivered >= uint64(max) {
-		p.record(lane, msg, meta, p.event(msg, meta, a, ReasonMaxDeliveries, cause.Error()), OutcomeFailed, ackTerm)
+		p.record(lane, msg, meta, p.event(msg, meta, a, wire.ReasonMaxDeliveries, cause.Error()), ackTerm)
 		return
 	}
 	if err := msg.NakWithDelay(p.retryDelay(meta.NumDelivered)); err != nil {
 		p.log.Warn("nak failed; the message is redelivered after AckWait", "err", err)
 	}
-	p.m.messages.WithLabelValues(string(lane), string(ch), OutcomeRetried).Inc()
+	p.m.messages.WithLabelValues(string(lane), string(ch), string(wire.OutcomeRetried)).Inc()
 }
 
 // recordPoison records a message that cannot be processed at all and
 // terminates it.
-func (p *pipeline) recordPoison(lane Lane, msg jetstream.Msg, meta *jetstream.MsgMetadata, a *Activation, reason, detail string) {
-	p.record(lane, msg, meta, p.event(msg, meta, a, reason, detail), OutcomeInvalid, ackTerm)
+func (p *pipeline) recordPoison(lane wire.Lane, msg jetstream.Msg, meta *jetstream.MsgMetadata, a *wire.Activation, reason wire.Reason, detail string) {
+	p.record(lane, msg, meta, p.event(msg, meta, a, reason, detail), ackTerm)
 }
 
-// record hands ev to the error log and acknowledges msg once the event is
-// durable. If it cannot be made durable the message is retried, so the
-// outcome is never lost.
-func (p *pipeline) record(lane Lane, msg jetstream.Msg, meta *jetstream.MsgMetadata, ev errorlog.Event, outcome string, how ack) {
+// record hands ev, with the outcome it carries, to the error log and
+// acknowledges msg once the count is durable: each outcome, delivered
+// included, is counted exactly once per stream sequence, and a message is
+// acked only after its count commits. If the count cannot be made durable
+// the message is retried, so the outcome is never lost; a delivered message
+// retried so is sent again with the same idempotency key (a duplicate send,
+// bounded by what was in flight), and counted once.
+func (p *pipeline) record(lane wire.Lane, msg jetstream.Msg, meta *jetstream.MsgMetadata, ev errorlog.Event, how ack) {
 	p.elog.Record(ev, func(err error) {
 		if errors.Is(err, errorlog.ErrInvalidEvent) {
 			// Cannot succeed on retry; the pipeline builds every event with an
 			// id and a time, so this is a bug: say so loudly and count it.
 			p.log.Error("error log refused an event; message terminated unrecorded", "reason", ev.Reason, "err", err)
 			_ = msg.TermWithReason(ev.Reason)
-			p.m.messages.WithLabelValues(string(lane), ev.Channel, OutcomeFailed).Inc()
+			p.m.messages.WithLabelValues(string(lane), ev.Channel, string(wire.OutcomeFailed)).Inc()
 			return
 		}
 		if err != nil {
 			if nerr := msg.NakWithDelay(p.retryDelay(meta.NumDelivered)); nerr != nil {
 				p.log.Warn("nak failed; the message is redelivered after AckWait", "err", nerr)
 			}
-			p.m.messages.WithLabelValues(string(lane), ev.Channel, OutcomeRetried).Inc()
+			p.m.messages.WithLabelValues(string(lane), ev.Channel, string(wire.OutcomeRetried)).Inc()
 			return
 		}
 		var aerr error
@@ -278,20 +259,28 @@ func (p *pipeline) record(lane Lane, msg jetstream.Msg, meta *jetstream.MsgMetad
 		if aerr != nil {
 			p.log.Warn("ack after recording failed; the message will be redelivered and deduplicated by the error log", "err", aerr)
 		}
-		p.m.messages.WithLabelValues(string(lane), ev.Channel, outcome).Inc()
+		p.m.messages.WithLabelValues(string(lane), ev.Channel, string(ev.Outcome)).Inc()
 	})
 }
 
-// event builds the error-log event of msg. a may be nil or partial when the
+// deliveredEvent is the counted event of a message a provider accepted.
+func (p *pipeline) deliveredEvent(msg jetstream.Msg, meta *jetstream.MsgMetadata, a *wire.Activation) errorlog.Event {
+	ev := p.event(msg, meta, a, "", "")
+	ev.Outcome = wire.OutcomeDelivered
+	return ev
+}
+
+// event builds the error-log event of msg not delivered for reason, with the
+// outcome wire.OutcomeOf decides for it. a may be nil or partial when the
 // envelope could not be decoded; then the subject and the stream sequence
 // identify the message.
-func (p *pipeline) event(msg jetstream.Msg, meta *jetstream.MsgMetadata, a *Activation, reason, detail string) errorlog.Event {
-	ev := errorlog.Event{Reason: reason, Detail: detail, Time: meta.Timestamp, Channel: "unknown",
+func (p *pipeline) event(msg jetstream.Msg, meta *jetstream.MsgMetadata, a *wire.Activation, reason wire.Reason, detail string) errorlog.Event {
+	ev := errorlog.Event{Outcome: wire.OutcomeOf(reason), Reason: string(reason), Detail: detail, Time: meta.Timestamp, Channel: "unknown",
 		Seq: meta.Sequence.Stream, Redelivered: meta.NumDelivered > 1}
-	if l, t, c, ok := SubjectParts(msg.Subject()); ok {
+	if l, t, c, ok := wire.SubjectParts(msg.Subject()); ok {
 		ev.Lane, ev.Tenant, ev.Conversation = string(l), t, c
 	}
-	if a != nil && a.ID != "" && reason != ReasonSubjectMismatch {
+	if a != nil && a.ID != "" && reason != wire.ReasonSubjectMismatch {
 		ev.ID = a.ID
 		if !a.EnqueuedAt.IsZero() {
 			ev.Time = a.EnqueuedAt

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 var (
@@ -31,15 +32,15 @@ var (
 // mixed builds n activations over both lanes, three channels and four bulk
 // conversations; two in seven are invalid. It returns them and, by reason, how
 // many invalid ones dispatch.Validate says there are.
-func mixed(n int) ([]*orchestrator.Activation, map[string]int64, int) {
-	acts := make([]*orchestrator.Activation, 0, n)
+func mixed(n int) ([]*wire.Activation, map[string]int64, int) {
+	acts := make([]*wire.Activation, 0, n)
 	invalid := map[string]int64{}
 	valid := 0
 	for i := range n {
 		ch := channels[i%3]
-		lane, conv := orchestrator.LaneBulk, fmt.Sprintf("conv-%d", i%4)
+		lane, conv := wire.LaneBulk, fmt.Sprintf("conv-%d", i%4)
 		if i%5 == 0 {
-			lane, conv = orchestrator.LaneTransactional, "otp"
+			lane, conv = wire.LaneTransactional, "otp"
 		}
 		to := validAddrs[ch](i)
 		if i%7 < 2 {
@@ -67,7 +68,7 @@ func TestAccountingExact(t *testing.T) {
 	if wantValid == 0 || len(wantInvalid) < 4 {
 		t.Fatalf("fixture should mix valid and several invalid reasons: valid=%d invalid=%v", wantValid, wantInvalid)
 	}
-	b.start(t, b.js, allChannels(b.rec), orchestrator.Config{Counts: b.db.Pool, CountsInterval: 100 * time.Millisecond})
+	b.start(t, b.js, allChannels(b.rec), orchestrator.Config{})
 	b.publish(t, acts)
 
 	waitFor(t, 3*time.Minute, "every message to be delivered or counted", func() bool {
@@ -95,13 +96,15 @@ func TestAccountingExact(t *testing.T) {
 	if rows != sum(wantInvalid) {
 		t.Errorf("error_log rows = %d, want %d", rows, sum(wantInvalid))
 	}
-	waitFor(t, 10*time.Second, "delivered counts to reach Postgres", func() bool {
-		var d int64
-		if err := b.db.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(count), 0)::bigint FROM delivery_counts`).Scan(&d); err != nil {
-			t.Fatal(err)
-		}
-		return d == int64(wantValid)
-	})
+	// Delivered is counted before the ack, once per activation: exact as
+	// soon as the stream is empty.
+	var d int64
+	if err := b.db.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(count), 0)::bigint FROM delivery_counts`).Scan(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d != int64(wantValid) {
+		t.Errorf("delivered = %d, want %d", d, wantValid)
+	}
 }
 
 // slowProvider takes delay per message, so a lane's throughput is bounded
@@ -121,12 +124,12 @@ func TestBulkFairness(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	const big, small = 20_000, 500
-	var bigActs, smallActs []*orchestrator.Activation
+	var bigActs, smallActs []*wire.Activation
 	for i := range big {
-		bigActs = append(bigActs, activation(fmt.Sprintf("big-%d", i), orchestrator.LaneBulk, "acme", "big", dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i)))
+		bigActs = append(bigActs, activation(fmt.Sprintf("big-%d", i), wire.LaneBulk, "acme", "big", dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i)))
 	}
 	for i := range small {
-		smallActs = append(smallActs, activation(fmt.Sprintf("small-%d", i), orchestrator.LaneBulk, "acme", "small", dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i)))
+		smallActs = append(smallActs, activation(fmt.Sprintf("small-%d", i), wire.LaneBulk, "acme", "small", dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i)))
 	}
 	// 4 workers at 1ms a message: the lane moves about 4,000 msg/s, so the
 	// big conversation alone needs about 5s.
@@ -183,8 +186,8 @@ func TestPoisonMessagesAreRecordedAndTerminated(t *testing.T) {
 		return b.rec.Ledger.Has("after-poison") && b.rec.Ledger.Has("after-poison-bulk")
 	})
 	want := map[string]int64{
-		orchestrator.ReasonUndecodable: 2, orchestrator.ReasonUnknownSchema: 1, orchestrator.ReasonVarsTooLarge: 1,
-		string(dispatch.ReasonUnknownChannel): 1, orchestrator.ReasonSubjectMismatch: 1,
+		string(wire.ReasonUndecodable): 2, string(wire.ReasonUnknownSchema): 1, string(wire.ReasonVarsTooLarge): 1,
+		string(wire.ReasonUnknownChannel): 1, string(wire.ReasonSubjectMismatch): 1,
 	}
 	waitFor(t, 30*time.Second, "poison messages to be recorded", func() bool { return sum(b.errorCounts(t)) == sum(want) })
 	got := b.errorCounts(t)
@@ -209,12 +212,12 @@ func TestTransientFailureReachingMaxDeliverIsRecorded(t *testing.T) {
 	cfg := orchestrator.Config{RetryBase: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond}
 	cfg.Transactional.MaxDeliver = 3
 	b.start(t, b.js, allChannels(cp), cfg)
-	b.publish(t, []*orchestrator.Activation{
-		activation("down", orchestrator.LaneTransactional, "acme", "c1", dispatch.ChannelEmail, "down@example.com"),
-		activation("up", orchestrator.LaneTransactional, "acme", "c1", dispatch.ChannelEmail, "up@example.com"),
+	b.publish(t, []*wire.Activation{
+		activation("down", wire.LaneTransactional, "acme", "c1", dispatch.ChannelEmail, "down@example.com"),
+		activation("up", wire.LaneTransactional, "acme", "c1", dispatch.ChannelEmail, "up@example.com"),
 	})
 	waitFor(t, 30*time.Second, "the failing message to be recorded", func() bool {
-		return b.errorCounts(t)[orchestrator.ReasonMaxDeliveries] == 1
+		return b.errorCounts(t)[string(wire.ReasonMaxDeliveries)] == 1
 	})
 	if n := cp.count("down"); n != 3 {
 		t.Errorf("failing message sent %d times, want MaxDeliver=3", n)
@@ -232,7 +235,7 @@ func TestRejectedByProviderIsPermanent(t *testing.T) {
 		return &dispatch.RejectedError{Reason: "recipient_rejected", Detail: "550 no such user"}
 	})}
 	b.start(t, b.js, allChannels(rejecting), orchestrator.Config{})
-	b.publish(t, []*orchestrator.Activation{activation("r1", orchestrator.LaneBulk, "acme", "c1", dispatch.ChannelEmail, "gone@example.com")})
+	b.publish(t, []*wire.Activation{activation("r1", wire.LaneBulk, "acme", "c1", dispatch.ChannelEmail, "gone@example.com")})
 	waitFor(t, 30*time.Second, "the rejection to be recorded", func() bool { return b.errorCounts(t)["recipient_rejected"] == 1 })
 	waitFor(t, 10*time.Second, "the stream to empty", func() bool { return b.streamMsgs(t) == 0 })
 	if n := rejecting.count("r1"); n != 1 {
@@ -247,11 +250,11 @@ func TestCrashLosesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	const n, firstK = 2000, 300
-	var acts []*orchestrator.Activation
+	var acts []*wire.Activation
 	for i := range n {
-		lane := orchestrator.LaneBulk
+		lane := wire.LaneBulk
 		if i%4 == 0 {
-			lane = orchestrator.LaneTransactional
+			lane = wire.LaneTransactional
 		}
 		acts = append(acts, activation(fmt.Sprintf("c-%d", i), lane, "acme", "crash", dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i)))
 	}
@@ -305,11 +308,11 @@ func TestGracefulStopDrains(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	const n = 3000
-	var acts []*orchestrator.Activation
+	var acts []*wire.Activation
 	for i := range n {
-		lane := orchestrator.LaneBulk
+		lane := wire.LaneBulk
 		if i%3 == 0 {
-			lane = orchestrator.LaneTransactional
+			lane = wire.LaneTransactional
 		}
 		acts = append(acts, activation(fmt.Sprintf("g-%d", i), lane, "acme", fmt.Sprintf("g%d", i%3), dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i)))
 	}
@@ -343,9 +346,9 @@ func TestSlowSendsAreNotRedelivered(t *testing.T) {
 	cfg := orchestrator.Config{SendTimeout: 2500 * time.Millisecond}
 	cfg.Transactional = orchestrator.LaneConfig{Workers: 1, FetchBatch: 1, AckWait: 3 * time.Second, MaxAckPending: 8}
 	b.start(t, b.js, allChannels(cp), cfg)
-	var acts []*orchestrator.Activation
+	var acts []*wire.Activation
 	for i := range 3 {
-		acts = append(acts, activation(fmt.Sprintf("slow-%d", i), orchestrator.LaneTransactional, "acme", "slow", dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i)))
+		acts = append(acts, activation(fmt.Sprintf("slow-%d", i), wire.LaneTransactional, "acme", "slow", dispatch.ChannelEmail, validAddrs[dispatch.ChannelEmail](i)))
 	}
 	b.publish(t, acts)
 	waitFor(t, 30*time.Second, "the slow messages to be delivered", func() bool { return b.rec.Ledger.Stats().Unique == 3 })

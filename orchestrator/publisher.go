@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // StallWait is how long PublishAsync waits for room in a full window of
@@ -28,8 +29,8 @@ func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js}
 // retried publish within the stream's duplicate window is stored once. It
 // blocks only while the window of pending publishes is full, for at most
 // StallWait; then it fails.
-func (p *Publisher) PublishAsync(a *Activation) (jetstream.PubAckFuture, error) {
-	data, err := Encode(a)
+func (p *Publisher) PublishAsync(a *wire.Activation) (jetstream.PubAckFuture, error) {
+	data, err := wire.Encode(a)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: encode activation: %w", err)
 	}
@@ -54,8 +55,8 @@ func (p *Publisher) Wait(ctx context.Context) error {
 }
 
 // Publish publishes a and waits for the stream's acknowledgement.
-func (p *Publisher) Publish(ctx context.Context, a *Activation) error {
-	data, err := Encode(a)
+func (p *Publisher) Publish(ctx context.Context, a *wire.Activation) error {
+	data, err := wire.Encode(a)
 	if err != nil {
 		return fmt.Errorf("orchestrator: encode activation: %w", err)
 	}

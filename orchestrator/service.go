@@ -8,11 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // TransactionalConsumer is the durable consumer of the transactional lane.
@@ -38,15 +38,11 @@ type Config struct {
 	// StatsInterval is how often consumer pending gauges are refreshed.
 	// Default 5s.
 	StatsInterval time.Duration
-	// Counts, when set, receives per-conversation delivered counts (table
-	// delivery_counts) every CountsInterval (default 1s).
-	Counts         *pgxpool.Pool
-	CountsInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
-	c.Transactional.setDefaults(LaneTransactional)
-	c.Bulk.setDefaults(LaneBulk)
+	c.Transactional.setDefaults(wire.LaneTransactional)
+	c.Bulk.setDefaults(wire.LaneBulk)
 	if c.MaxVarsBytes == 0 {
 		c.MaxVarsBytes = 8 << 10
 	}
@@ -65,16 +61,13 @@ func (c *Config) setDefaults() {
 	if c.StatsInterval == 0 {
 		c.StatsInterval = 5 * time.Second
 	}
-	if c.CountsInterval == 0 {
-		c.CountsInterval = time.Second
-	}
 }
 
 func (c *Config) validate() error {
-	if err := c.Transactional.validate(LaneTransactional); err != nil {
+	if err := c.Transactional.validate(wire.LaneTransactional); err != nil {
 		return err
 	}
-	if err := c.Bulk.validate(LaneBulk); err != nil {
+	if err := c.Bulk.validate(wire.LaneBulk); err != nil {
 		return err
 	}
 	switch {
@@ -86,8 +79,8 @@ func (c *Config) validate() error {
 	return nil
 }
 
-func (c *Config) lane(l Lane) *LaneConfig {
-	if l == LaneBulk {
+func (c *Config) lane(l wire.Lane) *LaneConfig {
+	if l == wire.LaneBulk {
 		return &c.Bulk
 	}
 	return &c.Transactional
@@ -110,8 +103,6 @@ type Service struct {
 	bulk        *bulkSource
 	trans       jetstream.Consumer
 	stopped     bool
-	tally       *tally
-	tallyDone   chan struct{}
 	controls    *Controls
 }
 
@@ -132,10 +123,6 @@ func NewService(js jetstream.JetStream, providers map[dispatch.Channel]dispatch.
 	s := &Service{js: js, cfg: cfg, log: logger, m: m, controls: newControls()}
 	s.pipe = &pipeline{providers: providers, elog: elog, cfg: &s.cfg, m: m, log: logger, controls: s.controls}
 	s.pipe.park = s.park
-	if cfg.Counts != nil {
-		s.tally = newTally(cfg.Counts, logger)
-		s.pipe.delivered = s.tally.add
-	}
 	return s, nil
 }
 
@@ -148,7 +135,7 @@ func (s *Service) Start(ctx context.Context) error {
 	}
 	s.stream = stream
 	tc := s.cfg.Transactional
-	s.trans, err = stream.CreateOrUpdateConsumer(ctx, consumerConfig(TransactionalConsumer, Subject(LaneTransactional, "*", "*"), tc, 0))
+	s.trans, err = stream.CreateOrUpdateConsumer(ctx, consumerConfig(TransactionalConsumer, wire.Subject(wire.LaneTransactional, "*", "*"), tc, 0))
 	if err != nil {
 		return fmt.Errorf("orchestrator: transactional consumer: %w", err)
 	}
@@ -157,9 +144,9 @@ func (s *Service) Start(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.Background())
 	s.cancelFetch, s.cancelWork = cancelFetch, cancelWork
 
-	tp := newPool(LaneTransactional, tc.Workers, tc.AckWait, s.pipe.handle)
+	tp := newPool(wire.LaneTransactional, tc.Workers, tc.AckWait, s.pipe.handle)
 	tp.start(workCtx, tc.Workers)
-	bp := newPool(LaneBulk, s.cfg.Bulk.Workers, s.cfg.Bulk.AckWait, s.pipe.handle)
+	bp := newPool(wire.LaneBulk, s.cfg.Bulk.Workers, s.cfg.Bulk.AckWait, s.pipe.handle)
 	bp.start(workCtx, s.cfg.Bulk.Workers)
 	s.pools = []*pool{tp, bp}
 
@@ -170,13 +157,6 @@ func (s *Service) Start(ctx context.Context) error {
 	s.pipe.unavailable = s.bulk.deferred
 	if err := s.bulk.discover(ctx); err != nil {
 		s.log.Warn("first bulk discovery failed; retrying in the background", "err", err)
-	}
-	if s.tally != nil {
-		s.tallyDone = make(chan struct{})
-		go func() {
-			defer close(s.tallyDone)
-			s.tally.run(fetchCtx, workCtx, s.cfg.CountsInterval)
-		}()
 	}
 	s.pipe.tpl = newTemplates(s.log)
 	s.fetchers.Add(5)
@@ -219,10 +199,6 @@ func (s *Service) Stop(ctx context.Context) error {
 		<-done
 		err = fmt.Errorf("orchestrator: drain cut short: %w", ctx.Err())
 	}
-	if s.tally != nil {
-		s.tally.flush(ctx) // what the drained workers delivered
-		<-s.tallyDone
-	}
 	return err
 }
 
@@ -244,12 +220,12 @@ func (s *Service) statsLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if info, err := s.trans.Info(ctx); err == nil {
-			s.m.pending.WithLabelValues(string(LaneTransactional)).Set(float64(info.NumPending))
-			s.m.ackPending.WithLabelValues(string(LaneTransactional)).Set(float64(info.NumAckPending))
+			s.m.pending.WithLabelValues(string(wire.LaneTransactional)).Set(float64(info.NumPending))
+			s.m.ackPending.WithLabelValues(string(wire.LaneTransactional)).Set(float64(info.NumAckPending))
 		}
 		p, ap := s.bulk.pendingTotals(ctx)
-		s.m.pending.WithLabelValues(string(LaneBulk)).Set(float64(p))
-		s.m.ackPending.WithLabelValues(string(LaneBulk)).Set(float64(ap))
+		s.m.pending.WithLabelValues(string(wire.LaneBulk)).Set(float64(p))
+		s.m.ackPending.WithLabelValues(string(wire.LaneBulk)).Set(float64(ap))
 		select {
 		case <-ctx.Done():
 			return

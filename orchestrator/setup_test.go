@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -111,7 +112,7 @@ func (b *bundle) startWith(tb testing.TB, js jetstream.JetStream, elog orchestra
 }
 
 // publish publishes all activations asynchronously and waits for their acks.
-func (b *bundle) publish(tb testing.TB, acts []*orchestrator.Activation) {
+func (b *bundle) publish(tb testing.TB, acts []*wire.Activation) {
 	tb.Helper()
 	for _, a := range acts {
 		if _, err := b.pub.PublishAsync(a); err != nil {
@@ -197,8 +198,8 @@ func connect(tb testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-func activation(id string, lane orchestrator.Lane, tenant, conv string, ch dispatch.Channel, to string) *orchestrator.Activation {
-	return &orchestrator.Activation{ID: id, Tenant: tenant, Conversation: conv, Lane: lane, Channel: string(ch), To: to, EnqueuedAt: time.Now().UTC()}
+func activation(id string, lane wire.Lane, tenant, conv string, ch dispatch.Channel, to string) *wire.Activation {
+	return &wire.Activation{ID: id, Tenant: tenant, Conversation: conv, Lane: lane, Channel: string(ch), To: to, EnqueuedAt: time.Now().UTC()}
 }
 
 // funcProvider adapts a function to dispatch.Provider.

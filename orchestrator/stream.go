@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // StreamName is the JetStream stream that holds queued activations.
@@ -48,7 +49,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		// Exactly the two lanes with two tokens each: a publish to any other
 		// subject is refused at the door instead of sitting in the stream
 		// where no consumer would ever read it.
-		Subjects:   []string{Subject(LaneTransactional, "*", "*"), Subject(LaneBulk, "*", "*")},
+		Subjects:   []string{wire.Subject(wire.LaneTransactional, "*", "*"), wire.Subject(wire.LaneBulk, "*", "*")},
 		Retention:  jetstream.WorkQueuePolicy,
 		Storage:    jetstream.FileStorage,
 		Replicas:   cfg.Replicas,
@@ -71,20 +72,20 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 // removed too: stop a conversation (so workers hold its messages) before
 // purging it.
 func PurgeConversation(ctx context.Context, js jetstream.JetStream, tenant, conversation string) (uint64, error) {
-	if !ValidToken(tenant) || !ValidToken(conversation) {
+	if !wire.ValidToken(tenant) || !wire.ValidToken(conversation) {
 		return 0, fmt.Errorf("orchestrator: purge: invalid tenant or conversation id %q/%q", tenant, conversation)
 	}
 	var total uint64
-	for _, lane := range []Lane{LaneTransactional, LaneBulk} {
+	for _, lane := range []wire.Lane{wire.LaneTransactional, wire.LaneBulk} {
 		// jetstream.Stream.Purge does not return the count the server
 		// reports, so this sends the API request itself.
-		req, err := json.Marshal(map[string]string{"filter": Subject(lane, tenant, conversation)})
+		req, err := json.Marshal(map[string]string{"filter": wire.Subject(lane, tenant, conversation)})
 		if err != nil {
 			return total, err
 		}
 		msg, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+StreamName, req)
 		if err != nil {
-			return total, fmt.Errorf("orchestrator: purge %s: %w", Subject(lane, tenant, conversation), err)
+			return total, fmt.Errorf("orchestrator: purge %s: %w", wire.Subject(lane, tenant, conversation), err)
 		}
 		var resp struct {
 			Success bool   `json:"success"`
@@ -95,14 +96,14 @@ func PurgeConversation(ctx context.Context, js jetstream.JetStream, tenant, conv
 			} `json:"error"`
 		}
 		if err := json.Unmarshal(msg.Data, &resp); err != nil {
-			return total, fmt.Errorf("orchestrator: purge %s: %w", Subject(lane, tenant, conversation), err)
+			return total, fmt.Errorf("orchestrator: purge %s: %w", wire.Subject(lane, tenant, conversation), err)
 		}
 		if resp.Error != nil || !resp.Success {
 			desc := "not successful"
 			if resp.Error != nil {
 				desc = resp.Error.Description
 			}
-			return total, fmt.Errorf("orchestrator: purge %s: %s", Subject(lane, tenant, conversation), desc)
+			return total, fmt.Errorf("orchestrator: purge %s: %s", wire.Subject(lane, tenant, conversation), desc)
 		}
 		total += resp.Purged
 	}

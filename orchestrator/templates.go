@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/internal/ctxtime"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // ConversationsBucket is the NATS KV bucket where the API publishes each
@@ -99,7 +100,7 @@ func (t *templates) apply(e jetstream.KeyValueEntry) {
 	}
 }
 
-// render fills m's Subject, Body and HTML from its conversation's template.
+// render fills m's wire.Subject, Body and HTML from its conversation's template.
 // A conversation without a template leaves them empty (the provider's
 // default); a template that fails for these variables is a *RejectedError
 // (template_error): the message is failed, not retried.
@@ -113,7 +114,7 @@ func (t *templates) render(m *dispatch.Message) error {
 	}
 	tpl, err := t.cache.Get(dispatch.TemplateKey{Conversation: key, Version: s.version}, s.src)
 	if err != nil {
-		return &dispatch.RejectedError{Reason: dispatch.ReasonTemplate, Detail: err.Error()}
+		return &dispatch.RejectedError{Reason: wire.ReasonTemplate, Detail: err.Error()}
 	}
 	r, err := tpl.Render(m.Vars)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 func TestConversationsBucketMatchesAPI(t *testing.T) {
@@ -45,14 +46,14 @@ func TestTemplatesRenderedFromConversation(t *testing.T) {
 		return b.rec.Send(ctx, m)
 	})
 	b.start(t, b.js, allChannels(capture), orchestrator.Config{})
-	ok := activation("t-ann", orchestrator.LaneBulk, "acme", "spring", dispatch.ChannelEmail, "ann@example.com")
+	ok := activation("t-ann", wire.LaneBulk, "acme", "spring", dispatch.ChannelEmail, "ann@example.com")
 	ok.Vars = map[string]string{"name": "Ann <3"}
-	missing := activation("t-nobody", orchestrator.LaneBulk, "acme", "spring", dispatch.ChannelEmail, "nobody@example.com")
+	missing := activation("t-nobody", wire.LaneBulk, "acme", "spring", dispatch.ChannelEmail, "nobody@example.com")
 	// Published once the watch has had time to see the entry; the message
 	// would otherwise go out with the default body, which the test catches.
 	waitFor(t, 10*time.Second, "the bucket to be watched", func() bool { return true })
 	time.Sleep(300 * time.Millisecond)
-	b.publish(t, []*orchestrator.Activation{ok, missing})
+	b.publish(t, []*wire.Activation{ok, missing})
 
 	waitFor(t, 30*time.Second, "the rendered message", func() bool { return b.rec.Ledger.Has("t-ann") })
 	mu.Lock()
@@ -62,7 +63,7 @@ func TestTemplatesRenderedFromConversation(t *testing.T) {
 		t.Errorf("rendered subject %q body %q html %q", m.Subject, m.Body, m.HTML)
 	}
 	waitFor(t, 30*time.Second, "the template failure to be recorded", func() bool {
-		return b.errorCounts(t)[string(dispatch.ReasonTemplate)] == 1
+		return b.errorCounts(t)[string(wire.ReasonTemplate)] == 1
 	})
 	if b.rec.Ledger.Has("t-nobody") {
 		t.Error("a message missing a template variable was sent")

@@ -145,11 +145,11 @@ func TestCtlErrors(t *testing.T) {
 		t.Fatalf("top on nothing: %q, %v", out, err)
 	}
 	if _, err := b.db.Pool.Exec(t.Context(), `
-INSERT INTO error_counts (tenant, conversation, channel, reason, minute, count) VALUES
-  ('acme', 'spring', 'email', 'empty',  date_trunc('minute', now()), 7000),
-  ('acme', 'spring', 'email', 'syntax', date_trunc('minute', now()), 1000),
-  ('beta', 'news',   'sms',   'not_e164', date_trunc('minute', now() - interval '1 minute'), 12),
-  ('old',  'gone',   'email', 'empty',  date_trunc('minute', now() - interval '3 hours'), 1)`); err != nil {
+INSERT INTO error_counts (tenant, conversation, channel, reason, outcome, minute, count) VALUES
+  ('acme', 'spring', 'email', 'empty',  'invalid', date_trunc('minute', now()), 7000),
+  ('acme', 'spring', 'email', 'syntax', 'invalid', date_trunc('minute', now()), 1000),
+  ('beta', 'news',   'sms',   'not_e164', 'invalid', date_trunc('minute', now() - interval '1 minute'), 12),
+  ('old',  'gone',   'email', 'empty',  'invalid', date_trunc('minute', now() - interval '3 hours'), 1)`); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err = b.ctl(t, "errors", "top")

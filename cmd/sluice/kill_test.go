@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // execAsSluice, set in a child's environment, makes the test binary run
@@ -78,8 +79,8 @@ func TestKill9MidFlood(t *testing.T) {
 	pub := orchestrator.NewPublisher(js)
 	bad := []string{"", "not-an-email", "a@b"}
 	for i := range n {
-		a := &orchestrator.Activation{ID: fmt.Sprintf("k-%d", i), Tenant: "acme", Conversation: fmt.Sprintf("storm-%d", i%4),
-			Lane: orchestrator.LaneBulk, Channel: "email", To: bad[i%len(bad)], EnqueuedAt: time.Now().UTC()}
+		a := &wire.Activation{ID: fmt.Sprintf("k-%d", i), Tenant: "acme", Conversation: fmt.Sprintf("storm-%d", i%4),
+			Lane: wire.LaneBulk, Channel: "email", To: bad[i%len(bad)], EnqueuedAt: time.Now().UTC()}
 		if _, err := pub.PublishAsync(a); err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // runSend implements `sluice send`: publish activations straight into the
@@ -32,10 +33,10 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if !orchestrator.Lane(*lane).Valid() {
+	if !wire.Lane(*lane).Valid() {
 		return fmt.Errorf("send: --lane must be transactional or bulk, not %q", *lane)
 	}
-	if !orchestrator.ValidToken(*tenant) || !orchestrator.ValidToken(*conv) {
+	if !wire.ValidToken(*tenant) || !wire.ValidToken(*conv) {
 		return errors.New("send: --tenant and --conversation must be 1-64 of [A-Za-z0-9_-]")
 	}
 	if *count < 1 {
@@ -56,9 +57,9 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	futures := make([]jetstream.PubAckFuture, 0, min(*count, 1<<16))
 	failed := 0
 	for i := range *count {
-		a := &orchestrator.Activation{
+		a := &wire.Activation{
 			ID: fmt.Sprintf("send-%s-%d", prefix, i+1), Tenant: *tenant, Conversation: *conv,
-			Lane: orchestrator.Lane(*lane), Channel: *channel, To: *to, Vars: vars.m, EnqueuedAt: now,
+			Lane: wire.Lane(*lane), Channel: *channel, To: *to, Vars: vars.m, EnqueuedAt: now,
 		}
 		f, err := pub.PublishAsync(a)
 		if err != nil {
@@ -71,7 +72,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	failed += awaitAll(ctx, futures)
-	subject := orchestrator.Subject(orchestrator.Lane(*lane), *tenant, *conv)
+	subject := wire.Subject(wire.Lane(*lane), *tenant, *conv)
 	fmt.Fprintf(stdout, "published %d activation(s) to %s (ids send-%s-1..%d)\n", *count-failed, subject, prefix, *count)
 	if failed > 0 {
 		return fmt.Errorf("send: %d publish(es) not acknowledged by the stream", failed)

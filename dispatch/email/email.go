@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // Provider sends email through one SMTP relay. It is safe for concurrent
@@ -142,7 +143,7 @@ func (p *Provider) Send(ctx context.Context, m *dispatch.Message) error {
 		return err
 	}
 	if strings.ContainsAny(m.To, "\r\n<>") {
-		return &dispatch.RejectedError{Reason: dispatch.ReasonRecipientRejected, Detail: "address not fit for an SMTP envelope"}
+		return &dispatch.RejectedError{Reason: wire.ReasonRecipientRejected, Detail: "address not fit for an SMTP envelope"}
 	}
 	msg := compose(m, p.fromHeader, p.cfg.MessageIDDomain, time.Now())
 	for attempt := 0; ; attempt++ {
@@ -254,9 +255,9 @@ func (p *Provider) classify(ctx context.Context, err error) error {
 		case te.Code == 421:
 			return &dispatch.UnavailableError{RetryAfter: p.cfg.ThrottleRetryAfter, Cause: fmt.Errorf("email: relay closing channel at %s: %s", stage, code)}
 		case te.Code >= 500 && stage == "rcpt":
-			return &dispatch.RejectedError{Reason: dispatch.ReasonRecipientRejected, Detail: code}
+			return &dispatch.RejectedError{Reason: wire.ReasonRecipientRejected, Detail: code}
 		case te.Code >= 500 && stage == "data":
-			return &dispatch.RejectedError{Reason: dispatch.ReasonContentRejected, Detail: code}
+			return &dispatch.RejectedError{Reason: wire.ReasonContentRejected, Detail: code}
 		case stage == "rcpt" || stage == "data":
 			return fmt.Errorf("email: relay deferred at %s: %s", stage, code)
 		default:

@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch/email"
 	"github.com/sluicehq/sluice/dispatch/providertest"
 	"github.com/sluicehq/sluice/dispatch/sink"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // startSink starts an SMTP sink with STARTTLS and AUTH and returns it with
@@ -49,7 +50,7 @@ func TestConformance(t *testing.T) {
 			Channel:        dispatch.ChannelEmail,
 			Address:        func(i int) string { return fmt.Sprintf("user%d@example.com", i) },
 			Rejected:       "reject.me@example.com",
-			RejectedReason: dispatch.ReasonRecipientRejected,
+			RejectedReason: wire.ReasonRecipientRejected,
 			// SMTP has no Retry-After: a 421 waits the configured time.
 			ThrottleRetryAfter: func(time.Duration) time.Duration { return 11 * time.Second },
 			CarriesSubject:     true,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/dispatch/email"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // smtpSinkPath is Postfix's test SMTP server (Debian package postfix).
@@ -120,7 +121,7 @@ func TestPostfixSmtpSinkHardRejectRcpt(t *testing.T) {
 	for i := range 3 {
 		err := p.Send(t.Context(), &dispatch.Message{ID: "r" + strconv.Itoa(i), To: "nobody@example.com"})
 		var re *dispatch.RejectedError
-		if !errors.As(err, &re) || re.Reason != dispatch.ReasonRecipientRejected {
+		if !errors.As(err, &re) || re.Reason != wire.ReasonRecipientRejected {
 			t.Fatalf("send %d with RCPT hard-rejected: %v, want recipient_rejected", i, err)
 		}
 	}
@@ -142,7 +143,7 @@ func TestPostfixSmtpSinkRejectsData(t *testing.T) {
 	p := newProvider(t, email.Config{Addr: addr, From: "noreply@example.com", TLS: email.TLSNone})
 	err := p.Send(t.Context(), &dispatch.Message{ID: "d", To: "a@example.com"})
 	var re *dispatch.RejectedError
-	if !errors.As(err, &re) || re.Reason != dispatch.ReasonContentRejected {
+	if !errors.As(err, &re) || re.Reason != wire.ReasonContentRejected {
 		t.Fatalf("send with the final dot hard-rejected: %v, want content_rejected", err)
 	}
 }

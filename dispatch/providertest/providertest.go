@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/dispatch/sink"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // Sink is the control surface of a protocol sink.
@@ -38,7 +39,7 @@ type Fixture struct {
 	// Rejected is a recipient the sink refuses for good, and RejectedReason
 	// the reason the provider must report for it.
 	Rejected       string
-	RejectedReason dispatch.Reason
+	RejectedReason wire.Reason
 	// Key maps a message ID to the sink ledger's key. Default: the ID.
 	Key func(id string) string
 	// ThrottleRetryAfter returns the RetryAfter the provider must report

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/dispatch/internal/httpc"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // APNsConfig configures an [APNs] provider.
@@ -131,14 +132,14 @@ func (a *APNs) Send(ctx context.Context, m *dispatch.Message) error {
 	}
 	switch res.Reason {
 	case apns2.ReasonUnregistered, apns2.ReasonExpiredToken:
-		return &dispatch.RejectedError{Reason: dispatch.ReasonUnregistered, Detail: "apns " + res.Reason}
+		return &dispatch.RejectedError{Reason: wire.ReasonUnregistered, Detail: "apns " + res.Reason}
 	case apns2.ReasonBadDeviceToken, apns2.ReasonDeviceTokenNotForTopic:
-		return &dispatch.RejectedError{Reason: dispatch.ReasonBadToken, Detail: "apns " + res.Reason}
+		return &dispatch.RejectedError{Reason: wire.ReasonBadToken, Detail: "apns " + res.Reason}
 	case apns2.ReasonPayloadTooLarge, apns2.ReasonPayloadEmpty:
-		return &dispatch.RejectedError{Reason: dispatch.ReasonContentRejected, Detail: "apns " + res.Reason}
+		return &dispatch.RejectedError{Reason: wire.ReasonContentRejected, Detail: "apns " + res.Reason}
 	}
 	if res.StatusCode == http.StatusGone {
-		return &dispatch.RejectedError{Reason: dispatch.ReasonUnregistered, Detail: "apns HTTP 410"}
+		return &dispatch.RejectedError{Reason: wire.ReasonUnregistered, Detail: "apns HTTP 410"}
 	}
 	return errors.New("push: " + detail)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/dispatch/internal/httpc"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // FCMScope is the OAuth2 scope of the FCM send API.
@@ -238,13 +239,13 @@ func (f *FCM) classify(resp *http.Response, body []byte) error {
 	case resp.StatusCode >= 500:
 		return errors.New("push: " + detail)
 	case code == "UNREGISTERED":
-		return &dispatch.RejectedError{Reason: dispatch.ReasonUnregistered, Detail: "fcm UNREGISTERED"}
+		return &dispatch.RejectedError{Reason: wire.ReasonUnregistered, Detail: "fcm UNREGISTERED"}
 	case code == "SENDER_ID_MISMATCH":
-		return &dispatch.RejectedError{Reason: dispatch.ReasonBadToken, Detail: "fcm SENDER_ID_MISMATCH"}
+		return &dispatch.RejectedError{Reason: wire.ReasonBadToken, Detail: "fcm SENDER_ID_MISMATCH"}
 	case code == "INVALID_ARGUMENT" && tokenField:
-		return &dispatch.RejectedError{Reason: dispatch.ReasonBadToken, Detail: "fcm INVALID_ARGUMENT message.token"}
+		return &dispatch.RejectedError{Reason: wire.ReasonBadToken, Detail: "fcm INVALID_ARGUMENT message.token"}
 	case code == "INVALID_ARGUMENT":
-		return &dispatch.RejectedError{Reason: dispatch.ReasonContentRejected, Detail: "fcm INVALID_ARGUMENT"}
+		return &dispatch.RejectedError{Reason: wire.ReasonContentRejected, Detail: "fcm INVALID_ARGUMENT"}
 	}
 	return errors.New("push: " + detail)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch/providertest"
 	"github.com/sluicehq/sluice/dispatch/push"
 	"github.com/sluicehq/sluice/dispatch/sink"
+	"github.com/sluicehq/sluice/wire"
 )
 
 func startFCM(t *testing.T) (*sink.FCMServer, *push.FCM) {
@@ -52,7 +53,7 @@ func TestFCMConformance(t *testing.T) {
 			Provider: p, Sink: s, Channel: dispatch.ChannelPush,
 			Address:        fcmToken,
 			Rejected:       "reject:APA91b" + strings.Repeat("y", 140),
-			RejectedReason: dispatch.ReasonUnregistered,
+			RejectedReason: wire.ReasonUnregistered,
 			CarriesSubject: true,
 		}
 	})
@@ -65,7 +66,7 @@ func TestAPNsConformance(t *testing.T) {
 			Provider: p, Sink: s, Channel: dispatch.ChannelPush,
 			Address:        apnsToken,
 			Rejected:       "dead" + strings.Repeat("0", 60),
-			RejectedReason: dispatch.ReasonUnregistered,
+			RejectedReason: wire.ReasonUnregistered,
 			Key:            push.APNsID,
 			CarriesSubject: true,
 		}
@@ -85,7 +86,7 @@ func TestFCMTokenReuseAndBadToken(t *testing.T) {
 	}
 	err := p.Send(t.Context(), &dispatch.Message{ID: "bad", To: "invalid" + strings.Repeat("z", 140)})
 	var re *dispatch.RejectedError
-	if !errors.As(err, &re) || re.Reason != dispatch.ReasonBadToken {
+	if !errors.As(err, &re) || re.Reason != wire.ReasonBadToken {
 		t.Fatalf("invalid token: %v, want bad_token", err)
 	}
 }
@@ -112,7 +113,7 @@ func TestAPNsBadDeviceTokenAndTopic(t *testing.T) {
 	s, p := startAPNs(t)
 	err := p.Send(t.Context(), &dispatch.Message{ID: "a", To: "bad0" + strings.Repeat("1", 60)})
 	var re *dispatch.RejectedError
-	if !errors.As(err, &re) || re.Reason != dispatch.ReasonBadToken {
+	if !errors.As(err, &re) || re.Reason != wire.ReasonBadToken {
 		t.Fatalf("BadDeviceToken: %v, want bad_token", err)
 	}
 	cfg := s.Config()
@@ -122,7 +123,7 @@ func TestAPNsBadDeviceTokenAndTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = p2.Send(t.Context(), &dispatch.Message{ID: "b", To: apnsToken(1)})
-	if !errors.As(err, &re) || re.Reason != dispatch.ReasonBadToken {
+	if !errors.As(err, &re) || re.Reason != wire.ReasonBadToken {
 		t.Fatalf("DeviceTokenNotForTopic: %v, want bad_token", err)
 	}
 }

@@ -44,6 +44,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/dispatch/internal/httpc"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // IdempotencyHeader carries the message ID.
@@ -187,13 +188,13 @@ func (p *Provider) Send(ctx context.Context, m *dispatch.Message) error {
 }
 
 // rejections are the Twilio error codes that condemn one message.
-var rejections = map[int]dispatch.Reason{
-	21211: dispatch.ReasonInvalidNumber,   // invalid 'To' phone number
-	21614: dispatch.ReasonNotMobile,       // 'To' number is not a valid mobile number
-	21610: dispatch.ReasonUnsubscribed,    // attempt to send to unsubscribed recipient
-	21612: dispatch.ReasonUnreachable,     // 'To' number is not currently reachable
-	21408: dispatch.ReasonUnreachable,     // permission to send to this region not enabled
-	21602: dispatch.ReasonContentRejected, // message body is required
-	21617: dispatch.ReasonContentRejected, // body exceeds the 1600 character limit
-	21619: dispatch.ReasonContentRejected, // a text message body or media URL is required
+var rejections = map[int]wire.Reason{
+	21211: wire.ReasonInvalidNumber,   // invalid 'To' phone number
+	21614: wire.ReasonNotMobile,       // 'To' number is not a valid mobile number
+	21610: wire.ReasonUnsubscribed,    // attempt to send to unsubscribed recipient
+	21612: wire.ReasonUnreachable,     // 'To' number is not currently reachable
+	21408: wire.ReasonUnreachable,     // permission to send to this region not enabled
+	21602: wire.ReasonContentRejected, // message body is required
+	21617: wire.ReasonContentRejected, // body exceeds the 1600 character limit
+	21619: wire.ReasonContentRejected, // a text message body or media URL is required
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch/providertest"
 	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/dispatch/sms"
+	"github.com/sluicehq/sluice/wire"
 )
 
 func start(t *testing.T) (*sink.TwilioServer, *sms.Provider) {
@@ -35,7 +36,7 @@ func TestConformance(t *testing.T) {
 			Channel:        dispatch.ChannelSMS,
 			Address:        func(i int) string { return fmt.Sprintf("+1415555%04d", i%10000) },
 			Rejected:       "+15005550001",
-			RejectedReason: dispatch.ReasonInvalidNumber,
+			RejectedReason: wire.ReasonInvalidNumber,
 		}
 	})
 }
@@ -43,12 +44,12 @@ func TestConformance(t *testing.T) {
 func TestTwilioErrorCodes(t *testing.T) {
 	t.Parallel()
 	_, p := start(t)
-	for to, want := range map[string]dispatch.Reason{
-		"+15005550001": dispatch.ReasonInvalidNumber,
-		"+15005550002": dispatch.ReasonUnreachable,
-		"+15005550003": dispatch.ReasonUnreachable,
-		"+15005550004": dispatch.ReasonUnsubscribed,
-		"+15005550009": dispatch.ReasonNotMobile,
+	for to, want := range map[string]wire.Reason{
+		"+15005550001": wire.ReasonInvalidNumber,
+		"+15005550002": wire.ReasonUnreachable,
+		"+15005550003": wire.ReasonUnreachable,
+		"+15005550004": wire.ReasonUnsubscribed,
+		"+15005550009": wire.ReasonNotMobile,
 	} {
 		err := p.Send(t.Context(), &dispatch.Message{ID: to, To: to, Body: "x"})
 		var re *dispatch.RejectedError

@@ -71,7 +71,7 @@ func TestParallelNew(t *testing.T) {
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
 			t.Parallel()
 			db := New(t)
-			if _, err := db.Pool.Exec(t.Context(), "INSERT INTO error_counts VALUES ('t', 'c', 'email', 'r', now(), 1)"); err != nil {
+			if _, err := db.Pool.Exec(t.Context(), "INSERT INTO error_counts (tenant, conversation, channel, reason, outcome, minute, count) VALUES ('t', 'c', 'email', 'r', 'invalid', now(), 1)"); err != nil {
 				t.Fatal(err)
 			}
 			mu.Lock()

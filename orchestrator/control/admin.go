@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/internal/ctxtime"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // DefaultStopSettle is OpsConfig.StopSettle's default.
@@ -274,7 +275,7 @@ func (s *Store) Conversations(ctx context.Context, want ConversationState) ([]Co
 	out := []ConversationInfo{}
 	for _, key := range keys {
 		tenant, id, ok := strings.Cut(strings.TrimPrefix(key, conversationPrefix), ".")
-		if !ok || !validToken(tenant) || !validToken(id) {
+		if !ok || !wire.ValidToken(tenant) || !wire.ValidToken(id) {
 			continue
 		}
 		st, err := get(ctx, s, conversationKind, key)

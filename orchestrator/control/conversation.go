@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/sluicehq/sluice/wire"
 )
 
 // conversationPrefix starts the key of each conversation's state:
@@ -65,29 +67,13 @@ var conversationKind = kind[ConversationStatus]{
 // ConversationKey returns the key of a conversation's state, or an error
 // wrapping ErrInvalid if tenant or conversation is not a valid id.
 func ConversationKey(tenant, conversation string) (string, error) {
-	if !validToken(tenant) {
+	if !wire.ValidToken(tenant) {
 		return "", fmt.Errorf("%w: tenant id %q: want 1 to 64 of [A-Za-z0-9_-]", ErrInvalid, tenant)
 	}
-	if !validToken(conversation) {
+	if !wire.ValidToken(conversation) {
 		return "", fmt.Errorf("%w: conversation id %q: want 1 to 64 of [A-Za-z0-9_-]", ErrInvalid, conversation)
 	}
 	return conversationPrefix + tenant + "." + conversation, nil
-}
-
-// validToken is orchestrator.ValidToken's rule (this package sits below
-// orchestrator, which imports it): 1 to 64 characters of [A-Za-z0-9_-], so
-// an id is always one subject token.
-func validToken(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // Conversation returns a conversation's state (active, Revision 0, if never
@@ -134,7 +120,7 @@ type ConversationUpdate struct {
 func (s *Store) WatchConversations(ctx context.Context, fn func(ConversationUpdate), synced func()) error {
 	return watch(ctx, s, conversationKind, conversationPrefix+">", func(key string, st Setting[ConversationStatus], _ bool) {
 		tenant, conversation, ok := strings.Cut(strings.TrimPrefix(key, conversationPrefix), ".")
-		if !ok || !validToken(tenant) || !validToken(conversation) {
+		if !ok || !wire.ValidToken(tenant) || !wire.ValidToken(conversation) {
 			s.log.Warn("control: skipping a malformed conversation key", "key", key)
 			return
 		}

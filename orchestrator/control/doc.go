@@ -21,7 +21,7 @@
 // configured at first start (Options.DefaultErrorLogMode) for errorlog.mode,
 // intake running, a conversation active, a channel enabled. Tenant and
 // conversation ids are 1 to 64 characters of [A-Za-z0-9_-] (the rule of
-// orchestrator.ValidToken), so each is one subject token; a channel is a
+// wire.ValidToken), so each is one subject token; a channel is a
 // dispatch.Channel.
 //
 // # Changes

@@ -1,4 +1,4 @@
-package orchestrator
+package wire
 
 import (
 	"errors"
@@ -14,7 +14,7 @@ func TestDecode(t *testing.T) {
 		name   string
 		data   string
 		max    int
-		reason string
+		reason Reason
 	}{
 		{"valid", good, 0, ""},
 		{"valid no vars", `{"v":1,"id":"a1","tenant":"t","conversation":"c","lane":"transactional","channel":"sms","to":"+14155550100"}`, 0, ""},
@@ -113,4 +113,25 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("subject of an accepted envelope does not parse: %q", a.Subject())
 		}
 	})
+}
+
+// TestOutcomeOf: the reasons of a bad envelope or address are invalid, a
+// provider's refusals (whatever their spelling) and running out of attempts
+// failed, and a reason this build does not know is failed.
+func TestOutcomeOf(t *testing.T) {
+	t.Parallel()
+	for r, want := range map[Reason]Outcome{
+		ReasonUndecodable: OutcomeInvalid, ReasonUnknownSchema: OutcomeInvalid, ReasonMissingField: OutcomeInvalid,
+		ReasonSubjectMismatch: OutcomeInvalid, ReasonVarsTooLarge: OutcomeInvalid,
+		ReasonEmpty: OutcomeInvalid, ReasonSyntax: OutcomeInvalid, ReasonTooLong: OutcomeInvalid, ReasonBadDomain: OutcomeInvalid,
+		ReasonNotE164: OutcomeInvalid, ReasonInvalidNumber: OutcomeInvalid, ReasonBadToken: OutcomeInvalid, ReasonUnknownChannel: OutcomeInvalid,
+		ReasonRecipientRejected: OutcomeFailed, ReasonContentRejected: OutcomeFailed, ReasonUnreachable: OutcomeFailed,
+		ReasonNotMobile: OutcomeFailed, ReasonUnsubscribed: OutcomeFailed, ReasonUnregistered: OutcomeFailed,
+		ReasonTemplate: OutcomeFailed, ReasonMaxDeliveries: OutcomeFailed,
+		"a_new_provider_code": OutcomeFailed,
+	} {
+		if got := OutcomeOf(r); got != want {
+			t.Errorf("OutcomeOf(%q) = %s, want %s", r, got, want)
+		}
+	}
 }

@@ -1,27 +1,14 @@
-package orchestrator
+package wire
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
 // SchemaVersion is the envelope version this build writes and reads.
 const SchemaVersion = 1
-
-// Lane is a class of traffic with its own worker capacity.
-type Lane string
-
-// The lanes.
-const (
-	LaneTransactional Lane = "transactional"
-	LaneBulk          Lane = "bulk"
-)
-
-// Valid reports whether l is a known lane.
-func (l Lane) Valid() bool { return l == LaneTransactional || l == LaneBulk }
 
 // Activation is the versioned JSON envelope of one message for one recipient.
 type Activation struct {
@@ -47,28 +34,17 @@ func (a *Activation) Subject() string {
 	return Subject(a.Lane, a.Tenant, a.Conversation)
 }
 
-// Reasons for envelopes that cannot be processed. They are stable codes that
-// appear in the error log and as metric labels.
-const (
-	ReasonUndecodable     = "undecodable"
-	ReasonUnknownSchema   = "unknown_schema"
-	ReasonMissingField    = "missing_field"
-	ReasonSubjectMismatch = "subject_mismatch"
-	ReasonVarsTooLarge    = "vars_too_large"
-	ReasonMaxDeliveries   = "max_deliveries"
-)
-
 // ErrBadEnvelope is matched by every *EnvelopeError.
-var ErrBadEnvelope = errors.New("orchestrator: bad envelope")
+var ErrBadEnvelope = errors.New("wire: bad envelope")
 
 // EnvelopeError says why a message could not be decoded into an Activation.
 type EnvelopeError struct {
-	Reason string
+	Reason Reason
 	Detail string
 }
 
 func (e *EnvelopeError) Error() string {
-	return fmt.Sprintf("orchestrator: bad envelope: %s: %s", e.Reason, e.Detail)
+	return fmt.Sprintf("wire: bad envelope: %s: %s", e.Reason, e.Detail)
 }
 
 // Is makes errors.Is(err, ErrBadEnvelope) hold.
@@ -102,9 +78,9 @@ func Decode(data []byte, maxVars int) (*Activation, error) {
 	switch {
 	case w.ID == "":
 		return nil, &EnvelopeError{Reason: ReasonMissingField, Detail: "id"}
-	case !validToken(w.Tenant):
+	case !ValidToken(w.Tenant):
 		return nil, &EnvelopeError{Reason: ReasonMissingField, Detail: "tenant: want 1-64 of [A-Za-z0-9_-]"}
-	case !validToken(w.Conversation):
+	case !ValidToken(w.Conversation):
 		return nil, &EnvelopeError{Reason: ReasonMissingField, Detail: "conversation: want 1-64 of [A-Za-z0-9_-]"}
 	case !w.Lane.Valid():
 		return nil, &EnvelopeError{Reason: ReasonMissingField, Detail: "lane: want transactional or bulk"}
@@ -137,42 +113,4 @@ func trimDetail(s string) string {
 		return s[:200]
 	}
 	return s
-}
-
-// Subject returns sluice.act.<lane>.<tenant>.<conversation>.
-func Subject(lane Lane, tenant, conversation string) string {
-	return subjectPrefix + string(lane) + "." + tenant + "." + conversation
-}
-
-const subjectPrefix = "sluice.act."
-
-// SubjectParts splits an activation subject. ok is false when the subject is
-// not of the form sluice.act.<lane>.<tenant>.<conversation>.
-func SubjectParts(subject string) (lane Lane, tenant, conversation string, ok bool) {
-	rest, found := strings.CutPrefix(subject, subjectPrefix)
-	if !found {
-		return "", "", "", false
-	}
-	parts := strings.Split(rest, ".")
-	if len(parts) != 3 {
-		return "", "", "", false
-	}
-	return Lane(parts[0]), parts[1], parts[2], true
-}
-
-// ValidToken reports whether s can be a tenant or conversation id: 1 to 64
-// characters of [A-Za-z0-9_-], so it is always one subject token.
-func ValidToken(s string) bool { return validToken(s) }
-
-func validToken(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
