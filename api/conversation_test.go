@@ -174,4 +174,3 @@ func TestCounts(t *testing.T) {
 		t.Fatalf("other tenant: %v", err)
 	}
 }
-

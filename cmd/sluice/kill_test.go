@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
@@ -22,10 +23,14 @@ import (
 // `sluice` with these arguments (separated by \x1f) instead of the tests.
 const execAsSluice = "SLUICE_TEST_EXEC_ARGS"
 
-// startWorker runs `sluice serve --worker` as a separate OS process.
-func startWorker(t *testing.T, natsURL, dbURL string) *exec.Cmd {
+// startWorker runs `sluice serve --worker` as a separate OS process, sending
+// email over SMTP to smtpAddr (a sink in the test's process, so that its
+// ledger outlives the worker).
+func startWorker(t *testing.T, natsURL, dbURL, smtpAddr string) *exec.Cmd {
 	t.Helper()
-	args := []string{"serve", "--worker", "--nats-url", natsURL, "--database-url", dbURL, "--http-addr", "127.0.0.1:0", "--providers", "sink", "--env", "test", "--quarantine-ratio", "0"}
+	args := []string{"serve", "--worker", "--nats-url", natsURL, "--database-url", dbURL, "--http-addr", "127.0.0.1:0",
+		"--providers", "real", "--smtp-addr", smtpAddr, "--smtp-tls", "none", "--smtp-from", "sluice@example.com",
+		"--env", "test", "--quarantine-ratio", "0"}
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), execAsSluice+"="+strings.Join(args, "\x1f"),
 		"SLUICE_ERRORLOG_MASK_KEY=00112233445566778899aabbccddeeff")
@@ -49,9 +54,12 @@ func startWorker(t *testing.T, natsURL, dbURL string) *exec.Cmd {
 	return cmd
 }
 
-// TestKill9MidFlood floods invalid addresses through a worker process, kills
-// it with SIGKILL mid-flood, starts another, and checks that the error
-// counters end exact: nothing counted twice, nothing lost.
+// TestKill9MidFlood floods a worker process with mostly invalid addresses and
+// some valid ones, kills it with SIGKILL mid-flood, starts another, and
+// checks that every outcome ends exact: invalid counted once each, delivered
+// equal to the distinct activations the SMTP sink's ledger received (a
+// resend after the kill is a duplicate send, not a second delivery), and
+// delivered + invalid = published.
 func TestKill9MidFlood(t *testing.T) {
 	n := 60_000
 	if testing.Short() {
@@ -67,20 +75,32 @@ func TestKill9MidFlood(t *testing.T) {
 	if _, err := orchestrator.EnsureStream(ctx, js, orchestrator.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	counted := func() int64 {
-		var c int64
-		if err := db.Pool.QueryRow(ctx, `SELECT coalesce(sum(count), 0)::bigint FROM error_counts`).Scan(&c); err != nil {
+	outcomes := func() (delivered, invalid int64) {
+		if err := db.Pool.QueryRow(ctx, `SELECT (SELECT coalesce(sum(count), 0) FROM delivery_counts)::bigint,
+			(SELECT coalesce(sum(count), 0) FROM error_counts)::bigint`).Scan(&delivered, &invalid); err != nil {
 			t.Fatal(err)
 		}
-		return c
+		return delivered, invalid
 	}
-	first := startWorker(t, natsURL, db.URL)
+	counted := func() int64 { d, i := outcomes(); return d + i }
+	smtpSink, err := sink.StartSMTP(sink.SMTPConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = smtpSink.Close() })
+	first := startWorker(t, natsURL, db.URL, smtpSink.Addr())
 
 	pub := orchestrator.NewPublisher(js)
-	bad := []string{"", "not-an-email", "a@b"}
+	to := []string{"", "not-an-email", "a@b", "valid"}
+	wantValid := int64(0)
 	for i := range n {
+		addr := to[i%len(to)]
+		if addr == "valid" {
+			addr = fmt.Sprintf("user%d@example.com", i)
+			wantValid++
+		}
 		a := &wire.Activation{ID: fmt.Sprintf("k-%d", i), Tenant: "acme", Conversation: fmt.Sprintf("storm-%d", i%4),
-			Lane: wire.LaneBulk, Channel: "email", To: bad[i%len(bad)], EnqueuedAt: time.Now().UTC()}
+			Lane: wire.LaneBulk, Channel: "email", To: addr, EnqueuedAt: time.Now().UTC()}
 		if _, err := pub.PublishAsync(a); err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +123,7 @@ func TestKill9MidFlood(t *testing.T) {
 	_ = first.Wait()
 	atKill := counted()
 
-	startWorker(t, natsURL, db.URL)
+	startWorker(t, natsURL, db.URL, smtpSink.Addr())
 	deadline = time.Now().Add(3 * time.Minute)
 	for counted() < int64(n) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -124,8 +144,13 @@ func TestKill9MidFlood(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if got := counted(); got != int64(n) {
-		t.Fatalf("after kill -9 at %d counted: %d counted, want exactly %d", atKill, got, n)
+	delivered, invalid := outcomes()
+	st := smtpSink.Ledger().Stats()
+	if delivered+invalid != int64(n) || invalid != int64(n)-wantValid {
+		t.Errorf("after kill -9 at %d counted: delivered %d + invalid %d, want %d + %d = %d", atKill, delivered, invalid, wantValid, int64(n)-wantValid, n)
 	}
-	t.Logf("kill -9 after %d of %d were counted; the second worker finished, counters exact", atKill, n)
+	if delivered != int64(st.Unique) || int64(st.Unique) != wantValid {
+		t.Errorf("delivered %d, the sink's ledger %d distinct (%d duplicate sends); want both %d", delivered, st.Unique, st.Duplicates, wantValid)
+	}
+	t.Logf("kill -9 after %d of %d were counted; delivered %d = ledger's distinct, %d duplicate sends; identity exact", atKill, n, delivered, st.Duplicates)
 }
