@@ -203,6 +203,11 @@ func Guard(p Provider, cfg GuardConfig, logger *slog.Logger, reg prometheus.Regi
 	for _, o := range []string{"delivered", "rejected", "failed", "unavailable", "canceled"} {
 		g.requests.WithLabelValues(o)
 	}
+	// The transitions a breaker makes, at 0 from the start.
+	for _, t := range [][2]gobreaker.State{{gobreaker.StateClosed, gobreaker.StateOpen}, {gobreaker.StateOpen, gobreaker.StateHalfOpen},
+		{gobreaker.StateHalfOpen, gobreaker.StateClosed}, {gobreaker.StateHalfOpen, gobreaker.StateOpen}} {
+		g.transitions.WithLabelValues(stateLabel(t[0]), stateLabel(t[1]))
+	}
 	g.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:          cfg.Name,
 		MaxRequests:   cfg.HalfOpenRequests,

@@ -62,3 +62,32 @@ func TestUnregisteredPushIsFailedEverywhere(t *testing.T) {
 		t.Errorf("stored outcomes %+v; want failed 1 (unregistered), delivered 1", o)
 	}
 }
+
+// TestMetricsExistFromTheStart: a fresh node exports every
+// sluice_messages_total{lane,channel,outcome} series, the error log's and
+// the quarantine's, at 0, before any message.
+func TestMetricsExistFromTheStart(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	_, _, data := b.do(t, "GET", "/metrics", nil)
+	text := string(data)
+	for _, lane := range []wire.Lane{wire.LaneTransactional, wire.LaneBulk} {
+		for _, ch := range []dispatch.Channel{dispatch.ChannelEmail, dispatch.ChannelSMS, dispatch.ChannelPush} {
+			for _, o := range []wire.Outcome{wire.OutcomeDelivered, wire.OutcomeInvalid, wire.OutcomeFailed, wire.OutcomeRetried, wire.OutcomeDeferred} {
+				series := `sluice_messages_total{channel="` + string(ch) + `",lane="` + string(lane) + `",outcome="` + string(o) + `"} 0`
+				if !strings.Contains(text, series) {
+					t.Errorf("missing %s", series)
+				}
+			}
+		}
+	}
+	for _, series := range []string{
+		`sluice_errorlog_dropped_total{reason="buffer_full"} 0`, `sluice_errorlog_mode{mode="full"} 1`,
+		`sluice_errorlog_writer_breaker_state 0`, `sluice_orchestrator_quarantines_total 0`,
+		`sluice_consumer_pending_messages{lane="bulk"}`, `sluice_errorlog_events_total{outcome="written"} 0`,
+	} {
+		if !strings.Contains(text, series) {
+			t.Errorf("missing %s", series)
+		}
+	}
+}

@@ -2,6 +2,9 @@ package orchestrator
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/wire"
 )
 
 type metrics struct {
@@ -62,10 +65,39 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Namespace: "sluice", Subsystem: "orchestrator", Name: "quarantines_total",
 		Help: "Conversations this worker quarantined automatically because too many of their recent messages had invalid addresses.",
 	})
+	m.zero()
 	for _, c := range []prometheus.Collector{m.quarantined, m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.consumerChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// zero creates every series of a known label set at 0, so that the first
+// scrape of a fresh worker already has them and rate() and alert rules see
+// 0 rather than nothing. Channel "unknown" is that of messages whose
+// envelope could not be read.
+func (m *metrics) zero() {
+	outcomes := []wire.Outcome{wire.OutcomeDelivered, wire.OutcomeInvalid, wire.OutcomeFailed, wire.OutcomeRetried, wire.OutcomeDeferred}
+	channels := []string{string(dispatch.ChannelEmail), string(dispatch.ChannelSMS), string(dispatch.ChannelPush), "unknown"}
+	held := []string{string(control.StatePaused), string(control.StateStopped), string(control.StateQuarantined), HeldChannelDisabled}
+	for _, lane := range []wire.Lane{wire.LaneTransactional, wire.LaneBulk} {
+		l := string(lane)
+		for _, ch := range channels {
+			for _, o := range outcomes {
+				m.messages.WithLabelValues(l, ch, string(o))
+			}
+		}
+		m.processing.WithLabelValues(l)
+		m.endToEnd.WithLabelValues(l)
+		m.pending.WithLabelValues(l)
+		m.ackPending.WithLabelValues(l)
+		for _, h := range held {
+			m.held.WithLabelValues(l, h)
+		}
+	}
+	for _, c := range []string{"created", "deleted"} {
+		m.consumerChanges.WithLabelValues(c)
+	}
 }
