@@ -1,7 +1,11 @@
-// Package errorlog records undeliverable messages in PostgreSQL without ever
-// slowing down the pipeline that reports them.
+// Package errorlog records every message's outcome in PostgreSQL without ever
+// slowing down the pipeline that reports it: exact counters for every outcome
+// (delivered in delivery_counts, the others in error_counts with the outcome
+// the pipeline decided), and a detail row per undeliverable message where the
+// mode keeps one. It owns error_log, error_counts, delivery_counts and
+// error_seen; Counts and CountsOf are how others read the counters.
 //
-// A worker calls Record for each invalid or failed message and acks the message
+// A worker calls Record for each message's outcome and acks the message
 // only when Record's done callback reports success; on any error it naks with a
 // delay, so nothing is lost. Record never blocks and never touches the database:
 // it masks and cleans the event and puts it in a bounded buffer, or reports
@@ -9,9 +13,9 @@
 //
 // Choices:
 //
-//   - Batches, not rows. The writer flushes when BatchSize events are waiting or
-//     FlushInterval after the first one arrived, whichever comes first, in one
-//     transaction: COPY into a per-connection temporary staging table, then one
+//   - Batches, not rows. The writer flushes when BatchSize events are waiting or,
+//     when it is idle, FlushInterval after a batch's first event (group commit:
+//     events recorded during a write make the next batch), in one transaction: COPY into a per-connection temporary staging table, then one
 //     statement that inserts the new rows into error_log (ON CONFLICT DO NOTHING)
 //     and adds exactly those rows to the per-minute counters in error_counts.
 //     A row per event in its own transaction, the design that once stalled a whole

@@ -3,7 +3,7 @@
 //	sluice dev        everything on one machine (embedded NATS, local Postgres, sinks, API, workers)
 //	sluice serve      production roles: --api, --worker
 //	sluice migrate    apply database migrations
-//	sluice send       publish activations (a first message, or a few thousand)
+//	sluice send       send activations through the API (a first message, or a few thousand)
 //	sluice ctl        operations: error-log mode, top errors, API keys
 //	sluice validate   check addresses from the command line
 package main
@@ -24,7 +24,7 @@ commands:
              Postgres, sink providers, API and workers (what 'make run' starts)
   serve      run production roles against external NATS and Postgres (--api, --worker)
   migrate    apply pending database migrations (migrate status: list them)
-  send       publish activations into the stream
+  send       send activations through the campaign API, counted like a client's (--create makes the conversation)
   ctl        operate a running sluice: errorlog show|set, errors top, apikey
   validate   check addresses: sluice validate --channel email|sms|push ADDRESS...
   loadtest   replay the 8M-message incident and measure it (--compare: every error-log mode)
