@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/ctxtime"
+	"github.com/sluicehq/sluice/internal/redact"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
 	"github.com/sluicehq/sluice/wire"
@@ -135,7 +136,7 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 
 // runTarget runs one mode against a running sluice.
 func runTarget(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger) error {
-	rep.Target = redactURL(cfg.NATSURL)
+	rep.Target = redact.URL(cfg.NATSURL)
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("sluice-loadtest"))
 	if err != nil {
 		return fmt.Errorf("loadtest: connect %s: %w", rep.Target, err)
@@ -668,15 +669,6 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 		mr.Accounting = append(mr.Accounting, a)
 	}
 	return nil
-}
-
-func redactURL(u string) string {
-	if i := strings.Index(u, "@"); i >= 0 {
-		if j := strings.Index(u, "://"); j >= 0 && j < i {
-			return u[:j+3] + "***" + u[i:]
-		}
-	}
-	return u
 }
 
 func machine() Machine {

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/internal/natsrv"
 	"github.com/sluicehq/sluice/internal/pglocal"
+	"github.com/sluicehq/sluice/internal/redact"
 	"github.com/sluicehq/sluice/node"
 )
 
@@ -113,7 +114,7 @@ then see it counted:
   curl -s %s/metrics | grep '^sluice_messages_total'
 
 Ctrl-C drains in-flight messages and stops everything.
-`, ns.ClientURL(), filepath.Join(dir, "nats"), redactURL(*dbURL), pgWhere, base, local, base)
+`, ns.ClientURL(), filepath.Join(dir, "nats"), redact.URL(*dbURL), pgWhere, base, local, base)
 
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nsluice dev: draining…")
@@ -139,18 +140,4 @@ func loadOrCreateKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("write mask key: %w", err)
 	}
 	return key, nil
-}
-
-// redactURL hides a password in a connection URL.
-func redactURL(u string) string {
-	at := strings.LastIndex(u, "@")
-	scheme := strings.Index(u, "://")
-	if at < 0 || scheme < 0 {
-		return u
-	}
-	cred := u[scheme+3 : at]
-	if user, _, ok := strings.Cut(cred, ":"); ok {
-		return u[:scheme+3] + user + ":xxxxx" + u[at:]
-	}
-	return u
 }
