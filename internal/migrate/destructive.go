@@ -227,55 +227,47 @@ func (lx *lexer) blockComment() {
 	}
 }
 
-// stringLiteral skips a single-quoted literal (a doubled quote is one
-// quote); after an E prefix, whose token it drops, backslash escapes too.
+// stringLiteral skips a single-quoted literal; after an E prefix, whose
+// token it drops, backslash escapes too.
 func (lx *lexer) stringLiteral() {
 	s, i := lx.s, lx.i
 	escapes := len(lx.toks) > 0 && lx.toks[len(lx.toks)-1].text == "E" && i > 0 && (s[i-1] == 'E' || s[i-1] == 'e')
 	if escapes {
 		lx.toks = lx.toks[:len(lx.toks)-1]
 	}
-	lx.i++
-	for lx.i < len(s) {
-		if escapes && s[lx.i] == '\\' {
-			lx.i += 2
-			continue
-		}
-		if s[lx.i] == '\n' {
-			lx.line++
-		}
-		if s[lx.i] == '\'' {
-			if lx.i+1 < len(s) && s[lx.i+1] == '\'' {
-				lx.i += 2
-				continue
-			}
-			lx.i++
-			break
-		}
-		lx.i++
-	}
+	lx.skipQuoted('\'', escapes)
 }
 
-// quotedIdent consumes a double-quoted identifier (a doubled quote is one
-// quote) and emits an empty token for it.
+// quotedIdent consumes a double-quoted identifier and emits an empty token
+// for it.
 func (lx *lexer) quotedIdent() {
+	lx.skipQuoted('"', false)
+	lx.toks = append(lx.toks, token{"", lx.line})
+}
+
+// skipQuoted skips from the opening quote q at i past its closing one: a
+// doubled q inside is one q and, with backslash, a backslash escapes the
+// next byte.
+func (lx *lexer) skipQuoted(q byte, backslash bool) {
 	s := lx.s
 	lx.i++
 	for lx.i < len(s) {
-		if s[lx.i] == '"' {
-			if lx.i+1 < len(s) && s[lx.i+1] == '"' {
+		switch {
+		case backslash && s[lx.i] == '\\':
+			lx.i += 2
+			continue
+		case s[lx.i] == q:
+			if lx.i+1 < len(s) && s[lx.i+1] == q {
 				lx.i += 2
 				continue
 			}
 			lx.i++
-			break
-		}
-		if s[lx.i] == '\n' {
+			return
+		case s[lx.i] == '\n':
 			lx.line++
 		}
 		lx.i++
 	}
-	lx.toks = append(lx.toks, token{"", lx.line})
 }
 
 // dollar consumes a dollar-quoted body ($$...$$ or $tag$...$tag$), lexing
