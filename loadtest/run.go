@@ -2,7 +2,6 @@ package loadtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -10,7 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,11 +16,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/ctxtime"
-	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/internal/redact"
 	"github.com/sluicehq/sluice/orchestrator/control"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -135,7 +132,7 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 
 // runTarget runs one mode against a running sluice.
 func runTarget(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger) error {
-	rep.Target = redactURL(cfg.NATSURL)
+	rep.Target = redact.URL(cfg.NATSURL)
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("sluice-loadtest"))
 	if err != nil {
 		return fmt.Errorf("loadtest: connect %s: %w", rep.Target, err)
@@ -251,356 +248,6 @@ func accountWait(sys system) time.Duration {
 func (t *targetDB) db() *pgxpool.Pool           { return t.pool }
 func (t *targetDB) deliveredCount(string) int64 { return -1 }
 
-// runMode publishes one burst with the trickle and measures it.
-func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario, lat latencySource, natsURL string, sys system, q Quarantiner, reg prometheus.Gatherer) (*ModeReport, error) {
-	mr := &ModeReport{Mode: mode, Messages: n}
-	mr.PeakRSSReset = resetPeakRSS()
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-
-	pubNC, err := nats.Connect(natsURL, nats.Name("sluice-loadtest-burst"))
-	if err != nil {
-		return nil, err
-	}
-	defer pubNC.Close()
-	pubJS, err := jetstream.New(pubNC, jetstream.WithPublishAsyncMaxPending(cfg.Window), jetstream.WithPublishAsyncTimeout(time.Minute))
-	if err != nil {
-		return nil, err
-	}
-	stream, err := pubJS.Stream(ctx, orchestrator.StreamName)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", orchestrator.StreamName, err)
-	}
-	trNC, err := nats.Connect(natsURL, nats.Name("sluice-loadtest-trickle"))
-	if err != nil {
-		return nil, err
-	}
-	defer trNC.Close()
-	trJS, err := jetstream.New(trNC)
-	if err != nil {
-		return nil, err
-	}
-
-	// Per-conversation accepted counts, filled as the burst is published.
-	accepted := make(map[string]int64, len(sc.convs)+1)
-	var published atomic.Int64
-	var invalid int
-	for i := range n {
-		if _, bad := sc.Burst(i); bad {
-			invalid++
-		}
-		accepted[sc.convs[i%len(sc.convs)]]++
-	}
-	mr.InvalidMessages = invalid
-
-	var phase atomic.Value
-	phase.Store("baseline")
-	setPhase := func(p string) {
-		phase.Store(p)
-		if lat != nil {
-			lat.setPhase(p)
-		}
-	}
-
-	// The trickle: valid transactional messages at a steady rate.
-	var trickleSent atomic.Int64
-	trickleCtx, stopTrickle := context.WithCancel(ctx)
-	var trickleWG sync.WaitGroup
-	var trickleErr error
-	if cfg.TrickleRate > 0 {
-		trickleWG.Go(func() {
-			trickleErr = runTrickle(trickleCtx, trJS, sc, cfg.TrickleRate, lat, &trickleSent)
-		})
-	}
-	defer func() {
-		stopTrickle()
-		trickleWG.Wait()
-	}()
-
-	// Sampling: processed burst messages, error rows, goroutines, each second.
-	remaining := func() (int64, map[string]uint64, error) {
-		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(wire.Subject(wire.LaneBulk, Tenant, "*")))
-		if err != nil {
-			return 0, nil, err
-		}
-		var sum int64
-		per := make(map[string]uint64, len(info.State.Subjects))
-		mine := make(map[string]bool, len(sc.convs))
-		for _, c := range sc.convs {
-			mine[c] = true
-		}
-		for subj, c := range info.State.Subjects {
-			_, _, conv, ok := wire.SubjectParts(subj)
-			if ok && mine[conv] {
-				sum += int64(c)
-				per[conv] = c
-			}
-		}
-		return sum, per, nil
-	}
-	errorRows := func() float64 {
-		return metricValue(reg, "sluice_errorlog_events_total", map[string]string{"outcome": "written"})
-	}
-	modeStart := time.Now()
-	if lat != nil {
-		lat.begin(modeStart)
-	}
-	// A running target's counters started before this mode.
-	rows0 := errorRows()
-	write0 := metricValue(reg, "sluice_errorlog_flush_duration_seconds", nil)
-	flushes0 := histCount(reg, "sluice_errorlog_flush_duration_seconds")
-	var burstStart time.Time
-	var sampleMu sync.Mutex
-	var lastProcessed, lastPublished int64
-	lastRows := rows0
-	sample := func(now time.Time) {
-		rem, _, err := remaining()
-		if err != nil {
-			return
-		}
-		// Published counts publish calls; those still unacknowledged may not
-		// be in the stream yet, so they are not processed either. Read the
-		// count before the pending: an undercount, never an overcount.
-		pub := published.Load()
-		acked := pub - int64(pubJS.PublishAsyncPending())
-		processed := max(acked-rem, 0)
-		rows := errorRows()
-		rss, g, haveUsage := sys.usage()
-		if lat != nil {
-			lat.tick(now)
-		}
-		sampleMu.Lock()
-		processed = max(processed, lastProcessed)
-		t := now.Sub(modeStart).Seconds()
-		procRate := float64(processed - lastProcessed)
-		pubRate := float64(pub - lastPublished)
-		mr.Throughput = append(mr.Throughput, Point{T: t, V: procRate})
-		if reg != nil {
-			mr.ErrorRowRate = append(mr.ErrorRowRate, Point{T: t, V: rows - lastRows})
-		}
-		lastProcessed, lastPublished, lastRows = processed, pub, rows
-		if haveUsage {
-			mr.PeakRSSBytes = max(mr.PeakRSSBytes, rss)
-			mr.PeakGoroutines = max(mr.PeakGoroutines, g)
-		}
-		sampleMu.Unlock()
-		if cfg.Progress != nil {
-			p := Progress{Mode: mode, Phase: phase.Load().(string), Elapsed: now.Sub(modeStart), Published: int(pub), Processed: int(processed),
-				Total: n, PubRate: pubRate, ProcRate: procRate, ErrorRows: int64(rows - rows0), Trickle: int(trickleSent.Load())}
-			if lat != nil {
-				p.LatencyP99 = lat.p99So()
-			}
-			cfg.Progress(p)
-		}
-	}
-	samplerCtx, stopSampler := context.WithCancel(ctx)
-	var samplerWG sync.WaitGroup
-	samplerWG.Go(func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-samplerCtx.Done():
-				return
-			case now := <-t.C:
-				sample(now)
-			}
-		}
-	})
-	defer func() {
-		stopSampler()
-		samplerWG.Wait()
-	}()
-
-	// Baseline: the trickle alone.
-	if cfg.TrickleRate > 0 && cfg.Baseline > 0 {
-		if err := ctxtime.Sleep(ctx, cfg.Baseline); err != nil {
-			return mr, err
-		}
-	}
-
-	// The burst.
-	setPhase("burst")
-	burstStart = time.Now()
-	pub := orchestrator.NewPublisher(pubJS)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		pace := pacer{start: burstStart, rate: cfg.PublishRate}
-		for i := range n {
-			if err := gctx.Err(); err != nil {
-				return err
-			}
-			if err := pace.wait(gctx, i); err != nil {
-				return err
-			}
-			a, _ := sc.Burst(i)
-			a.EnqueuedAt = time.Now().UTC()
-			if _, err := pub.PublishAsync(a); err != nil {
-				return err
-			}
-			published.Add(1)
-		}
-		if err := pub.Wait(gctx); err != nil {
-			return err
-		}
-		mr.PublishSeconds = time.Since(burstStart).Seconds()
-		mr.PublishMsgsPerSec = float64(n) / mr.PublishSeconds
-		return nil
-	})
-	var qevents []QuarantineEvent
-	purged := map[string]int64{}
-	g.Go(func() error {
-		quarantined := map[string]bool{}
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		lastQ := time.Time{}
-		for {
-			select {
-			case <-gctx.Done():
-				return gctx.Err()
-			case <-tick.C:
-			}
-			rem, per, err := remaining()
-			if err != nil {
-				continue
-			}
-			if q != nil && time.Since(lastQ) >= time.Second {
-				lastQ = time.Now()
-				// Find every newly quarantined conversation first, then stop
-				// them together: each stop waits a settle.
-				var fresh []int
-				for k, c := range sc.convs {
-					if quarantined[c] {
-						continue
-					}
-					at, ok, err := q.Quarantined(gctx, Tenant, c)
-					if err != nil || !ok {
-						continue
-					}
-					quarantined[c] = true
-					if at.IsZero() || at.Before(burstStart) {
-						at = time.Now()
-					}
-					qevents = append(qevents, QuarantineEvent{Conversation: c, AfterSeconds: at.Sub(burstStart).Seconds(),
-						ProcessedBefore: max(0, publishedTo(k, len(sc.convs), published.Load()-int64(pubJS.PublishAsyncPending()))-int64(per[c]))})
-					fresh = append(fresh, len(qevents)-1)
-				}
-				var sg errgroup.Group
-				for _, i := range fresh {
-					sg.Go(func() error {
-						p, err := q.Stop(gctx, Tenant, qevents[i].Conversation)
-						if err != nil {
-							return fmt.Errorf("stop quarantined conversation %s: %w", qevents[i].Conversation, err)
-						}
-						qevents[i].Purged = p
-						return nil
-					})
-				}
-				if err := sg.Wait(); err != nil {
-					return err
-				}
-				for _, i := range fresh {
-					purged[qevents[i].Conversation] = qevents[i].Purged
-				}
-			}
-			// A stopped conversation's messages stay queued until purged:
-			// they are not waited for, and once the whole burst is
-			// published a last stop purges what came after the first.
-			for c := range quarantined {
-				rem -= int64(per[c])
-			}
-			if published.Load() == int64(n) && pubJS.PublishAsyncPending() == 0 && rem == 0 {
-				for c := range quarantined {
-					p, err := q.Stop(gctx, Tenant, c)
-					if err != nil {
-						return fmt.Errorf("purge quarantined conversation %s: %w", c, err)
-					}
-					purged[c] += p
-					for i := range qevents {
-						if qevents[i].Conversation == c {
-							qevents[i].Purged += p
-						}
-					}
-				}
-				mr.DrainSeconds = time.Since(burstStart).Seconds()
-				return nil
-			}
-		}
-	})
-	if err := g.Wait(); err != nil {
-		return mr, fmt.Errorf("burst: %w", err)
-	}
-	mr.Quarantine = qevents
-	if mr.DrainSeconds > 0 {
-		mr.MsgsPerSec = float64(n) / mr.DrainSeconds
-	}
-
-	// Settle: stop the trickle and wait for its last messages.
-	setPhase("settle")
-	stopTrickle()
-	trickleWG.Wait()
-	if trickleErr != nil && !errors.Is(trickleErr, context.Canceled) {
-		return mr, fmt.Errorf("trickle: %w", trickleErr)
-	}
-	mr.TransactionalSent = int(trickleSent.Load())
-	accepted[sc.trickle] = trickleSent.Load()
-	if lat != nil {
-		deadline := time.Now().Add(time.Minute)
-		for lat.pending() > 0 && time.Now().Before(deadline) {
-			if err := ctxtime.Sleep(ctx, 20*time.Millisecond); err != nil {
-				return mr, err
-			}
-		}
-	}
-	// Every message acked is counted: wait for the stream to hold none of
-	// this run's messages, then for the error log's last acks.
-	// State.Msgs counts the whole stream, whatever the filter: a running
-	// target may hold other messages; the filtered subject's count is ours.
-	trickleSubject := wire.Subject(wire.LaneTransactional, Tenant, sc.trickle)
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(trickleSubject))
-		if err == nil && info.State.Subjects[trickleSubject] == 0 {
-			break
-		}
-		if err := ctxtime.Sleep(ctx, 50*time.Millisecond); err != nil {
-			return mr, err
-		}
-	}
-	stopSampler()
-	samplerWG.Wait()
-	sample(time.Now())
-
-	if lat != nil {
-		base, burst, after, series := lat.summary()
-		mr.TransactionalBase, mr.TransactionalBurst, mr.TransactionalAfter, mr.Latency = &base, &burst, &after, series
-		mr.TransactionalP50Ms, mr.TransactionalP95Ms, mr.TransactionalP99Ms, mr.TransactionalMaxMs = &burst.P50, &burst.P95, &burst.P99, &burst.Max
-	}
-	if reg != nil {
-		w := metricValue(reg, "sluice_errorlog_flush_duration_seconds", nil) - write0
-		mr.ErrorLogWriteSeconds = &w
-		mr.ErrorLogFlushes = int64(histCount(reg, "sluice_errorlog_flush_duration_seconds")) - int64(flushes0)
-	}
-	// Every count is durable before its message's ack; a running target's
-	// last acks and stop sweeps may still need a moment.
-	for deadline := time.Now().Add(accountWait(sys)); ; {
-		mr.Accounting = nil
-		if err := account(ctx, sys, sc, accepted, purged, mr); err != nil {
-			return mr, err
-		}
-		if mr.AccountingExact || time.Now().After(deadline) {
-			break
-		}
-		if err := ctxtime.Sleep(ctx, 250*time.Millisecond); err != nil {
-			return mr, err
-		}
-	}
-	if mr.DrainSeconds > 0 {
-		mr.ErrorRowsPerSec = float64(mr.ErrorRowsWritten) / mr.DrainSeconds
-	}
-	return mr, nil
-}
-
 // publishedTo is how many of the first p burst messages went to
 // conversation k of convs (message i goes to conversation i mod convs).
 func publishedTo(k, convs int, p int64) int64 {
@@ -668,15 +315,6 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 		mr.Accounting = append(mr.Accounting, a)
 	}
 	return nil
-}
-
-func redactURL(u string) string {
-	if i := strings.Index(u, "@"); i >= 0 {
-		if j := strings.Index(u, "://"); j >= 0 && j < i {
-			return u[:j+3] + "***" + u[i:]
-		}
-	}
-	return u
 }
 
 func machine() Machine {

@@ -17,6 +17,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/sluicehq/sluice/internal/redact"
 )
 
 // scrapeGatherer gathers a running target's metrics from its workers'
@@ -70,23 +72,23 @@ func (s *scrapeGatherer) scrape(u string) (map[string]*dto.MetricFamily, error) 
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, fmt.Errorf("metrics %s: %w", redactURL(u), err)
+		return nil, fmt.Errorf("metrics %s: %w", redact.URL(u), err)
 	}
 	// Ask for the text format: the parser reads nothing else.
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("metrics %s: %w", redactURL(u), err)
+		return nil, fmt.Errorf("metrics %s: %w", redact.URL(u), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("metrics %s: %s", redactURL(u), resp.Status)
+		return nil, fmt.Errorf("metrics %s: %s", redact.URL(u), resp.Status)
 	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("metrics %s: %w", redactURL(u), err)
+		return nil, fmt.Errorf("metrics %s: %w", redact.URL(u), err)
 	}
 	return mfs, nil
 }

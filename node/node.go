@@ -102,21 +102,10 @@ type Node struct {
 // Start connects, migrates if asked, and starts the configured roles. On
 // error everything already started is stopped.
 func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err error) {
-	if !cfg.Worker && !cfg.API {
-		return nil, errors.New("node: at least one of Worker and API must be set")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
-	if cfg.NATSURL == "" {
-		return nil, errors.New("node: NATSURL is required")
-	}
-	if cfg.DatabaseURL == "" {
-		return nil, errors.New("node: DatabaseURL is required")
-	}
-	if cfg.Name == "" {
-		cfg.Name = "sluice"
-	}
-	if cfg.Env == "" {
-		cfg.Env = "dev"
-	}
+	cfg.setDefaults()
 	n := &Node{cfg: cfg, log: logger, Registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -125,17 +114,80 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 			_ = n.Stop(stopCtx)
 		}
 	}()
-	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, c := range cfg.Collectors {
-		if err := n.Registry.Register(c); err != nil {
-			return nil, fmt.Errorf("node: register metrics: %w", err)
-		}
+	if err := n.registerMetrics(); err != nil {
+		return nil, err
 	}
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	n.stopWatch = stopWatch
 
-	n.NC, err = nats.Connect(cfg.NATSURL,
-		nats.Name(cfg.Name),
+	stream, err := n.connectNATS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.connectPostgres(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.checkEnv(ctx); err != nil {
+		return nil, err
+	}
+	n.Control, err = control.Open(ctx, n.JS, n.Pool, logger, control.Options{DefaultErrorLogMode: cfg.ErrorLog.Mode})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Worker {
+		if err := n.startWorker(ctx, watchCtx, stream); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.startHTTP(ctx, watchCtx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// validate checks that the config names a role, NATS and Postgres.
+func (cfg *Config) validate() error {
+	if !cfg.Worker && !cfg.API {
+		return errors.New("node: at least one of Worker and API must be set")
+	}
+	if cfg.NATSURL == "" {
+		return errors.New("node: NATSURL is required")
+	}
+	if cfg.DatabaseURL == "" {
+		return errors.New("node: DatabaseURL is required")
+	}
+	return nil
+}
+
+// setDefaults fills the connection name and the environment.
+func (cfg *Config) setDefaults() {
+	if cfg.Name == "" {
+		cfg.Name = "sluice"
+	}
+	if cfg.Env == "" {
+		cfg.Env = "dev"
+	}
+}
+
+// registerMetrics registers the Go and process collectors and the
+// configured ones (provider breakers) on the node's registry.
+func (n *Node) registerMetrics() error {
+	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range n.cfg.Collectors {
+		if err := n.Registry.Register(c); err != nil {
+			return fmt.Errorf("node: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// connectNATS connects to NATS (reconnecting forever), opens JetStream and
+// ensures the activations stream, which it returns.
+func (n *Node) connectNATS(ctx context.Context) (jetstream.Stream, error) {
+	logger := n.log
+	var err error
+	n.NC, err = nats.Connect(n.cfg.NATSURL,
+		nats.Name(n.cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -146,117 +198,154 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("node: connect nats %s: %w", cfg.NATSURL, err)
+		return nil, fmt.Errorf("node: connect nats %s: %w", n.cfg.NATSURL, err)
 	}
 	n.JS, err = jetstream.New(n.NC, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("node: jetstream: %w", err)
 	}
-	stream, err := orchestrator.EnsureStream(ctx, n.JS, cfg.Stream)
-	if err != nil {
-		return nil, err
-	}
+	return orchestrator.EnsureStream(ctx, n.JS, n.cfg.Stream)
+}
 
-	n.Pool, err = pgxpool.New(ctx, cfg.DatabaseURL)
+// connectPostgres opens and pings the pool, logs which Postgres answered,
+// and applies pending migrations if the config asks.
+func (n *Node) connectPostgres(ctx context.Context) error {
+	var err error
+	n.Pool, err = pgxpool.New(ctx, n.cfg.DatabaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("node: postgres: %w", err)
+		return fmt.Errorf("node: postgres: %w", err)
 	}
 	if err := n.Pool.Ping(ctx); err != nil {
-		return nil, fmt.Errorf("node: postgres: %w", err)
+		return fmt.Errorf("node: postgres: %w", err)
 	}
 	n.logDatabase(ctx)
-	if cfg.Migrate {
-		applied, err := migrate.Up(ctx, n.Pool, migrate.Options{Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		if len(applied) > 0 {
-			logger.Info("migrations applied", "versions", applied)
-		}
+	if !n.cfg.Migrate {
+		return nil
 	}
-
-	// The environment fence: a process configured for another environment
-	// than the database's or NATS's stops here.
-	if err := control.CheckEnv(ctx, n.JS, n.Pool, cfg.Env, cfg.Name); err != nil {
-		return nil, err
-	}
-	logger.Info("environment", "env", cfg.Env)
-
-	n.Control, err = control.Open(ctx, n.JS, n.Pool, logger, control.Options{DefaultErrorLogMode: cfg.ErrorLog.Mode})
+	applied, err := migrate.Up(ctx, n.Pool, migrate.Options{Logger: n.log})
 	if err != nil {
-		return nil, err
+		return err
 	}
-
-	if cfg.Worker {
-		// Error-log events are identified across redeliveries by their
-		// sequence in this stream; its creation time tells a recreated
-		// stream (sequences restarting at 1) from the old one.
-		cfg.ErrorLog.Source = orchestrator.StreamName + "@" + stream.CachedInfo().Created.UTC().Format(time.RFC3339Nano)
-		cfg.ErrorLog.Spill = n.JS
-		n.ErrorLog, err = errorlog.New(n.Pool, cfg.ErrorLog, logger, n.Registry)
-		if err != nil {
-			return nil, err
-		}
-		if err := n.ErrorLog.Start(ctx); err != nil {
-			return nil, err
-		}
-		// The fleet's error-log mode lives in the control plane; every worker
-		// follows it within a second of a change.
-		n.watch(func() error { return n.Control.WatchErrorLogMode(watchCtx, n.ErrorLog.SetMode) }, "errorlog mode")
-		n.Service, err = orchestrator.NewService(n.JS, cfg.Providers, n.ErrorLog, cfg.Pipeline, logger, n.Registry)
-		if err != nil {
-			return nil, err
-		}
-		// Conversation states and channel switches reach the lanes within
-		// a second of a change made anywhere.
-		// A conversation whose recent messages are mostly invalid is
-		// quarantined for the whole fleet: every worker stops fetching it
-		// within a second, and an operator resumes or stops it.
-		err = n.Service.SetQuarantine(cfg.Quarantine, func(tenant, conv, reason string, ratio float64) {
-			qctx, cancel := context.WithTimeout(watchCtx, 10*time.Second)
-			defer cancel()
-			changed, err := n.Control.Quarantine(qctx, tenant, conv, reason)
-			switch {
-			case err != nil:
-				logger.Error("automatic quarantine failed", "tenant", tenant, "conversation", conv, "invalid_ratio", ratio, "err", err)
-			case changed:
-				logger.Warn("conversation quarantined", "tenant", tenant, "conversation", conv, "invalid_ratio", ratio, "reason", reason)
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		// The lanes start once the current states are known, so that a
-		// paused conversation is not fetched by a worker just started.
-		ctl := n.Service.Controls()
-		convSynced, chanSynced := make(chan struct{}), make(chan struct{})
-		n.watch(func() error {
-			return n.Control.WatchConversations(watchCtx, func(u control.ConversationUpdate) {
-				ctl.SetConversation(u.Tenant, u.Conversation, u.Value.State)
-			}, func() { close(convSynced) })
-		}, "conversations")
-		n.watch(func() error {
-			return n.Control.WatchChannels(watchCtx, func(u control.ChannelUpdate) {
-				ctl.SetChannel(u.Channel, u.Value.Disabled)
-			}, func() { close(chanSynced) })
-		}, "channels")
-		for _, c := range []chan struct{}{convSynced, chanSynced} {
-			select {
-			case <-c:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(10 * time.Second):
-				return nil, errors.New("node: the control plane's conversation and channel states did not load within 10s")
-			}
-		}
-		if err := n.Service.Start(ctx); err != nil {
-			return nil, err
-		}
-		n.watchers.Go(func() { n.sweepLoop(watchCtx) })
+	if len(applied) > 0 {
+		n.log.Info("migrations applied", "versions", applied)
 	}
+	return nil
+}
 
+// checkEnv is the environment fence: a process configured for another
+// environment than the database's or NATS's stops here.
+func (n *Node) checkEnv(ctx context.Context) error {
+	if err := control.CheckEnv(ctx, n.JS, n.Pool, n.cfg.Env, n.cfg.Name); err != nil {
+		return err
+	}
+	n.log.Info("environment", "env", n.cfg.Env)
+	return nil
+}
+
+// startWorker starts the worker role: the error log, the pipeline with
+// automatic quarantine, the control-plane watchers it follows, its lanes
+// and the sweep of stopped conversations. The watchers run until watchCtx
+// ends.
+func (n *Node) startWorker(ctx, watchCtx context.Context, stream jetstream.Stream) error {
+	if err := n.startErrorLog(ctx, watchCtx, stream); err != nil {
+		return err
+	}
+	if err := n.newPipeline(watchCtx); err != nil {
+		return err
+	}
+	// The lanes start once the current states are known, so that a
+	// paused conversation is not fetched by a worker just started.
+	if err := n.followConversationsAndChannels(ctx, watchCtx); err != nil {
+		return err
+	}
+	if err := n.Service.Start(ctx); err != nil {
+		return err
+	}
+	n.watchers.Go(func() { n.sweepLoop(watchCtx) })
+	return nil
+}
+
+// startErrorLog starts the error log, spilling to JetStream, and has it
+// follow the fleet's error-log mode.
+func (n *Node) startErrorLog(ctx, watchCtx context.Context, stream jetstream.Stream) error {
+	elc := n.cfg.ErrorLog
+	// Error-log events are identified across redeliveries by their
+	// sequence in this stream; its creation time tells a recreated
+	// stream (sequences restarting at 1) from the old one.
+	elc.Source = orchestrator.StreamName + "@" + stream.CachedInfo().Created.UTC().Format(time.RFC3339Nano)
+	elc.Spill = n.JS
+	var err error
+	n.ErrorLog, err = errorlog.New(n.Pool, elc, n.log, n.Registry)
+	if err != nil {
+		return err
+	}
+	if err := n.ErrorLog.Start(ctx); err != nil {
+		return err
+	}
+	// The fleet's error-log mode lives in the control plane; every worker
+	// follows it within a second of a change.
+	n.watch(func() error { return n.Control.WatchErrorLogMode(watchCtx, n.ErrorLog.SetMode) }, "errorlog mode")
+	return nil
+}
+
+// newPipeline creates the worker pipeline, its lanes not yet started, with
+// automatic quarantine through the control plane.
+func (n *Node) newPipeline(watchCtx context.Context) error {
+	var err error
+	n.Service, err = orchestrator.NewService(n.JS, n.cfg.Providers, n.ErrorLog, n.cfg.Pipeline, n.log, n.Registry)
+	if err != nil {
+		return err
+	}
+	// A conversation whose recent messages are mostly invalid is
+	// quarantined for the whole fleet: every worker stops fetching it
+	// within a second, and an operator resumes or stops it.
+	return n.Service.SetQuarantine(n.cfg.Quarantine, func(tenant, conv, reason string, ratio float64) {
+		qctx, cancel := context.WithTimeout(watchCtx, 10*time.Second)
+		defer cancel()
+		changed, err := n.Control.Quarantine(qctx, tenant, conv, reason)
+		switch {
+		case err != nil:
+			n.log.Error("automatic quarantine failed", "tenant", tenant, "conversation", conv, "invalid_ratio", ratio, "err", err)
+		case changed:
+			n.log.Warn("conversation quarantined", "tenant", tenant, "conversation", conv, "invalid_ratio", ratio, "reason", reason)
+		}
+	})
+}
+
+// followConversationsAndChannels watches conversation states and channel
+// switches, which reach the lanes within a second of a change made
+// anywhere, and returns once both current sets are loaded (at most 10s).
+func (n *Node) followConversationsAndChannels(ctx, watchCtx context.Context) error {
+	ctl := n.Service.Controls()
+	convSynced, chanSynced := make(chan struct{}), make(chan struct{})
+	n.watch(func() error {
+		return n.Control.WatchConversations(watchCtx, func(u control.ConversationUpdate) {
+			ctl.SetConversation(u.Tenant, u.Conversation, u.Value.State)
+		}, func() { close(convSynced) })
+	}, "conversations")
+	n.watch(func() error {
+		return n.Control.WatchChannels(watchCtx, func(u control.ChannelUpdate) {
+			ctl.SetChannel(u.Channel, u.Value.Disabled)
+		}, func() { close(chanSynced) })
+	}, "channels")
+	for _, c := range []chan struct{}{convSynced, chanSynced} {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			return errors.New("node: the control plane's conversation and channel states did not load within 10s")
+		}
+	}
+	return nil
+}
+
+// startHTTP starts the HTTP server with health, readiness (NATS and
+// Postgres checks) and metrics, and the API in the API role.
+func (n *Node) startHTTP(ctx, watchCtx context.Context) error {
+	var err error
 	n.HTTP, err = api.New(api.Config{
-		Addr:     cfg.HTTPAddr,
+		Addr:     n.cfg.HTTPAddr,
 		Gatherer: n.Registry,
 		Checks: map[string]api.Check{
 			"nats": func(ctx context.Context) error {
@@ -268,19 +357,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 			},
 			"postgres": func(ctx context.Context) error { return n.Pool.Ping(ctx) },
 		},
-	}, logger)
+	}, n.log)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if cfg.API {
+	if n.cfg.API {
 		if err := n.mountAPI(ctx, watchCtx); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := n.HTTP.Start(); err != nil {
-		return nil, err
-	}
-	return n, nil
+	return n.HTTP.Start()
 }
 
 // mountAPI registers the campaign API and the admin routes (admin scope; the

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/internal/redact"
 )
 
 // apikeyDatabaseURL is the Postgres of `make run` (sluice dev: user and
@@ -150,7 +151,7 @@ func apikeyPool(ctx context.Context, dbURL string) (*pgxpool.Pool, error) {
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("apikey: cannot reach Postgres at %s (is 'make run' up? else set --database-url or SLUICE_DATABASE_URL): %w",
-			redactURL(dbURL), err)
+			redact.URL(dbURL), err)
 	}
 	return pool, nil
 }

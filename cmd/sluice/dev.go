@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,26 +17,18 @@ import (
 	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/internal/natsrv"
 	"github.com/sluicehq/sluice/internal/pglocal"
+	"github.com/sluicehq/sluice/internal/redact"
 	"github.com/sluicehq/sluice/node"
 )
 
 // runDev implements `sluice dev`: the whole system on one machine.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("dev", stderr)
-	dataDir := fs.String("data-dir", env("SLUICE_DATA_DIR", ".data"), "where NATS and Postgres keep their data (reused across runs)")
-	httpAddr := fs.String("http-addr", env("SLUICE_HTTP_ADDR", defaultHTTPAddr), "HTTP listen address")
-	natsPort := fs.Int("nats-port", 4222, "NATS client port on 127.0.0.1")
-	pgPort := fs.Int("pg-port", 54329, "port of the local Postgres on 127.0.0.1 (unused with --database-url)")
-	dbURL := fs.String("database-url", os.Getenv("SLUICE_DATABASE_URL"), "use this Postgres instead of starting a local one")
-	var cfg node.Config
-	laneFlags(fs, &cfg.Pipeline)
-	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
-	quarantineFlags(fs, &cfg.Quarantine)
-	if err := parse(fs, args); err != nil {
+	f, cfg, err := parseDevFlags(args, stderr)
+	if err != nil {
 		return err
 	}
 	logger := newLogger(stderr)
-	dir, err := filepath.Abs(*dataDir)
+	dir, err := filepath.Abs(f.dataDir)
 	if err != nil {
 		return err
 	}
@@ -43,28 +36,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("data dir: %w", err)
 	}
 
-	ns, err := natsrv.Start(natsrv.Config{Port: *natsPort, StoreDir: filepath.Join(dir, "nats")})
+	ns, err := natsrv.Start(natsrv.Config{Port: f.natsPort, StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
 		return err
 	}
 	defer natsrv.Stop(ns)
 
-	pgWhere := "external (SLUICE_DATABASE_URL)"
-	if *dbURL == "" {
-		cl, err := pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(dir, "pg"), Port: *pgPort, Logger: logger})
-		if err != nil {
-			return err
-		}
-		defer func() {
-			stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := cl.Stop(stopCtx); err != nil {
-				logger.Warn("stop postgres", "err", err)
-			}
-		}()
-		*dbURL = cl.URL()
-		pgWhere = "local, data in " + filepath.Join(dir, "pg")
+	dbURL, pgWhere, stopPostgres, err := startDevPostgres(ctx, f, dir, logger)
+	if err != nil {
+		return err
 	}
+	defer stopPostgres()
 
 	key, err := loadOrCreateKey(filepath.Join(dir, "errorlog-mask.key"))
 	if err != nil {
@@ -84,8 +66,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer provs.Close()
 	cfg.NATSURL = ns.ClientURL()
-	cfg.DatabaseURL = *dbURL
-	cfg.HTTPAddr = *httpAddr
+	cfg.DatabaseURL = dbURL
+	cfg.HTTPAddr = f.httpAddr
 	cfg.Worker, cfg.API, cfg.Migrate = true, true, true
 	cfg.ErrorLog.MaskKey = key
 	cfg.Providers = provs.Providers()
@@ -98,7 +80,67 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	host, port, _ := net.SplitHostPort(n.HTTP.Addr())
+	printDevBanner(stdout, ns.ClientURL(), filepath.Join(dir, "nats"), dbURL, pgWhere, n.HTTP.Addr(), local)
+
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "\nsluice dev: draining…")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = n.Stop(stopCtx)
+	st := local.Stats()
+	fmt.Fprintf(stdout, "sluice dev: stopped; sinks accepted %d message(s) this run\n", st.Unique)
+	return err
+}
+
+// devFlags are the flags of `sluice dev` that are not node settings.
+type devFlags struct {
+	dataDir, httpAddr, dbURL string
+	natsPort, pgPort         int
+}
+
+// parseDevFlags parses the arguments of `sluice dev` into its own flags and
+// the node's lane, error-log and quarantine settings.
+func parseDevFlags(args []string, stderr io.Writer) (devFlags, node.Config, error) {
+	var f devFlags
+	var cfg node.Config
+	fs := newFlagSet("dev", stderr)
+	fs.StringVar(&f.dataDir, "data-dir", env("SLUICE_DATA_DIR", ".data"), "where NATS and Postgres keep their data (reused across runs)")
+	fs.StringVar(&f.httpAddr, "http-addr", env("SLUICE_HTTP_ADDR", defaultHTTPAddr), "HTTP listen address")
+	fs.IntVar(&f.natsPort, "nats-port", 4222, "NATS client port on 127.0.0.1")
+	fs.IntVar(&f.pgPort, "pg-port", 54329, "port of the local Postgres on 127.0.0.1 (unused with --database-url)")
+	fs.StringVar(&f.dbURL, "database-url", os.Getenv("SLUICE_DATABASE_URL"), "use this Postgres instead of starting a local one")
+	laneFlags(fs, &cfg.Pipeline)
+	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
+	quarantineFlags(fs, &cfg.Quarantine)
+	err := parse(fs, args)
+	return f, cfg, err
+}
+
+// startDevPostgres starts a local Postgres with its data in dir/pg, unless
+// --database-url names one. It returns the database URL, where the
+// database is (for the banner) and how to stop what it started.
+func startDevPostgres(ctx context.Context, f devFlags, dir string, logger *slog.Logger) (dbURL, where string, stop func(), err error) {
+	if f.dbURL != "" {
+		return f.dbURL, "external (SLUICE_DATABASE_URL)", func() {}, nil
+	}
+	cl, err := pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(dir, "pg"), Port: f.pgPort, Logger: logger})
+	if err != nil {
+		return "", "", nil, err
+	}
+	stop = func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := cl.Stop(stopCtx); err != nil {
+			logger.Warn("stop postgres", "err", err)
+		}
+	}
+	return cl.URL(), "local, data in " + filepath.Join(dir, "pg"), stop, nil
+}
+
+// printDevBanner tells where everything of `sluice dev` runs and how to send
+// a first message; the database URL is printed without its password.
+func printDevBanner(stdout io.Writer, natsURL, natsDir, dbURL, pgWhere, httpAddr string, local *sink.Local) {
+	host, port, _ := net.SplitHostPort(httpAddr)
 	base := "http://" + net.JoinHostPort(host, port)
 	fmt.Fprintf(stdout, `
 sluice dev is up.
@@ -113,16 +155,7 @@ then see it counted:
   curl -s %s/metrics | grep '^sluice_messages_total'
 
 Ctrl-C drains in-flight messages and stops everything.
-`, ns.ClientURL(), filepath.Join(dir, "nats"), redactURL(*dbURL), pgWhere, base, local, base)
-
-	<-ctx.Done()
-	fmt.Fprintln(stdout, "\nsluice dev: draining…")
-	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = n.Stop(stopCtx)
-	st := local.Stats()
-	fmt.Fprintf(stdout, "sluice dev: stopped; sinks accepted %d message(s) this run\n", st.Unique)
-	return err
+`, natsURL, natsDir, redact.URL(dbURL), pgWhere, base, local, base)
 }
 
 // loadOrCreateKey returns the HMAC key that masks addresses in the error log,
@@ -139,18 +172,4 @@ func loadOrCreateKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("write mask key: %w", err)
 	}
 	return key, nil
-}
-
-// redactURL hides a password in a connection URL.
-func redactURL(u string) string {
-	at := strings.LastIndex(u, "@")
-	scheme := strings.Index(u, "://")
-	if at < 0 || scheme < 0 {
-		return u
-	}
-	cred := u[scheme+3 : at]
-	if user, _, ok := strings.Cut(cred, ":"); ok {
-		return u[:scheme+3] + user + ":xxxxx" + u[at:]
-	}
-	return u
 }

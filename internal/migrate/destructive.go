@@ -156,112 +156,155 @@ func hasWhere(st []token) bool {
 // literals and numbers. Quoted identifiers become an empty token. Dollar-quoted
 // bodies are lexed as code.
 func lex(s string, line int) []token {
-	var toks []token
-	for i := 0; i < len(s); {
-		c := s[i]
+	lx := &lexer{s: s, line: line}
+	for lx.i < len(s) {
+		c := s[lx.i]
 		switch {
 		case c == '\n':
-			line++
-			i++
-		case c == '-' && strings.HasPrefix(s[i:], "--"):
-			for i < len(s) && s[i] != '\n' {
-				i++
-			}
-		case c == '/' && strings.HasPrefix(s[i:], "/*"):
-			depth := 0
-			for i < len(s) {
-				switch {
-				case strings.HasPrefix(s[i:], "/*"):
-					depth++
-					i += 2
-				case strings.HasPrefix(s[i:], "*/"):
-					depth--
-					i += 2
-				default:
-					if s[i] == '\n' {
-						line++
-					}
-					i++
-				}
-				if depth == 0 {
-					break
-				}
-			}
+			lx.line++
+			lx.i++
+		case c == '-' && strings.HasPrefix(s[lx.i:], "--"):
+			lx.lineComment()
+		case c == '/' && strings.HasPrefix(s[lx.i:], "/*"):
+			lx.blockComment()
 		case c == '\'':
-			escapes := len(toks) > 0 && toks[len(toks)-1].text == "E" && i > 0 && (s[i-1] == 'E' || s[i-1] == 'e')
-			if escapes {
-				toks = toks[:len(toks)-1]
-			}
-			i++
-			for i < len(s) {
-				if escapes && s[i] == '\\' {
-					i += 2
-					continue
-				}
-				if s[i] == '\n' {
-					line++
-				}
-				if s[i] == '\'' {
-					if i+1 < len(s) && s[i+1] == '\'' {
-						i += 2
-						continue
-					}
-					i++
-					break
-				}
-				i++
-			}
+			lx.stringLiteral()
 		case c == '"':
-			i++
-			for i < len(s) {
-				if s[i] == '"' {
-					if i+1 < len(s) && s[i+1] == '"' {
-						i += 2
-						continue
-					}
-					i++
-					break
-				}
-				if s[i] == '\n' {
-					line++
-				}
-				i++
-			}
-			toks = append(toks, token{"", line})
+			lx.quotedIdent()
 		case c == '$':
-			tag, ok := dollarTag(s[i:])
-			if !ok { // a parameter such as $1
-				i++
-				continue
-			}
-			bodyStart := i + len(tag)
-			end := strings.Index(s[bodyStart:], tag)
-			if end < 0 {
-				end = len(s) - bodyStart
-			}
-			body := s[bodyStart : bodyStart+end]
-			toks = append(toks, lex(body, line)...)
-			line += strings.Count(s[i:bodyStart+end], "\n")
-			i = min(len(s), bodyStart+end+len(tag))
+			lx.dollar()
 		case isWordStart(c):
-			j := i
-			for j < len(s) && isWordPart(s[j]) {
-				j++
-			}
-			toks = append(toks, token{strings.ToUpper(s[i:j]), line})
-			i = j
+			lx.word()
 		case c >= '0' && c <= '9':
-			for i < len(s) && (isWordPart(s[i]) || s[i] == '.') {
-				i++
-			}
+			lx.number()
 		case c == ';' || c == '(' || c == ')' || c == ',':
-			toks = append(toks, token{string(c), line})
-			i++
+			lx.toks = append(lx.toks, token{string(c), lx.line})
+			lx.i++
 		default:
-			i++
+			lx.i++
 		}
 	}
-	return toks
+	return lx.toks
+}
+
+// lexer is lex's state: the text, the position in it, the current line and
+// the tokens so far. Each method consumes one construct starting at i.
+type lexer struct {
+	s    string
+	i    int
+	line int
+	toks []token
+}
+
+// lineComment skips a -- comment up to (not including) its newline.
+func (lx *lexer) lineComment() {
+	for lx.i < len(lx.s) && lx.s[lx.i] != '\n' {
+		lx.i++
+	}
+}
+
+// blockComment skips a /* */ comment, nested ones included.
+func (lx *lexer) blockComment() {
+	s := lx.s
+	depth := 0
+	for lx.i < len(s) {
+		switch {
+		case strings.HasPrefix(s[lx.i:], "/*"):
+			depth++
+			lx.i += 2
+		case strings.HasPrefix(s[lx.i:], "*/"):
+			depth--
+			lx.i += 2
+		default:
+			if s[lx.i] == '\n' {
+				lx.line++
+			}
+			lx.i++
+		}
+		if depth == 0 {
+			break
+		}
+	}
+}
+
+// stringLiteral skips a single-quoted literal; after an E prefix, whose
+// token it drops, backslash escapes too.
+func (lx *lexer) stringLiteral() {
+	s, i := lx.s, lx.i
+	escapes := len(lx.toks) > 0 && lx.toks[len(lx.toks)-1].text == "E" && i > 0 && (s[i-1] == 'E' || s[i-1] == 'e')
+	if escapes {
+		lx.toks = lx.toks[:len(lx.toks)-1]
+	}
+	lx.skipQuoted('\'', escapes)
+}
+
+// quotedIdent consumes a double-quoted identifier and emits an empty token
+// for it.
+func (lx *lexer) quotedIdent() {
+	lx.skipQuoted('"', false)
+	lx.toks = append(lx.toks, token{"", lx.line})
+}
+
+// skipQuoted skips from the opening quote q at i past its closing one: a
+// doubled q inside is one q and, with backslash, a backslash escapes the
+// next byte.
+func (lx *lexer) skipQuoted(q byte, backslash bool) {
+	s := lx.s
+	lx.i++
+	for lx.i < len(s) {
+		switch {
+		case backslash && s[lx.i] == '\\':
+			lx.i += 2
+			continue
+		case s[lx.i] == q:
+			if lx.i+1 < len(s) && s[lx.i+1] == q {
+				lx.i += 2
+				continue
+			}
+			lx.i++
+			return
+		case s[lx.i] == '\n':
+			lx.line++
+		}
+		lx.i++
+	}
+}
+
+// dollar consumes a dollar-quoted body ($$...$$ or $tag$...$tag$), lexing
+// it as code, or skips the $ of a parameter such as $1.
+func (lx *lexer) dollar() {
+	s, i := lx.s, lx.i
+	tag, ok := dollarTag(s[i:])
+	if !ok { // a parameter such as $1
+		lx.i++
+		return
+	}
+	bodyStart := i + len(tag)
+	end := strings.Index(s[bodyStart:], tag)
+	if end < 0 {
+		end = len(s) - bodyStart
+	}
+	body := s[bodyStart : bodyStart+end]
+	lx.toks = append(lx.toks, lex(body, lx.line)...)
+	lx.line += strings.Count(s[i:bodyStart+end], "\n")
+	lx.i = min(len(s), bodyStart+end+len(tag))
+}
+
+// word consumes a keyword or identifier and emits it upper-cased.
+func (lx *lexer) word() {
+	j := lx.i
+	for j < len(lx.s) && isWordPart(lx.s[j]) {
+		j++
+	}
+	lx.toks = append(lx.toks, token{strings.ToUpper(lx.s[lx.i:j]), lx.line})
+	lx.i = j
+}
+
+// number skips a numeric literal.
+func (lx *lexer) number() {
+	for lx.i < len(lx.s) && (isWordPart(lx.s[lx.i]) || lx.s[lx.i] == '.') {
+		lx.i++
+	}
 }
 
 // dollarTag returns the opening delimiter ($$ or $tag$) at the start of s.
