@@ -228,8 +228,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, map[string]any{"status": verdict, "checks": results})
 }
 
+// writeJSON answers with v as JSON, not to be cached: the one JSON writer of
+// every route (problem documents have WriteProblem).
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

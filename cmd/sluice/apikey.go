@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,12 +26,25 @@ Manage the API keys of the campaign API. Keys are stored as SHA-256 hashes:
 create prints a key once, and it cannot be shown again. This talks to
 Postgres directly, so it works before any key exists.
 
+Two kinds of key:
+  tenant keys (sk_<tenant>_...) act on their tenant only, with scopes send
+    (create conversations, queue activations), read (read them) and admin
+    (pause, resume, stop and list the tenant's own conversations);
+  operator keys (sko_...) belong to no tenant: the fleet-wide controls
+    (error-log mode, intake, channels, top errors) and every tenant's
+    conversations. Changes made with one are audited as operator:<id> (<name>).
+
 commands:
   create --tenant T --scope send,read[,admin] [--name N]
                        create a key for tenant T and print it (alone on
                        stdout, so KEY=$(sluice ctl apikey create ...) works)
-  list [--tenant T]    the keys: id, tenant, name, scopes, created, revoked
+  create --operator --name N
+                       create an operator key; N says who holds it (audited)
+  list [--tenant T]    the keys: id, tenant (- for operator keys), name,
+                       scopes, created, revoked
   revoke ID            refuse the key with this id from now on
+
+Rotating a key: create a new one, move its holder to it, revoke the old one.
 
 flags, before or after the command's arguments:
   --database-url URL   Postgres (SLUICE_DATABASE_URL, default sluice dev's:
@@ -55,10 +69,11 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	dbURL := fs.String("database-url", env("SLUICE_DATABASE_URL", apikeyDatabaseURL), "Postgres URL")
 	var (
 		tenant, scopes, keyName string
-		asJSON                  bool
+		asJSON, operator        bool
 	)
 	switch cmd {
 	case "create":
+		fs.BoolVar(&operator, "operator", false, "an operator key: no tenant, scope operator")
 		fs.StringVar(&tenant, "tenant", "", "the key's tenant (required)")
 		fs.StringVar(&scopes, "scope", "", "comma-separated scopes: send, read, admin (required)")
 		fs.StringVar(&keyName, "name", "", "a note: who or what uses the key")
@@ -85,6 +100,15 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if len(pos) != 0 {
 			return usageErr("unexpected arguments %q", pos)
 		}
+		if operator {
+			if tenant != "" || scopes != "" {
+				return usageErr("--operator takes no --tenant or --scope: an operator key belongs to no tenant")
+			}
+			if strings.TrimSpace(keyName) == "" {
+				return usageErr("--operator needs --name: who holds the key (it names them in the audit)")
+			}
+			break
+		}
 		if tenant == "" {
 			return usageErr("--tenant is required")
 		}
@@ -109,13 +133,19 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	switch cmd {
 	case "create":
-		key, info, err := api.CreateAPIKey(ctx, pool, tenant, keyName, parsedScopes)
+		create := func() (string, api.APIKey, error) { return api.CreateAPIKey(ctx, pool, tenant, keyName, parsedScopes) }
+		whose := "for tenant " + tenant
+		if operator {
+			create = func() (string, api.APIKey, error) { return api.CreateOperatorKey(ctx, pool, keyName) }
+			whose = "(operator, no tenant)"
+		}
+		key, info, err := create()
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, key)
-		fmt.Fprintf(stderr, "created key %s for tenant %s with scopes %s; it is shown only now: store it\n",
-			info.ID, info.Tenant, joinScopes(info.Scopes))
+		fmt.Fprintf(stderr, "created key %s %s with scopes %s; it is shown only now: store it\n",
+			info.ID, whose, joinScopes(info.Scopes))
 		return nil
 	case "list":
 		keys, err := api.ListAPIKeys(ctx, pool, tenant)
@@ -134,7 +164,7 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked key %s of tenant %s at %s\n", k.ID, k.Tenant, k.RevokedAt.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stdout, "revoked key %s of %s at %s\n", k.ID, keyOwner(k), k.RevokedAt.UTC().Format(time.RFC3339))
 		return nil
 	}
 }
@@ -153,6 +183,14 @@ func apikeyPool(ctx context.Context, dbURL string) (*pgxpool.Pool, error) {
 			redactURL(dbURL), err)
 	}
 	return pool, nil
+}
+
+// keyOwner says whose a key is: "tenant acme" or "the operators".
+func keyOwner(k api.APIKey) string {
+	if k.Operator() {
+		return "the operators"
+	}
+	return "tenant " + k.Tenant
 }
 
 func joinScopes(ss []api.Scope) string {
@@ -175,7 +213,7 @@ func printKeys(w io.Writer, keys []api.APIKey) error {
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Tenant, name, joinScopes(k.Scopes),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, cmp.Or(k.Tenant, "-"), name, joinScopes(k.Scopes),
 			k.CreatedAt.UTC().Format(time.RFC3339), revoked)
 	}
 	return tw.Flush()
