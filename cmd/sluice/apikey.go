@@ -52,6 +52,15 @@ flags, before or after the command's arguments:
   --json               list: print JSON
 `
 
+// apikeyArgs are the parsed arguments of one apikey command.
+type apikeyArgs struct {
+	cmd                  string
+	tenant, scopes, name string
+	asJSON, operator     bool
+	pos                  []string
+	parsedScopes         []api.Scope
+}
+
 // runAPIKey implements `sluice ctl apikey create|list|revoke`; args start
 // after "apikey".
 func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -62,81 +71,76 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return nil
 	}
-	cmd, rest := args[0], args[1:]
-	name := "ctl apikey " + cmd
+	a := &apikeyArgs{cmd: args[0]}
+	name := "ctl apikey " + a.cmd
 	fs := newFlagSet(name, stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, apikeyUsage) }
 	dbURL := fs.String("database-url", env("SLUICE_DATABASE_URL", apikeyDatabaseURL), "Postgres URL")
-	var (
-		tenant, scopes, keyName string
-		asJSON, operator        bool
-	)
-	switch cmd {
+	switch a.cmd {
 	case "create":
-		fs.BoolVar(&operator, "operator", false, "an operator key: no tenant, scope operator")
-		fs.StringVar(&tenant, "tenant", "", "the key's tenant (required)")
-		fs.StringVar(&scopes, "scope", "", "comma-separated scopes: send, read, admin (required)")
-		fs.StringVar(&keyName, "name", "", "a note: who or what uses the key")
+		fs.BoolVar(&a.operator, "operator", false, "an operator key: no tenant, scope operator")
+		fs.StringVar(&a.tenant, "tenant", "", "the key's tenant (required)")
+		fs.StringVar(&a.scopes, "scope", "", "comma-separated scopes: send, read, admin (required)")
+		fs.StringVar(&a.name, "name", "", "a note: who or what uses the key")
 	case "list":
-		fs.StringVar(&tenant, "tenant", "", "only this tenant's keys")
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
+		fs.StringVar(&a.tenant, "tenant", "", "only this tenant's keys")
+		fs.BoolVar(&a.asJSON, "json", false, "print JSON")
 	case "revoke":
 	default:
-		fmt.Fprintf(stderr, "sluice ctl apikey: unknown command %q\n\n%s", cmd, apikeyUsage)
+		fmt.Fprintf(stderr, "sluice ctl apikey: unknown command %q\n\n%s", a.cmd, apikeyUsage)
 		return errUsage
 	}
-	pos, err := parseCommand(fs, rest)
-	if err != nil {
+	var err error
+	if a.pos, err = parseCommand(fs, args[1:]); err != nil {
 		return err
 	}
-	usageErr := func(format string, a ...any) error {
-		fmt.Fprintf(stderr, "sluice %s: %s\n", name, fmt.Sprintf(format, a...))
+	if msg := a.check(); msg != "" {
+		fmt.Fprintf(stderr, "sluice %s: %s\n", name, msg)
 		return errUsage
 	}
-
-	var parsedScopes []api.Scope
-	switch cmd {
-	case "create":
-		if len(pos) != 0 {
-			return usageErr("unexpected arguments %q", pos)
-		}
-		if operator {
-			if tenant != "" || scopes != "" {
-				return usageErr("--operator takes no --tenant or --scope: an operator key belongs to no tenant")
-			}
-			if strings.TrimSpace(keyName) == "" {
-				return usageErr("--operator needs --name: who holds the key (it names them in the audit)")
-			}
-			break
-		}
-		if tenant == "" {
-			return usageErr("--tenant is required")
-		}
-		if parsedScopes, err = api.ParseScopes(scopes); err != nil {
-			return usageErr("--scope: %v", strings.TrimPrefix(err.Error(), "api: "))
-		}
-	case "list":
-		if len(pos) != 0 {
-			return usageErr("unexpected arguments %q", pos)
-		}
-	case "revoke":
-		if len(pos) != 1 {
-			return usageErr("want exactly one key id (sluice ctl apikey list shows them)")
-		}
-	}
-
 	pool, err := apikeyPool(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	return a.run(ctx, pool, stdout, stderr)
+}
 
-	switch cmd {
+// check returns what is wrong with the arguments, "" if nothing.
+func (a *apikeyArgs) check() string {
+	switch {
+	case a.cmd == "revoke" && len(a.pos) != 1:
+		return "want exactly one key id (sluice ctl apikey list shows them)"
+	case a.cmd != "revoke" && len(a.pos) != 0:
+		return fmt.Sprintf("unexpected arguments %q", a.pos)
+	case a.cmd != "create":
+		return ""
+	case a.operator && (a.tenant != "" || a.scopes != ""):
+		return "--operator takes no --tenant or --scope: an operator key belongs to no tenant"
+	case a.operator && strings.TrimSpace(a.name) == "":
+		return "--operator needs --name: who holds the key (it names them in the audit)"
+	case a.operator:
+		return ""
+	case a.tenant == "":
+		return "--tenant is required"
+	}
+	var err error
+	if a.parsedScopes, err = api.ParseScopes(a.scopes); err != nil {
+		return "--scope: " + strings.TrimPrefix(err.Error(), "api: ")
+	}
+	return ""
+}
+
+// run runs the checked command.
+func (a *apikeyArgs) run(ctx context.Context, pool *pgxpool.Pool, stdout, stderr io.Writer) error {
+	switch a.cmd {
 	case "create":
-		create := func() (string, api.APIKey, error) { return api.CreateAPIKey(ctx, pool, tenant, keyName, parsedScopes) }
-		whose := "for tenant " + tenant
-		if operator {
-			create = func() (string, api.APIKey, error) { return api.CreateOperatorKey(ctx, pool, keyName) }
+		create := func() (string, api.APIKey, error) {
+			return api.CreateAPIKey(ctx, pool, a.tenant, a.name, a.parsedScopes)
+		}
+		whose := "for tenant " + a.tenant
+		if a.operator {
+			create = func() (string, api.APIKey, error) { return api.CreateOperatorKey(ctx, pool, a.name) }
 			whose = "(operator, no tenant)"
 		}
 		key, info, err := create()
@@ -148,18 +152,18 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			info.ID, whose, joinScopes(info.Scopes))
 		return nil
 	case "list":
-		keys, err := api.ListAPIKeys(ctx, pool, tenant)
+		keys, err := api.ListAPIKeys(ctx, pool, a.tenant)
 		if err != nil {
 			return err
 		}
-		if asJSON {
+		if a.asJSON {
 			return printKeysJSON(stdout, keys)
 		}
 		return printKeys(stdout, keys)
 	default: // revoke
-		k, err := api.RevokeAPIKey(ctx, pool, pos[0])
+		k, err := api.RevokeAPIKey(ctx, pool, a.pos[0])
 		if errors.Is(err, api.ErrKeyNotFound) {
-			return fmt.Errorf("apikey revoke: no key with id %q", pos[0])
+			return fmt.Errorf("apikey revoke: no key with id %q", a.pos[0])
 		}
 		if err != nil {
 			return err
