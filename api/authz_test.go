@@ -60,25 +60,39 @@ func matrixRoutes() map[string]matrixRoute {
 }
 
 // documentedOperations returns "METHOD /path" of every operation of the
-// OpenAPI document.
-func documentedOperations(t *testing.T) []string {
+// OpenAPI document, sorted, and the credential each one documents
+// (x-sluice-credential).
+func documentedOperations(t *testing.T) ([]string, map[string]string) {
 	t.Helper()
 	var doc struct {
-		Paths map[string]map[string]json.RawMessage `json:"paths"`
+		Paths map[string]map[string]struct {
+			Credential string `json:"x-sluice-credential"`
+		} `json:"paths"`
 	}
 	if err := json.Unmarshal(OpenAPI(), &doc); err != nil {
 		t.Fatal(err)
 	}
 	var ops []string
+	creds := map[string]string{}
 	for path, item := range doc.Paths {
-		for method := range item {
+		for method, op := range item {
 			if slices.Contains([]string{"get", "put", "post", "delete", "patch"}, method) {
-				ops = append(ops, strings.ToUpper(method)+" "+path)
+				name := strings.ToUpper(method) + " " + path
+				ops = append(ops, name)
+				creds[name] = op.Credential
 			}
 		}
 	}
 	slices.Sort(ops)
-	return ops
+	return ops, creds
+}
+
+// documentedCredential is the x-sluice-credential of each kind of route.
+func documentedCredential(allow string) string {
+	return map[string]string{
+		allowPublic: "none", allowSend: "tenant:send", allowRead: "tenant:read",
+		allowAdmin: "tenant:admin or operator", allowOperator: "operator",
+	}[allow]
 }
 
 // caller is one column of the matrix.
@@ -192,7 +206,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	}
 
-	ops := documentedOperations(t)
+	ops, creds := documentedOperations(t)
 	if len(ops) < 19 {
 		t.Fatalf("only %d operations in the document", len(ops))
 	}
@@ -201,6 +215,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		if !ok {
 			t.Errorf("%s is in api/openapi.json but not in the authorization matrix (matrixRoutes)", op)
 			continue
+		}
+		if want := documentedCredential(rt.allow); creds[op] != want {
+			t.Errorf("%s: the document says x-sluice-credential %q, the matrix expects %q", op, creds[op], want)
 		}
 		method, tmpl, _ := strings.Cut(op, " ")
 		conv := fmt.Sprintf("a-%02d", i) // a conversation of A's for this row alone
