@@ -273,17 +273,11 @@ func (a *Admin) getIntake(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Admin) putIntake(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Paused *bool `json:"paused"`
-	}
-	if !readJSON(w, r, maxAdminBody, &req) {
+	paused, ok := readSwitch(w, r, "paused")
+	if !ok {
 		return
 	}
-	if req.Paused == nil {
-		problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Invalid request", `"paused" is required: true or false`)
-		return
-	}
-	info, err := a.ctl.ChangeIntake(r.Context(), *req.Paused, actor(r))
+	info, err := a.ctl.ChangeIntake(r.Context(), paused, actor(r))
 	a.answer(w, r, info, err)
 }
 
@@ -299,16 +293,31 @@ func (a *Admin) putChannel(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("unknown channel %q: want email, sms or push", truncate(string(ch), 32)))
 		return
 	}
-	var req struct {
-		Disabled *bool `json:"disabled"`
-	}
-	if !readJSON(w, r, maxAdminBody, &req) {
+	disabled, ok := readSwitch(w, r, "disabled")
+	if !ok {
 		return
 	}
-	if req.Disabled == nil {
-		problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Invalid request", `"disabled" is required: true or false`)
-		return
-	}
-	info, err := a.ctl.ChangeChannel(r.Context(), ch, *req.Disabled, actor(r))
+	info, err := a.ctl.ChangeChannel(r.Context(), ch, disabled, actor(r))
 	a.answer(w, r, info, err)
+}
+
+// readSwitch reads a body of one member, {"<field>": true|false}, and
+// returns its value; otherwise it answers 400 and returns ok false.
+func readSwitch(w http.ResponseWriter, r *http.Request, field string) (value, ok bool) {
+	var req map[string]*bool
+	if !readJSON(w, r, maxAdminBody, &req) {
+		return false, false
+	}
+	v := req[field]
+	delete(req, field)
+	for other := range req {
+		problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Invalid request",
+			fmt.Sprintf("body: unknown field %q; want {%q: true|false}", truncate(other, 32), field))
+		return false, false
+	}
+	if v == nil {
+		problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Invalid request", `"`+field+`" is required: true or false`)
+		return false, false
+	}
+	return *v, true
 }

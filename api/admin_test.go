@@ -178,3 +178,24 @@ func TestAdminAuditFailure(t *testing.T) {
 		t.Fatalf("PUT with the audit table gone: %v", p)
 	}
 }
+
+// TestAdminSwitchBadRequests: the intake and channel switches take one
+// boolean member, nothing else, and a refused body changes nothing.
+func TestAdminSwitchBadRequests(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	op := f.operatorKey("ops")
+	for _, body := range []string{`{}`, `{"F":null}`, `{"F":"yes"}`, `{"F":true,"other":true}`, `[]`} {
+		f.put("/v1/admin/intake", op, strings.ReplaceAll(body, "F", "paused")).problem(t, http.StatusBadRequest, ProblemInvalidRequest)
+		f.put("/v1/admin/channels/sms", op, strings.ReplaceAll(body, "F", "disabled")).problem(t, http.StatusBadRequest, ProblemInvalidRequest)
+	}
+	if in, _ := f.ctl.IntakeInfo(t.Context()); in.Paused || in.UpdatedBy != "" {
+		t.Fatalf("intake changed: %+v", in)
+	}
+	if ch, _ := f.ctl.ChannelList(t.Context()); ch.Channels[1].Disabled || ch.Channels[1].UpdatedBy != "" {
+		t.Fatalf("sms changed: %+v", ch.Channels[1])
+	}
+	if n := f.auditRows(); n != 1 { // the error-log mode set at first start
+		t.Fatalf("%d audit rows", n)
+	}
+}
