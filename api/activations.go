@@ -89,117 +89,170 @@ func (c *Campaigns) postActivations(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	p, _ := PrincipalFrom(r.Context())
 	id := r.PathValue("id")
-	if !wire.ValidToken(id) {
-		notFound(w, id)
-		return
-	}
-	ndjson, ok := activationFormat(w, r)
+	ndjson, key, ok := c.checkActivationRequest(w, r, id)
 	if !ok {
 		return
 	}
-	var key string
-	if h := r.Header.Get("Idempotency-Key"); h != "" {
-		var err error
-		if key, err = parseIdempotencyKey(h); err != nil {
-			problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Invalid Idempotency-Key", err.Error())
-			return
-		}
+	in, ok := c.openIngest(w, r, p.Tenant, id, key)
+	if !ok {
+		return
 	}
-	if c.deps.IntakePaused != nil && c.deps.IntakePaused() {
-		w.Header().Set("Retry-After", "30")
-		problem(w, http.StatusServiceUnavailable, ProblemIntakePaused, "Intake paused",
-			"operators paused the intake of new activations; queued ones are still delivered. Retry later")
+	if key != "" && !c.claimKey(w, r, in, ndjson) {
 		return
 	}
 	// Progress is recorded whether or not the client stays: a disconnect
 	// must not leave stored activations uncounted.
 	ctx := context.WithoutCancel(r.Context())
-
-	var lane, channel, state string
-	err := c.pool.QueryRow(r.Context(), `SELECT lane, channel, state FROM conversations WHERE tenant = $1 AND id = $2`,
-		p.Tenant, id).Scan(&lane, &channel, &state)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		notFound(w, id)
-		return
-	case err != nil:
-		c.log.Error("read conversation failed", "tenant", p.Tenant, "conversation", id, "err", err)
-		w.Header().Set("Retry-After", "2")
-		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the conversation could not be read; retry")
-		return
-	}
-	if c.deps.ConversationState != nil {
-		if state, err = c.deps.ConversationState(r.Context(), p.Tenant, id); err != nil {
-			c.log.Error("read conversation state failed", "tenant", p.Tenant, "conversation", id, "err", err)
-			w.Header().Set("Retry-After", "2")
-			problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the conversation's state could not be read; retry")
-			return
-		}
-	}
-	if state == StateStopped {
-		problem(w, http.StatusConflict, ProblemConversationStopped, "Conversation stopped",
-			"conversation "+id+" is stopped and takes no more activations")
-		return
-	}
-
-	in := &ingest{
-		c: c, tenant: p.Tenant, conv: id, lane: wire.Lane(lane), channel: channel,
-		key: key, owner: randomHex(12), enqueued: time.Now().UTC(),
-		ring: make([]pending, c.deps.PublishWindow),
-	}
-	if key == "" {
-		in.prefix = "r" + randomHex(12)
-	} else {
-		in.prefix = idPrefix(p.Tenant, id, key)
-		cl, err := c.claim(r.Context(), p.Tenant, id, key, in.owner)
-		if err != nil {
-			c.log.Error("idempotency key lookup failed", "tenant", p.Tenant, "conversation", id, "err", err)
-			w.Header().Set("Retry-After", "2")
-			problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the request could not be recorded; retry")
-			return
-		}
-		switch cl.state {
-		case claimBusy:
-			w.Header().Set("Retry-After", strconv.Itoa(int(cl.leaseLeft.Seconds())+1))
-			WriteProblem(w, Problem{Type: ProblemIdempotencyInUse, Title: "Idempotency-Key in use", Status: http.StatusConflict,
-				Detail:     "a request with this Idempotency-Key is still being published; retry after it ends",
-				Extensions: map[string]any{"idempotency_key": key}})
-			return
-		case reqDone:
-			c.replay(w, r, in, ndjson, cl)
-			return
-		}
-		in.skipThrough, in.skipHash = cl.rowsDone, cl.rowsHash
-		in.rowsDone, in.chain = cl.rowsDone, cl.rowsHash
-		if len(cl.extras) > 0 {
-			in.extras0 = make(map[int64]bool, len(cl.extras))
-			for _, x := range cl.extras {
-				in.extras0[x] = true
-			}
-		}
-		in.skipped = cl.rowsDone
-		if cl.resumed {
-			c.log.Info("activation request resumed", "tenant", p.Tenant, "conversation", id,
-				"id_prefix", in.prefix, "stored_through_row", cl.rowsDone, "also_stored", len(cl.extras))
-		}
-	}
-
-	var rr rowReader
-	if ndjson {
-		rr = newNDJSONReader(r.Body, c.deps.MaxRowBytes)
-	} else {
-		rr = newArrayReader(r.Body, c.deps.MaxRowBytes)
-	}
 	in.lastWritten = time.Now()
 	stop, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
 		in.checkpointLoop(ctx, stop)
 	}()
-	f := in.run(ctx, rr)
+	f := in.run(ctx, c.rowReader(r, ndjson))
 	close(stop)
 	<-stopped
+	if f != nil {
+		drainBody(w, r)
+	}
 	c.finish(w, ctx, in, f, start)
+}
+
+// checkActivationRequest checks what can be checked before the body is read:
+// the conversation id, the body's format, the Idempotency-Key and whether
+// intake is paused. It answers and returns ok false when the request ends
+// there.
+func (c *Campaigns) checkActivationRequest(w http.ResponseWriter, r *http.Request, id string) (ndjson bool, key string, ok bool) {
+	if !wire.ValidToken(id) {
+		notFound(w, id)
+		return false, "", false
+	}
+	if ndjson, ok = activationFormat(w, r); !ok {
+		return false, "", false
+	}
+	if h := r.Header.Get("Idempotency-Key"); h != "" {
+		var err error
+		if key, err = parseIdempotencyKey(h); err != nil {
+			problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Invalid Idempotency-Key", err.Error())
+			return false, "", false
+		}
+	}
+	if c.deps.IntakePaused != nil && c.deps.IntakePaused() {
+		w.Header().Set("Retry-After", "30")
+		problem(w, http.StatusServiceUnavailable, ProblemIntakePaused, "Intake paused",
+			"operators paused the intake of new activations; queued ones are still delivered. Retry later")
+		return false, "", false
+	}
+	return ndjson, key, true
+}
+
+// openIngest reads the conversation (404 if the tenant has none by this id,
+// 409 if it is stopped) and returns the request's ingest.
+func (c *Campaigns) openIngest(w http.ResponseWriter, r *http.Request, tenant, id, key string) (*ingest, bool) {
+	unavailable := func(what string, err error) (*ingest, bool) {
+		c.log.Error("read "+what+" failed", "tenant", tenant, "conversation", id, "err", err)
+		w.Header().Set("Retry-After", "2")
+		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the "+what+" could not be read; retry")
+		return nil, false
+	}
+	var lane, channel, state string
+	err := c.pool.QueryRow(r.Context(), `SELECT lane, channel, state FROM conversations WHERE tenant = $1 AND id = $2`,
+		tenant, id).Scan(&lane, &channel, &state)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		notFound(w, id)
+		return nil, false
+	case err != nil:
+		return unavailable("conversation", err)
+	}
+	if c.deps.ConversationState != nil {
+		if state, err = c.deps.ConversationState(r.Context(), tenant, id); err != nil {
+			return unavailable("conversation's state", err)
+		}
+	}
+	if state == StateStopped {
+		problem(w, http.StatusConflict, ProblemConversationStopped, "Conversation stopped",
+			"conversation "+id+" is stopped and takes no more activations")
+		return nil, false
+	}
+	in := &ingest{
+		c: c, tenant: tenant, conv: id, lane: wire.Lane(lane), channel: channel,
+		key: key, owner: randomHex(12), enqueued: time.Now().UTC(),
+		ring: make([]pending, c.deps.PublishWindow),
+	}
+	in.prefix = "r" + randomHex(12)
+	if key != "" {
+		in.prefix = idPrefix(tenant, id, key)
+	}
+	return in, true
+}
+
+// claimKey takes the Idempotency-Key of a keyed request: a request still
+// running elsewhere is answered 409, a completed one is replayed; otherwise
+// the rows an earlier attempt stored are set to be checked and skipped. It
+// returns true when the request goes on to publish.
+func (c *Campaigns) claimKey(w http.ResponseWriter, r *http.Request, in *ingest, ndjson bool) bool {
+	cl, err := c.claim(r.Context(), in.tenant, in.conv, in.key, in.owner)
+	if err != nil {
+		c.log.Error("idempotency key lookup failed", "tenant", in.tenant, "conversation", in.conv, "err", err)
+		w.Header().Set("Retry-After", "2")
+		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the request could not be recorded; retry")
+		return false
+	}
+	switch cl.state {
+	case claimBusy:
+		w.Header().Set("Retry-After", strconv.Itoa(int(cl.leaseLeft.Seconds())+1))
+		WriteProblem(w, Problem{Type: ProblemIdempotencyInUse, Title: "Idempotency-Key in use", Status: http.StatusConflict,
+			Detail:     "a request with this Idempotency-Key is still being published; retry after it ends",
+			Extensions: map[string]any{"idempotency_key": in.key}})
+		return false
+	case reqDone:
+		c.replay(w, r, in, ndjson, cl)
+		return false
+	}
+	in.skipThrough, in.skipHash = cl.rowsDone, cl.rowsHash
+	in.rowsDone, in.chain = cl.rowsDone, cl.rowsHash
+	if len(cl.extras) > 0 {
+		in.extras0 = make(map[int64]bool, len(cl.extras))
+		for _, x := range cl.extras {
+			in.extras0[x] = true
+		}
+	}
+	in.skipped = cl.rowsDone
+	if cl.resumed {
+		c.log.Info("activation request resumed", "tenant", in.tenant, "conversation", in.conv,
+			"id_prefix", in.prefix, "stored_through_row", cl.rowsDone, "also_stored", len(cl.extras))
+	}
+	return true
+}
+
+// rowReader frames the body's rows.
+func (c *Campaigns) rowReader(r *http.Request, ndjson bool) rowReader {
+	if ndjson {
+		return newNDJSONReader(r.Body, c.deps.MaxRowBytes)
+	}
+	return newArrayReader(r.Body, c.deps.MaxRowBytes)
+}
+
+// Bounds of drainBody.
+const (
+	maxDrainBytes = 64 << 20
+	maxDrainTime  = 10 * time.Second
+)
+
+// drainBody reads and discards what is left of a body the request stopped
+// reading (a bad row), at most maxDrainBytes for at most maxDrainTime,
+// before the answer is written. A client still sending, as curl does after
+// its "Expect: 100-continue" was answered, then receives the problem
+// document: a server that answers and closes with the body unread resets
+// the connection under it, and the client sees the reset instead of the
+// answer. A body longer than the bound still ends with the connection
+// closed.
+func drainBody(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(maxDrainTime))
+	_, _ = io.CopyN(io.Discard, r.Body, maxDrainBytes)
+	_ = rc.SetReadDeadline(time.Time{})
 }
 
 // activationFormat reads the body's format from Content-Type: a JSON array
@@ -255,7 +308,7 @@ func (in *ingest) run(ctx context.Context, rr rowReader) *failure {
 			}
 			continue
 		}
-		rw, err := decodeRow(raw)
+		rw, err := decodeRow(raw, in.c.deps.MaxVarsBytes)
 		if err != nil {
 			re := err.(*rowError)
 			re.row, re.line = n, line
@@ -572,12 +625,7 @@ func progressSentence(done, extras int64, keyed bool) string {
 // replay answers a completed request again, once the body is checked to be
 // the same; nothing is published.
 func (c *Campaigns) replay(w http.ResponseWriter, r *http.Request, in *ingest, ndjson bool, cl claimResult) {
-	var rr rowReader
-	if ndjson {
-		rr = newNDJSONReader(r.Body, c.deps.MaxRowBytes)
-	} else {
-		rr = newArrayReader(r.Body, c.deps.MaxRowBytes)
-	}
+	rr := c.rowReader(r, ndjson)
 	var chain [32]byte
 	same := true
 	for {
@@ -592,6 +640,7 @@ func (c *Campaigns) replay(w http.ResponseWriter, r *http.Request, in *ingest, n
 		chain = chainNext(chain, sha256.Sum256(raw))
 	}
 	if n, _ := rr.position(); !same || n != cl.rowsDone || chain != cl.rowsHash {
+		drainBody(w, r)
 		WriteProblem(w, Problem{Type: ProblemIdempotencyMismatch, Title: "Idempotency-Key reused", Status: http.StatusUnprocessableEntity,
 			Detail: "this Idempotency-Key completed a request with a different body; nothing was published. " +
 				"Use a new key for a new request.",

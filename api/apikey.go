@@ -25,13 +25,18 @@ type Scope string
 const (
 	ScopeSend  Scope = "send"  // create conversations, queue activations
 	ScopeRead  Scope = "read"  // read conversations and their counts
-	ScopeAdmin Scope = "admin" // the /v1/admin/ operations
+	ScopeAdmin Scope = "admin" // pause, resume, stop and list the tenant's own conversations
+	// ScopeOperator is the scope of operator keys, which belong to no
+	// tenant: the fleet-wide controls (error-log mode, intake, channels, top
+	// errors) and the admin routes of every tenant's conversations. It is
+	// never given to a tenant's key.
+	ScopeOperator Scope = "operator"
 )
 
-// AllScopes lists every scope, in a stable order.
+// AllScopes lists the scopes of a tenant's keys, in a stable order.
 var AllScopes = []Scope{ScopeSend, ScopeRead, ScopeAdmin}
 
-// Valid reports whether s is a known scope.
+// Valid reports whether s is a scope of a tenant's keys.
 func (s Scope) Valid() bool { return slices.Contains(AllScopes, s) }
 
 // ParseScopes parses a comma-separated list such as "send,read". It is an
@@ -43,6 +48,9 @@ func ParseScopes(list string) ([]Scope, error) {
 		s := Scope(strings.TrimSpace(part))
 		if s == "" {
 			continue
+		}
+		if s == ScopeOperator {
+			return nil, errors.New("api: operator is not a scope of a tenant's key: create an operator key instead (sluice ctl apikey create --operator)")
 		}
 		if !s.Valid() {
 			return nil, fmt.Errorf("api: unknown scope %q (want send, read or admin)", truncate(string(s), 32))
@@ -57,16 +65,25 @@ func ParseScopes(list string) ([]Scope, error) {
 	return out, nil
 }
 
-// API key format: sk_<tenant>_<id>_<secret>, where id is 16 hex digits (the
-// public handle of the key, the primary key of api_keys) and secret 48 hex
-// digits (192 random bits). The tenant is in the key so that a leaked key
-// says whose it is; the server trusts only the row the id finds, after the
-// hash of the whole key matches.
+// API key formats:
+//
+//	tenant key    sk_<tenant>_<id>_<secret>
+//	operator key  sko_<id>_<secret>
+//
+// where id is 16 hex digits (the public handle of the key, the primary key of
+// api_keys) and secret 48 hex digits (192 random bits). A tenant key names
+// its tenant so that a leaked key says whose it is; an operator key starts
+// with "sko_" (third byte "o") where every tenant key starts with "sk_"
+// (third byte "_"), so whatever a tenant's id, neither kind can be taken for
+// the other. The server trusts only the row the id finds, after
+// the hash of the whole key matches: an operator key's row has no tenant
+// (NULL) and the scopes {operator}, a tenant key's row its tenant.
 const (
-	keyPrefix    = "sk_"
-	keyIDBytes   = 8
-	secretBytes  = 24
-	maxKeyLength = len(keyPrefix) + 64 + 1 + 2*keyIDBytes + 1 + 2*secretBytes
+	keyPrefix         = "sk_"
+	operatorKeyPrefix = "sko_"
+	keyIDBytes        = 8
+	secretBytes       = 24
+	maxKeyLength      = len(keyPrefix) + 64 + 1 + 2*keyIDBytes + 1 + 2*secretBytes
 )
 
 // ErrKeyNotFound is returned by RevokeAPIKey for an id that names no key.
@@ -74,13 +91,17 @@ var ErrKeyNotFound = errors.New("api: no such API key")
 
 // APIKey describes a stored key (never the key itself).
 type APIKey struct {
-	ID        string
+	ID string
+	// Tenant is the key's tenant, "" for an operator key.
 	Tenant    string
 	Name      string
 	Scopes    []Scope
 	CreatedAt time.Time
 	RevokedAt *time.Time
 }
+
+// Operator reports whether k is an operator key.
+func (k APIKey) Operator() bool { return k.Tenant == "" && slices.Contains(k.Scopes, ScopeOperator) }
 
 // CreateAPIKey creates a key for tenant with scopes and returns it. The key is
 // returned only here: the database keeps its SHA-256.
@@ -93,24 +114,48 @@ func CreateAPIKey(ctx context.Context, pool *pgxpool.Pool, tenant, name string, 
 	}
 	for _, s := range scopes {
 		if !s.Valid() {
-			return "", APIKey{}, fmt.Errorf("api: unknown scope %q", truncate(string(s), 32))
+			return "", APIKey{}, fmt.Errorf("api: %q is not a scope of a tenant's key (send, read, admin)", truncate(string(s), 32))
 		}
 	}
-	if len(name) > 200 {
+	return insertKey(ctx, pool, APIKey{Tenant: tenant, Name: name, Scopes: slices.Clone(scopes)})
+}
+
+// CreateOperatorKey creates an operator key (scope operator, no tenant) and
+// returns it, only here. name should say who holds it: it is part of the
+// audited actor of every change made with the key. Rotation: create a new
+// key, move its holder to it, revoke the old one (RevokeAPIKey).
+func CreateOperatorKey(ctx context.Context, pool *pgxpool.Pool, name string) (key string, info APIKey, err error) {
+	return insertKey(ctx, pool, APIKey{Name: name, Scopes: []Scope{ScopeOperator}})
+}
+
+// insertKey generates a key for info (a tenant key, or an operator key when
+// info.Tenant is "") and stores its hash.
+func insertKey(ctx context.Context, pool *pgxpool.Pool, info APIKey) (string, APIKey, error) {
+	if len(info.Name) > 200 {
 		return "", APIKey{}, errors.New("api: key name longer than 200 bytes")
 	}
-	names := make([]string, len(scopes))
-	for i, s := range scopes {
+	if err := checkText("name", info.Name); err != nil {
+		return "", APIKey{}, fmt.Errorf("api: key %w", err)
+	}
+	names := make([]string, len(info.Scopes))
+	for i, s := range info.Scopes {
 		names[i] = string(s)
+	}
+	var tenant *string // NULL for an operator key
+	if info.Tenant != "" {
+		tenant = &info.Tenant
 	}
 	for attempt := 0; ; attempt++ {
 		id := randomHex(keyIDBytes)
-		key = keyPrefix + tenant + "_" + id + "_" + randomHex(secretBytes)
+		key := operatorKeyPrefix + id + "_" + randomHex(secretBytes)
+		if tenant != nil {
+			key = keyPrefix + *tenant + "_" + id + "_" + randomHex(secretBytes)
+		}
 		sum := sha256.Sum256([]byte(key))
-		info = APIKey{ID: id, Tenant: tenant, Name: name, Scopes: slices.Clone(scopes)}
-		err = pool.QueryRow(ctx, `INSERT INTO api_keys (id, tenant, name, hash, scopes)
+		info.ID = id
+		err := pool.QueryRow(ctx, `INSERT INTO api_keys (id, tenant, name, hash, scopes)
 			VALUES ($1, $2, $3, $4, $5) RETURNING created_at`,
-			id, tenant, name, sum[:], names).Scan(&info.CreatedAt)
+			id, tenant, info.Name, sum[:], names).Scan(&info.CreatedAt)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" && attempt < 3 {
 			continue // an id collision: 64 random bits make it a curiosity
@@ -122,10 +167,10 @@ func CreateAPIKey(ctx context.Context, pool *pgxpool.Pool, tenant, name string, 
 	}
 }
 
-// ListAPIKeys lists the keys of tenant, or of every tenant when tenant is "",
-// oldest first.
+// ListAPIKeys lists the keys of tenant, or every key (operator keys
+// included) when tenant is "", oldest first.
 func ListAPIKeys(ctx context.Context, pool *pgxpool.Pool, tenant string) ([]APIKey, error) {
-	rows, err := pool.Query(ctx, `SELECT id, tenant, name, scopes, created_at, revoked_at FROM api_keys
+	rows, err := pool.Query(ctx, `SELECT id, coalesce(tenant, ''), name, scopes, created_at, revoked_at FROM api_keys
 		WHERE $1 = '' OR tenant = $1 ORDER BY created_at, id`, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("api: list keys: %w", err)
@@ -158,7 +203,7 @@ func RevokeAPIKey(ctx context.Context, pool *pgxpool.Pool, id string) (APIKey, e
 		scopes []string
 	)
 	err := pool.QueryRow(ctx, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1
-		RETURNING id, tenant, name, scopes, created_at, revoked_at`, id).
+		RETURNING id, coalesce(tenant, ''), name, scopes, created_at, revoked_at`, id).
 		Scan(&k.ID, &k.Tenant, &k.Name, &scopes, &k.CreatedAt, &k.RevokedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return APIKey{}, fmt.Errorf("%w: %q", ErrKeyNotFound, truncate(id, 32))
@@ -172,25 +217,39 @@ func RevokeAPIKey(ctx context.Context, pool *pgxpool.Pool, id string) (APIKey, e
 	return k, nil
 }
 
+// parsedKey is what a key says about itself, before the database confirms
+// it.
+type parsedKey struct {
+	tenant   string // "" for an operator key
+	id       string
+	operator bool
+}
+
 // parseKey splits a key into its tenant and id. ok is false when key does not
 // have the shape of a sluice key.
-func parseKey(key string) (tenant, id string, ok bool) {
+func parseKey(key string) (parsedKey, bool) {
 	if len(key) > maxKeyLength {
-		return "", "", false
+		return parsedKey{}, false
 	}
-	rest, found := strings.CutPrefix(key, keyPrefix)
-	if !found {
-		return "", "", false
+	rest, operator := strings.CutPrefix(key, operatorKeyPrefix)
+	if !operator {
+		var found bool
+		if rest, found = strings.CutPrefix(key, keyPrefix); !found {
+			return parsedKey{}, false
+		}
 	}
 	rest, secret, found := cutLast(rest, "_")
 	if !found || len(secret) != 2*secretBytes || !isHex(secret) {
-		return "", "", false
+		return parsedKey{}, false
 	}
-	tenant, id, found = cutLast(rest, "_")
+	if operator {
+		return parsedKey{id: rest, operator: true}, len(rest) == 2*keyIDBytes && isHex(rest)
+	}
+	tenant, id, found := cutLast(rest, "_")
 	if !found || len(id) != 2*keyIDBytes || !isHex(id) || !wire.ValidToken(tenant) {
-		return "", "", false
+		return parsedKey{}, false
 	}
-	return tenant, id, true
+	return parsedKey{tenant: tenant, id: id}, true
 }
 
 func cutLast(s, sep string) (before, after string, found bool) {

@@ -18,14 +18,35 @@ import (
 
 // Principal is who a request acts for: the tenant and scopes of its API key.
 type Principal struct {
+	// Tenant is the key's tenant: "" for an operator key, the DevTenant for
+	// the keyless dev identity.
 	Tenant string
 	// KeyID is the public id of the key ("dev" for the DevTenant); safe to log.
-	KeyID  string
+	KeyID string
+	// Name is the key's name (who holds it), as created.
+	Name   string
 	Scopes []Scope
 }
 
 // Has reports whether p has scope s.
 func (p Principal) Has(s Scope) bool { return slices.Contains(p.Scopes, s) }
+
+// Operator reports whether p may use the fleet-wide controls and act on
+// every tenant's conversations: an operator key, or the keyless dev identity.
+func (p Principal) Operator() bool { return p.Has(ScopeOperator) }
+
+// Actor is how the control plane's audit names p: "key:<id>@<tenant>" for a
+// tenant's key (and "key:dev@<tenant>" for the dev identity),
+// "operator:<id> (<name>)" for an operator key.
+func (p Principal) Actor() string {
+	if p.Tenant != "" {
+		return "key:" + p.KeyID + "@" + p.Tenant
+	}
+	if p.Name == "" {
+		return "operator:" + p.KeyID
+	}
+	return "operator:" + p.KeyID + " (" + p.Name + ")"
+}
 
 type principalKey struct{}
 
@@ -55,7 +76,8 @@ type AuthConfig struct {
 	// Pool holds the api_keys table. Required.
 	Pool *pgxpool.Pool
 	// DevTenant, when set, lets requests without an Authorization header act
-	// as this tenant with every scope. For `sluice dev` only.
+	// as this tenant with every scope, the operator's included. For `sluice
+	// dev` only.
 	DevTenant string
 	// Logger receives authentication failures at debug level, with the key
 	// id, never the key. Default: discard.
@@ -99,16 +121,27 @@ const (
 // valid key the answer is 401, without the scope 403, both as problem
 // documents. h finds the Principal with PrincipalFrom.
 func (a *Auth) RequireScope(scope Scope, h http.Handler) http.Handler {
+	return a.RequireAnyScope([]Scope{scope}, h)
+}
+
+// RequireAnyScope is RequireScope for a route that any of scopes opens (a
+// tenant's admin key or an operator key).
+func (a *Auth) RequireAnyScope(scopes []Scope, h http.Handler) http.Handler {
+	names := make([]string, len(scopes))
+	for i, s := range scopes {
+		names[i] = string(s)
+	}
+	list := strings.Join(names, " or ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := a.authenticate(w, r)
 		if !ok {
 			return
 		}
-		if !p.Has(scope) {
+		if !slices.ContainsFunc(scopes, p.Has) {
 			a.failures.WithLabelValues(authScope).Inc()
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice", error="insufficient_scope", scope="`+string(scope)+`"`)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice", error="insufficient_scope", scope="`+strings.Join(names, " ")+`"`)
 			problem(w, http.StatusForbidden, ProblemForbidden, "Insufficient scope",
-				"this API key lacks the "+string(scope)+" scope")
+				"this API key lacks the "+list+" scope")
 			return
 		}
 		h.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
@@ -120,7 +153,7 @@ func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (Principal, 
 	header := r.Header.Get("Authorization")
 	if header == "" {
 		if a.devTenant != "" {
-			return Principal{Tenant: a.devTenant, KeyID: "dev", Scopes: slices.Clone(AllScopes)}, true
+			return Principal{Tenant: a.devTenant, KeyID: "dev", Name: "dev", Scopes: append(slices.Clone(AllScopes), ScopeOperator)}, true
 		}
 		a.unauthorized(w, authMissing, `Bearer realm="sluice"`,
 			"send an API key as Authorization: Bearer <key> (sluice ctl apikey create)")
@@ -133,7 +166,7 @@ func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (Principal, 
 			"the Authorization header must be: Bearer <key>")
 		return Principal{}, false
 	}
-	tenant, id, ok := parseKey(key)
+	pk, ok := parseKey(key)
 	if !ok {
 		a.unauthorized(w, authMalformed, `Bearer realm="sluice", error="invalid_token"`, "the API key is not valid")
 		return Principal{}, false
@@ -141,15 +174,16 @@ func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (Principal, 
 	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
 	defer cancel()
 	var (
-		rowTenant string
+		rowTenant *string // NULL: an operator key
+		name      string
 		hash      []byte
 		scopes    []string
 		revoked   *time.Time
 	)
-	err := a.pool.QueryRow(ctx, `SELECT tenant, hash, scopes, revoked_at FROM api_keys WHERE id = $1`, id).
-		Scan(&rowTenant, &hash, &scopes, &revoked)
+	err := a.pool.QueryRow(ctx, `SELECT tenant, name, hash, scopes, revoked_at FROM api_keys WHERE id = $1`, pk.id).
+		Scan(&rowTenant, &name, &hash, &scopes, &revoked)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		a.log.Warn("api key lookup failed", "key_id", id, "err", err)
+		a.log.Warn("api key lookup failed", "key_id", pk.id, "err", err)
 		w.Header().Set("Retry-After", "2")
 		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the key store is unavailable; retry shortly")
 		return Principal{}, false
@@ -159,12 +193,16 @@ func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (Principal, 
 		hash = make([]byte, len(sum)) // unknown id: compare anyway, so timing says nothing
 	}
 	match := subtle.ConstantTimeCompare(sum[:], hash) == 1
-	if !match || revoked != nil || rowTenant != tenant {
-		a.log.Debug("api key refused", "key_id", id, "known", err == nil, "revoked", revoked != nil)
+	// The row decides what the key is: an operator key's row has no tenant
+	// and only the operator scope, a tenant key's row the key's tenant.
+	kindOK := rowTenant != nil && *rowTenant == pk.tenant && !pk.operator ||
+		rowTenant == nil && pk.operator && slices.Equal(scopes, []string{string(ScopeOperator)})
+	if !match || revoked != nil || !kindOK {
+		a.log.Debug("api key refused", "key_id", pk.id, "known", err == nil, "revoked", revoked != nil)
 		a.unauthorized(w, authInvalid, `Bearer realm="sluice", error="invalid_token"`, "the API key is not valid")
 		return Principal{}, false
 	}
-	p := Principal{Tenant: rowTenant, KeyID: id, Scopes: make([]Scope, len(scopes))}
+	p := Principal{Tenant: pk.tenant, KeyID: pk.id, Name: name, Scopes: make([]Scope, len(scopes))}
 	for i, s := range scopes {
 		p.Scopes[i] = Scope(s)
 	}

@@ -26,9 +26,12 @@ func TestAuth(t *testing.T) {
 	if _, err := RevokeAPIKey(ctx, f.db.Pool, ks[2].ID); err != nil {
 		t.Fatal(err)
 	}
-	_, id, _ := parseKey(sendA)
-	forged := "sk_tenant-a_" + id + "_" + strings.Repeat("0", 48)             // the right id, a wrong secret
+	pk, _ := parseKey(sendA)
+	forged := "sk_tenant-a_" + pk.id + "_" + strings.Repeat("0", 48)          // the right id, a wrong secret
 	otherTenant := "sk_tenant-b_" + strings.TrimPrefix(sendA, "sk_tenant-a_") // the right secret, another tenant
+	asOperator := "sko_" + strings.TrimPrefix(sendA, "sk_tenant-a_")          // a tenant key passed off as an operator's
+	op := f.operatorKey("ops")
+	opAsTenant := "sk_tenant-a_" + strings.TrimPrefix(op, "sko_") // an operator key passed off as a tenant's
 
 	get := func(key string) response { return f.do(http.MethodGet, "/v1/conversations/secret-plans", key, nil) }
 	send := func(key string) response {
@@ -46,6 +49,9 @@ func TestAuth(t *testing.T) {
 		{"wrong secret", get(forged), 401, ProblemUnauthenticated},
 		{"secret under another tenant", get(otherTenant), 401, ProblemUnauthenticated},
 		{"revoked key", get(revoked), 401, ProblemUnauthenticated},
+		{"tenant key as operator key", f.do(http.MethodGet, "/v1/admin/intake", asOperator, nil), 401, ProblemUnauthenticated},
+		{"operator key as tenant key", get(opAsTenant), 401, ProblemUnauthenticated},
+		{"operator reads a tenant's conversation", get(op), 403, ProblemForbidden},
 		{"send key reads", get(sendA), 403, ProblemForbidden},
 		{"read key sends", send(readA), 403, ProblemForbidden},
 		{"read key creates", f.postJSON("/v1/conversations", readA, map[string]any{}), 403, ProblemForbidden},
@@ -128,6 +134,10 @@ func TestParseKey(t *testing.T) {
 		key, tenant string
 		ok          bool
 	}{
+		{"sko_" + id + "_" + secret, "", true},
+		{"sko_acme_" + id + "_" + secret, "", false},
+		{"sko_" + id[1:] + "_" + secret, "", false},
+		{"sk_o_" + id + "_" + secret, "o", true},
 		{"sk_acme_" + id + "_" + secret, "acme", true},
 		{"sk_my_tenant-1_" + id + "_" + secret, "my_tenant-1", true},
 		{"sk__" + id + "_" + secret, "", false},
@@ -140,9 +150,9 @@ func TestParseKey(t *testing.T) {
 		{"", "", false},
 	}
 	for _, tc := range cases {
-		tenant, gotID, ok := parseKey(tc.key)
-		if ok != tc.ok || (ok && (tenant != tc.tenant || gotID != id)) {
-			t.Errorf("parseKey(%q) = %q, %q, %v; want %q, %v", tc.key, tenant, gotID, ok, tc.tenant, tc.ok)
+		pk, ok := parseKey(tc.key)
+		if ok != tc.ok || (ok && (pk.tenant != tc.tenant || pk.id != id || pk.operator != strings.HasPrefix(tc.key, "sko_"))) {
+			t.Errorf("parseKey(%q) = %+v, %v; want %q, %v", tc.key, pk, ok, tc.tenant, tc.ok)
 		}
 	}
 }
@@ -153,7 +163,7 @@ func TestParseScopes(t *testing.T) {
 	if err != nil || !slices.Equal(got, []Scope{ScopeSend, ScopeRead}) {
 		t.Fatalf("got %v, %v", got, err)
 	}
-	for _, bad := range []string{"", " , ", "send,write", "ADMIN"} {
+	for _, bad := range []string{"", " , ", "send,write", "ADMIN", "read,operator"} {
 		if _, err := ParseScopes(bad); err == nil {
 			t.Errorf("ParseScopes(%q) accepted", bad)
 		}
@@ -169,7 +179,7 @@ func TestCreateAPIKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tenant, id, ok := parseKey(key); !ok || tenant != "acme" || id != info.ID {
+	if pk, ok := parseKey(key); !ok || pk.tenant != "acme" || pk.id != info.ID || pk.operator {
 		t.Fatalf("key %q does not parse to its id %s", key, info.ID)
 	}
 	var leaked bool
@@ -182,6 +192,24 @@ func TestCreateAPIKey(t *testing.T) {
 	}
 	if _, _, err := CreateAPIKey(ctx, f.db.Pool, "a.b", "", []Scope{ScopeRead}); err == nil {
 		t.Fatal("a key for an invalid tenant was created")
+	}
+	if _, _, err := CreateAPIKey(ctx, f.db.Pool, "acme", "", []Scope{ScopeAdmin, ScopeOperator}); err == nil {
+		t.Fatal("a tenant key with the operator scope was created")
+	}
+	// The table refuses it too: a tenant key with operator, an operator key
+	// with a tenant scope.
+	for _, q := range []string{
+		`INSERT INTO api_keys (id, tenant, hash, scopes) VALUES ('x1', 'acme', sha256('x1'), '{operator}')`,
+		`INSERT INTO api_keys (id, tenant, hash, scopes) VALUES ('x2', NULL, sha256('x2'), '{operator,admin}')`,
+		`INSERT INTO api_keys (id, tenant, hash, scopes) VALUES ('x3', NULL, sha256('x3'), '{admin}')`,
+	} {
+		if _, err := f.db.Pool.Exec(ctx, q); err == nil {
+			t.Errorf("api_keys accepted %s", q)
+		}
+	}
+	opKey, opInfo, err := CreateOperatorKey(ctx, f.db.Pool, "alice")
+	if pk, ok := parseKey(opKey); err != nil || !ok || !pk.operator || pk.id != opInfo.ID || !opInfo.Operator() {
+		t.Fatalf("operator key %q (%+v, %v) does not parse to its id", opKey, opInfo, err)
 	}
 	if _, err := RevokeAPIKey(ctx, f.db.Pool, "0000000000000000"); err == nil {
 		t.Fatal("revoked an unknown key")

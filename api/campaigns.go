@@ -56,6 +56,12 @@ type CampaignDeps struct {
 	PublishWindow int
 	// MaxRowBytes bounds one activation row of a request body. Default 16 KiB.
 	MaxRowBytes int
+	// MaxVarsBytes bounds the encoded vars of one row (wire.VarsSize);
+	// a row over it is refused (413, the row named) rather than accepted and
+	// counted invalid (vars_too_large) by the workers. Keep it at the
+	// workers' orchestrator.Config.MaxVarsBytes. Default
+	// wire.DefaultMaxVarsBytes (8 KiB).
+	MaxVarsBytes int
 	// AckTimeout bounds the wait for one publish acknowledgement before it is
 	// retried. Default 10s.
 	AckTimeout time.Duration
@@ -81,6 +87,9 @@ func (d *CampaignDeps) setDefaults() {
 	}
 	if d.MaxRowBytes == 0 {
 		d.MaxRowBytes = 16 << 10
+	}
+	if d.MaxVarsBytes == 0 {
+		d.MaxVarsBytes = wire.DefaultMaxVarsBytes
 	}
 	if d.AckTimeout == 0 {
 		d.AckTimeout = 10 * time.Second
@@ -110,6 +119,8 @@ func (d *CampaignDeps) validate() error {
 		return errors.New("api: CampaignDeps.PublishWindow must be at least 1")
 	case d.MaxRowBytes < 256:
 		return errors.New("api: CampaignDeps.MaxRowBytes must be at least 256")
+	case d.MaxVarsBytes < 2:
+		return errors.New("api: CampaignDeps.MaxVarsBytes must be at least 2 (an empty object)")
 	case d.LeaseDuration < 4*d.CheckpointInterval:
 		return errors.New("api: CampaignDeps.LeaseDuration must be at least 4 CheckpointIntervals")
 	case d.IdempotencyRetention > 0 && d.IdempotencyRetention < time.Hour:

@@ -198,6 +198,13 @@ func (r *createRequest) validate() error {
 	if strings.TrimSpace(r.Name) == "" || len(r.Name) > maxNameBytes {
 		return fmt.Errorf("name: required, at most %d bytes", maxNameBytes)
 	}
+	for _, f := range []struct{ name, value string }{
+		{"name", r.Name}, {"template.subject", r.Template.Subject}, {"template.text", r.Template.Text}, {"template.html", r.Template.HTML},
+	} {
+		if err := checkText(f.name, f.value); err != nil {
+			return err
+		}
+	}
 	if _, err := dispatch.ParseChannel(r.Channel); err != nil {
 		return fmt.Errorf("channel: want email, sms or push")
 	}
@@ -245,20 +252,7 @@ func (c *Campaigns) createConversation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req createRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCreateBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			problem(w, http.StatusRequestEntityTooLarge, ProblemInvalidRequest, "Request too large",
-				fmt.Sprintf("a conversation definition is at most %d bytes", maxCreateBody))
-			return
-		}
-		problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Malformed request", "body: "+jsonErrorDetail(err))
-		return
-	}
-	if dec.More() {
-		problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Malformed request", "body: more than one JSON value")
+	if !readJSON(w, r, maxCreateBody, &req) {
 		return
 	}
 	if err := req.validate(); err != nil {
@@ -273,6 +267,9 @@ func (c *Campaigns) createConversation(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errConversationConflict):
 		problem(w, http.StatusConflict, ProblemConversationExists, "Conversation exists",
 			"conversation "+req.ID+" already exists with a different definition")
+		return
+	case inputError(err):
+		refuseInput(w, "the conversation")
 		return
 	case err != nil:
 		c.log.Error("create conversation failed", "tenant", p.Tenant, "conversation", req.ID, "err", err)

@@ -1,7 +1,8 @@
 // Package api is sluice's HTTP surface: health (/healthz), readiness
 // (/readyz, which checks NATS and Postgres), Prometheus metrics (/metrics),
-// the campaign API (/v1/) and the building blocks of operations (/v1/admin/):
-// authentication by API key with scopes, and RFC 9457 problem documents.
+// the campaign API (/v1/), the operations (/v1/admin/, [Admin]), authentication
+// by API key with scopes, and RFC 9457 problem documents: every HTTP surface
+// of sluice, with one problem writer ([WriteProblem]) and one JSON writer.
 //
 // # Campaign API
 //
@@ -65,16 +66,48 @@
 // forgets them in batches of 5,000 rows. A retry with a forgotten key is a
 // new request and publishes its rows again.
 //
-// # Authentication
+// # Authentication and authority
 //
-// Requests carry Authorization: Bearer sk_<tenant>_<id>_<secret>. Keys belong
-// to a tenant and have scopes (send, read, admin); only their SHA-256 is
-// stored, and it is compared in constant time. The tenant of every request is
-// the key's: a conversation of another tenant is answered 404, as if it did
-// not exist. [Auth.RequireScope] guards a handler; the /v1/admin/ routes use
-// it with [ScopeAdmin]. Keys and full recipient addresses are never logged.
+// Requests carry Authorization: Bearer <key>. Only a key's SHA-256 is
+// stored, and it is compared in constant time; keys and full recipient
+// addresses are never logged. There are two kinds of key:
+//
+//   - A tenant key, sk_<tenant>_<id>_<secret> ([CreateAPIKey]), acts on its
+//     own tenant only, with its scopes: send, read, admin. The tenant of
+//     every request is the key's: a conversation of another tenant is
+//     answered 404, as if it did not exist, on the campaign routes and on
+//     the /v1/admin/conversations/{tenant}/... routes alike (a path naming
+//     another tenant changes nothing), and GET /v1/admin/conversations lists
+//     the key's tenant only.
+//   - An operator key, sko_<id>_<secret> ([CreateOperatorKey]; scope
+//     operator; its api_keys row has no tenant), belongs to no tenant. It
+//     alone opens the fleet-wide controls, which one tenant must not flip
+//     for the others: the error-log mode, the top errors across tenants,
+//     intake and channels (a tenant key is answered 403 there). It may act
+//     on every tenant's conversations under /v1/admin/conversations, and on
+//     nothing under the campaign routes, which need a tenant. Rotation:
+//     create a new key, move its holder to it, revoke the old one.
+//
+// [Auth.RequireScope] and [Auth.RequireAnyScope] guard a handler (401
+// without a valid key, 403 without the scope); [Admin] routes the admin
+// operations and says who may call each. Changes are audited with
+// [Principal.Actor]: key:<id>@<tenant>, or operator:<id> (<name>).
 //
 // CampaignDeps.DevTenant (for `sluice dev` only; refused unless Env is "dev")
-// lets requests without an Authorization header act as that tenant with every
-// scope.
+// lets requests without an Authorization header act as that tenant with
+// every scope and as the operator.
+//
+// # Bad input
+//
+// Bad input is answered as bad input, never as a failure to retry: a NUL
+// byte or invalid UTF-8 in a conversation's id, name or template, or in an
+// admin change's reason, is 422 naming the field, before anything is stored;
+// a value Postgres refuses anyway (SQLSTATE class 22) is 422 too. A path
+// with an empty segment is a 404 problem, never a redirect. A row whose vars
+// exceed CampaignDeps.MaxVarsBytes once encoded (8 KiB, the workers' limit)
+// is refused as a row too large (413). When a bad row ends an activation
+// request early, up to 64 MiB of the rest of the body is read and discarded
+// (10 s at most) before the answer, so a client still sending (curl sends
+// large bodies after Expect: 100-continue) receives the problem document
+// rather than a reset connection.
 package api

@@ -20,15 +20,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	(&Campaigns{auth: &Auth{}, m: mustMetrics(t)}).Register(s)
-	// The admin routes the control plane serves, as node mounts them.
-	var store control.Store
-	for pattern := range store.AdminRoutes() {
-		s.Handle(pattern, http.NotFoundHandler())
-	}
-	for pattern := range store.OpsRoutes(control.OpsConfig{}) {
-		s.Handle(pattern, http.NotFoundHandler())
-	}
+	c := &Campaigns{auth: &Auth{}, m: mustMetrics(t)}
+	c.Register(s)
+	(&Admin{c: c, ctl: &control.Store{}}).Register(s)
 	if n := len(s.Routes()); n < 7 {
 		t.Fatalf("only %d routes: %v", n, s.Routes())
 	}

@@ -25,6 +25,7 @@ const (
 	ProblemIdempotencyMismatch = "urn:sluice:problem:idempotency-key-reused"
 	ProblemUnavailable         = "urn:sluice:problem:unavailable"
 	ProblemIntakePaused        = "urn:sluice:problem:intake-paused"
+	ProblemChangeConflict      = "urn:sluice:problem:change-conflict"
 	ProblemInternal            = "urn:sluice:problem:internal"
 )
 

@@ -230,8 +230,10 @@ type wireRow struct {
 // decodeRow checks the shape of a row: an object with "to" (a string, which
 // may be empty: address validity is the workers' outcome), optional "vars"
 // (an object of strings) and optional "id" (1-64 of [A-Za-z0-9_-]), nothing
-// else. The returned error is a *rowError without position.
-func decodeRow(raw []byte) (row, error) {
+// else; vars of more than maxVars bytes once encoded (wire.VarsSize,
+// the size the workers bound) are too large. The returned error is a
+// *rowError without position.
+func decodeRow(raw []byte, maxVars int) (row, error) {
 	if len(raw) == 0 || raw[0] != '{' {
 		if json.Valid(raw) {
 			return row{}, &rowError{kind: rowInvalid, detail: `want an object {"to": ..., "vars": {...}}`}
@@ -256,6 +258,9 @@ func decodeRow(raw []byte) (row, error) {
 	}
 	if w.ID != "" && !wire.ValidToken(w.ID) {
 		return row{}, &rowError{kind: rowInvalid, detail: `"id": want 1-64 of [A-Za-z0-9_-]`}
+	}
+	if n := wire.VarsSize(w.Vars); n > maxVars {
+		return row{}, &rowError{kind: rowTooLarge, detail: fmt.Sprintf(`"vars": %d bytes encoded, more than the limit of %d`, n, maxVars)}
 	}
 	return row{to: *w.To, vars: w.Vars, id: w.ID}, nil
 }

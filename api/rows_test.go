@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/wire"
 )
 
 // readAll frames every row of body; it returns the rows and the error that
@@ -102,7 +104,7 @@ func FuzzRowReaders(f *testing.F) {
 				if isArray && !json.Valid(raw) {
 					t.Fatalf("array row %q is not JSON", raw)
 				}
-				_, _ = decodeRow(raw)
+				_, _ = decodeRow(raw, wire.DefaultMaxVarsBytes)
 			}
 		}
 	})
@@ -110,7 +112,7 @@ func FuzzRowReaders(f *testing.F) {
 
 func TestDecodeRow(t *testing.T) {
 	t.Parallel()
-	r, err := decodeRow([]byte(`{"to":"","vars":{"a":"b"},"id":"row-1"}`))
+	r, err := decodeRow([]byte(`{"to":"","vars":{"a":"b"},"id":"row-1"}`), wire.DefaultMaxVarsBytes)
 	if err != nil || r.to != "" || r.vars["a"] != "b" || r.id != "row-1" {
 		t.Fatalf("%+v, %v", r, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"slices"
 	"sort"
 	"sync"
@@ -91,10 +92,14 @@ func (s *Server) Routes() []string {
 
 // ServeHTTP routes r. The mux's own answers, unknown path (404) and method
 // not allowed (405, with its Allow header), are turned into problem
-// documents like every other error of the API; a panicking handler gets a
+// documents like every other error of the API, and a path that is not
+// canonical (an empty segment) is 404, never a redirect; a panicking handler gets a
 // 500 problem when nothing was written yet.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := s.mux.Handler(r); pattern == "" {
+	// A path the mux would clean (an empty segment, "." or "..") is routed
+	// nowhere: the mux would redirect, and a redirect is no answer for an
+	// API client, which does not follow it with its body.
+	if _, pattern := s.mux.Handler(r); pattern == "" || path.Clean(r.URL.Path) != r.URL.Path {
 		s.unrouted(w, r)
 		return
 	}
@@ -113,19 +118,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(rw, r)
 }
 
-// unrouted answers a request no pattern matches, with the status (and Allow
-// header) the mux would have given.
+// unrouted answers a request no pattern matches: 405 with the Allow header
+// when the path exists under another method, 404 otherwise, whatever else
+// the mux would have answered (a redirect without Location for
+// "/v1/conversations//activations").
 func (s *Server) unrouted(w http.ResponseWriter, r *http.Request) {
 	h, _ := s.mux.Handler(r)
 	rec := &headerRecorder{header: http.Header{}}
 	h.ServeHTTP(rec, r)
-	if rec.status == 0 {
-		rec.status = http.StatusNotFound
-	}
-	p := Problem{Status: rec.status, Detail: "no route for " + r.Method + " " + r.URL.Path}
-	if allow := rec.header.Get("Allow"); allow != "" {
+	p := Problem{Status: http.StatusNotFound, Detail: "no route for " + r.Method + " " + truncate(r.URL.Path, 200)}
+	if allow := rec.header.Get("Allow"); rec.status == http.StatusMethodNotAllowed && allow != "" {
 		w.Header().Set("Allow", allow)
-		p.Detail = r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + allow
+		p.Status = http.StatusMethodNotAllowed
+		p.Detail = r.Method + " is not allowed on " + truncate(r.URL.Path, 200) + "; allowed: " + allow
 	}
 	WriteProblem(w, p)
 }
@@ -228,8 +233,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, map[string]any{"status": verdict, "checks": results})
 }
 
+// writeJSON answers with v as JSON, not to be cached: the one JSON writer of
+// every route (problem documents have WriteProblem).
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }

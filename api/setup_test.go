@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/control"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -32,6 +33,7 @@ type fixture struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	c      *Campaigns
+	ctl    *control.Store
 	srv    *Server
 	reg    *prometheus.Registry
 }
@@ -64,6 +66,19 @@ func setup(t *testing.T, tune ...func(*CampaignDeps)) *fixture {
 		t.Fatal(err)
 	}
 	f.c.Register(f.srv)
+	if f.ctl, err = control.Open(ctx, js, f.db.Pool, logger, control.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := NewAdmin(f.c, AdminConfig{Control: f.ctl, Stop: control.StopConfig{
+		Purge: func(ctx context.Context, tenant, conv string) (uint64, error) {
+			return orchestrator.PurgeConversation(ctx, js, tenant, conv)
+		},
+		Settle: time.Millisecond,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.Register(f.srv)
 	if err := f.srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +108,16 @@ func (w *testWriter) Write(p []byte) (int, error) {
 func (f *fixture) key(tenant string, scopes ...Scope) string {
 	f.t.Helper()
 	k, _, err := CreateAPIKey(context.Background(), f.db.Pool, tenant, "test", scopes)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return k
+}
+
+// operatorKey creates an operator key named name.
+func (f *fixture) operatorKey(name string) string {
+	f.t.Helper()
+	k, _, err := CreateOperatorKey(context.Background(), f.db.Pool, name)
 	if err != nil {
 		f.t.Fatal(err)
 	}

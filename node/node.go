@@ -15,8 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +61,7 @@ type Config struct {
 	// every scope. Only `sluice dev` sets it; refused unless Env is dev.
 	DevTenant string
 	// StopSettle is how long a conversation stop waits for the workers
-	// before purging (control.OpsConfig.StopSettle). Default 2s.
+	// before purging (control.StopConfig.Settle). Default 2s.
 	StopSettle time.Duration
 	// IdempotencyRetention is how long the API remembers an
 	// Idempotency-Key (api.CampaignDeps.IdempotencyRetention); an API node
@@ -369,8 +367,9 @@ func (n *Node) startHTTP(ctx, watchCtx context.Context) error {
 	return n.HTTP.Start()
 }
 
-// mountAPI registers the campaign API and the admin routes (admin scope; the
-// key becomes the audited actor).
+// mountAPI registers the campaign API and the admin routes (api.Admin: a
+// tenant's admin key on its own conversations, an operator key on the fleet;
+// the key is the audited actor).
 func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 	var intakePaused atomic.Bool
 	n.watch(func() error {
@@ -390,20 +389,19 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 	}
 	camp.Register(n.HTTP)
 	n.watchers.Go(func() { camp.PruneLoop(watchCtx, time.Hour) })
-	routes := n.Control.AdminRoutes()
-	maps.Copy(routes, n.Control.OpsRoutes(control.OpsConfig{
-		Purge: func(ctx context.Context, tenant, conversation string) (uint64, error) {
-			return orchestrator.PurgeConversation(ctx, n.JS, tenant, conversation)
+	admin, err := api.NewAdmin(camp, api.AdminConfig{
+		Control: n.Control,
+		Stop: control.StopConfig{
+			Purge: func(ctx context.Context, tenant, conversation string) (uint64, error) {
+				return orchestrator.PurgeConversation(ctx, n.JS, tenant, conversation)
+			},
+			Settle: n.cfg.StopSettle,
 		},
-		StopSettle: n.cfg.StopSettle,
-	}))
-	for pattern, h := range routes {
-		n.HTTP.Handle(pattern, camp.Instrument(pattern, camp.RequireScope(api.ScopeAdmin,
-			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				p, _ := api.PrincipalFrom(r.Context())
-				h.ServeHTTP(w, r.WithContext(control.WithActor(r.Context(), "key:"+p.KeyID+"@"+p.Tenant)))
-			}))))
+	})
+	if err != nil {
+		return err
 	}
+	admin.Register(n.HTTP)
 	return nil
 }
 

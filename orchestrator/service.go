@@ -24,7 +24,8 @@ type Config struct {
 	Transactional LaneConfig
 	Bulk          LaneConfig
 	// MaxVarsBytes bounds the encoded template variables of one activation;
-	// a larger map is recorded as vars_too_large. Default 8 KiB.
+	// a larger map is recorded as vars_too_large. Default
+	// wire.DefaultMaxVarsBytes (8 KiB).
 	MaxVarsBytes int
 	// SendTimeout bounds one provider call. Default 10s.
 	SendTimeout time.Duration
@@ -44,7 +45,7 @@ func (c *Config) setDefaults() {
 	c.Transactional.setDefaults(wire.LaneTransactional)
 	c.Bulk.setDefaults(wire.LaneBulk)
 	if c.MaxVarsBytes == 0 {
-		c.MaxVarsBytes = 8 << 10
+		c.MaxVarsBytes = wire.DefaultMaxVarsBytes
 	}
 	if c.SendTimeout == 0 {
 		c.SendTimeout = 10 * time.Second

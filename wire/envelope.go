@@ -102,6 +102,21 @@ func Decode(data []byte, maxVars int) (*Activation, error) {
 	return a, nil
 }
 
+// DefaultMaxVarsBytes is the default bound of the encoded template
+// variables of one activation (Config.MaxVarsBytes): a larger map is
+// recorded as vars_too_large by the workers, and refused by the API.
+const DefaultMaxVarsBytes = 8 << 10
+
+// VarsSize is the encoded size in bytes of vars in an envelope, what Decode
+// bounds with maxVars (0 for no vars).
+func VarsSize(vars map[string]string) int {
+	if len(vars) == 0 {
+		return 0
+	}
+	b, _ := json.Marshal(vars) // a map of strings always encodes
+	return len(b)
+}
+
 // Encode returns the JSON envelope of a, filling Version.
 func Encode(a *Activation) ([]byte, error) {
 	a.Version = SchemaVersion

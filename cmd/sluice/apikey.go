@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,18 +27,40 @@ Manage the API keys of the campaign API. Keys are stored as SHA-256 hashes:
 create prints a key once, and it cannot be shown again. This talks to
 Postgres directly, so it works before any key exists.
 
+Two kinds of key:
+  tenant keys (sk_<tenant>_...) act on their tenant only, with scopes send
+    (create conversations, queue activations), read (read them) and admin
+    (pause, resume, stop and list the tenant's own conversations);
+  operator keys (sko_...) belong to no tenant: the fleet-wide controls
+    (error-log mode, intake, channels, top errors) and every tenant's
+    conversations. Changes made with one are audited as operator:<id> (<name>).
+
 commands:
   create --tenant T --scope send,read[,admin] [--name N]
                        create a key for tenant T and print it (alone on
                        stdout, so KEY=$(sluice ctl apikey create ...) works)
-  list [--tenant T]    the keys: id, tenant, name, scopes, created, revoked
+  create --operator --name N
+                       create an operator key; N says who holds it (audited)
+  list [--tenant T]    the keys: id, tenant (- for operator keys), name,
+                       scopes, created, revoked
   revoke ID            refuse the key with this id from now on
+
+Rotating a key: create a new one, move its holder to it, revoke the old one.
 
 flags, before or after the command's arguments:
   --database-url URL   Postgres (SLUICE_DATABASE_URL, default sluice dev's:
                        ` + apikeyDatabaseURL + `)
   --json               list: print JSON
 `
+
+// apikeyArgs are the parsed arguments of one apikey command.
+type apikeyArgs struct {
+	cmd                  string
+	tenant, scopes, name string
+	asJSON, operator     bool
+	pos                  []string
+	parsedScopes         []api.Scope
+}
 
 // runAPIKey implements `sluice ctl apikey create|list|revoke`; args start
 // after "apikey".
@@ -49,93 +72,104 @@ func runAPIKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return nil
 	}
-	cmd, rest := args[0], args[1:]
-	name := "ctl apikey " + cmd
+	a := &apikeyArgs{cmd: args[0]}
+	name := "ctl apikey " + a.cmd
 	fs := newFlagSet(name, stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, apikeyUsage) }
 	dbURL := fs.String("database-url", env("SLUICE_DATABASE_URL", apikeyDatabaseURL), "Postgres URL")
-	var (
-		tenant, scopes, keyName string
-		asJSON                  bool
-	)
-	switch cmd {
+	switch a.cmd {
 	case "create":
-		fs.StringVar(&tenant, "tenant", "", "the key's tenant (required)")
-		fs.StringVar(&scopes, "scope", "", "comma-separated scopes: send, read, admin (required)")
-		fs.StringVar(&keyName, "name", "", "a note: who or what uses the key")
+		fs.BoolVar(&a.operator, "operator", false, "an operator key: no tenant, scope operator")
+		fs.StringVar(&a.tenant, "tenant", "", "the key's tenant (required)")
+		fs.StringVar(&a.scopes, "scope", "", "comma-separated scopes: send, read, admin (required)")
+		fs.StringVar(&a.name, "name", "", "a note: who or what uses the key")
 	case "list":
-		fs.StringVar(&tenant, "tenant", "", "only this tenant's keys")
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
+		fs.StringVar(&a.tenant, "tenant", "", "only this tenant's keys")
+		fs.BoolVar(&a.asJSON, "json", false, "print JSON")
 	case "revoke":
 	default:
-		fmt.Fprintf(stderr, "sluice ctl apikey: unknown command %q\n\n%s", cmd, apikeyUsage)
+		fmt.Fprintf(stderr, "sluice ctl apikey: unknown command %q\n\n%s", a.cmd, apikeyUsage)
 		return errUsage
 	}
-	pos, err := parseCommand(fs, rest)
-	if err != nil {
+	var err error
+	if a.pos, err = parseCommand(fs, args[1:]); err != nil {
 		return err
 	}
-	usageErr := func(format string, a ...any) error {
-		fmt.Fprintf(stderr, "sluice %s: %s\n", name, fmt.Sprintf(format, a...))
+	if msg := a.check(); msg != "" {
+		fmt.Fprintf(stderr, "sluice %s: %s\n", name, msg)
 		return errUsage
 	}
-
-	var parsedScopes []api.Scope
-	switch cmd {
-	case "create":
-		if len(pos) != 0 {
-			return usageErr("unexpected arguments %q", pos)
-		}
-		if tenant == "" {
-			return usageErr("--tenant is required")
-		}
-		if parsedScopes, err = api.ParseScopes(scopes); err != nil {
-			return usageErr("--scope: %v", strings.TrimPrefix(err.Error(), "api: "))
-		}
-	case "list":
-		if len(pos) != 0 {
-			return usageErr("unexpected arguments %q", pos)
-		}
-	case "revoke":
-		if len(pos) != 1 {
-			return usageErr("want exactly one key id (sluice ctl apikey list shows them)")
-		}
-	}
-
 	pool, err := apikeyPool(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	return a.run(ctx, pool, stdout, stderr)
+}
 
-	switch cmd {
+// check returns what is wrong with the arguments, "" if nothing.
+func (a *apikeyArgs) check() string {
+	switch {
+	case a.cmd == "revoke" && len(a.pos) != 1:
+		return "want exactly one key id (sluice ctl apikey list shows them)"
+	case a.cmd != "revoke" && len(a.pos) != 0:
+		return fmt.Sprintf("unexpected arguments %q", a.pos)
+	case a.cmd != "create":
+		return ""
+	case a.operator && (a.tenant != "" || a.scopes != ""):
+		return "--operator takes no --tenant or --scope: an operator key belongs to no tenant"
+	case a.operator && strings.TrimSpace(a.name) == "":
+		return "--operator needs --name: who holds the key (it names them in the audit)"
+	case a.operator:
+		return ""
+	case a.tenant == "":
+		return "--tenant is required"
+	}
+	var err error
+	if a.parsedScopes, err = api.ParseScopes(a.scopes); err != nil {
+		return "--scope: " + strings.TrimPrefix(err.Error(), "api: ")
+	}
+	return ""
+}
+
+// run runs the checked command.
+func (a *apikeyArgs) run(ctx context.Context, pool *pgxpool.Pool, stdout, stderr io.Writer) error {
+	switch a.cmd {
 	case "create":
-		key, info, err := api.CreateAPIKey(ctx, pool, tenant, keyName, parsedScopes)
+		create := func() (string, api.APIKey, error) {
+			return api.CreateAPIKey(ctx, pool, a.tenant, a.name, a.parsedScopes)
+		}
+		whose := "for tenant " + a.tenant
+		if a.operator {
+			create = func() (string, api.APIKey, error) { return api.CreateOperatorKey(ctx, pool, a.name) }
+			whose = "(operator, no tenant)"
+		}
+		key, info, err := create()
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, key)
-		fmt.Fprintf(stderr, "created key %s for tenant %s with scopes %s; it is shown only now: store it\n",
-			info.ID, info.Tenant, joinScopes(info.Scopes))
+		fmt.Fprintf(stderr, "created key %s %s with scopes %s; it is shown only now: store it\n",
+			info.ID, whose, joinScopes(info.Scopes))
 		return nil
 	case "list":
-		keys, err := api.ListAPIKeys(ctx, pool, tenant)
+		keys, err := api.ListAPIKeys(ctx, pool, a.tenant)
 		if err != nil {
 			return err
 		}
-		if asJSON {
+		if a.asJSON {
 			return printKeysJSON(stdout, keys)
 		}
 		return printKeys(stdout, keys)
 	default: // revoke
-		k, err := api.RevokeAPIKey(ctx, pool, pos[0])
+		k, err := api.RevokeAPIKey(ctx, pool, a.pos[0])
 		if errors.Is(err, api.ErrKeyNotFound) {
-			return fmt.Errorf("apikey revoke: no key with id %q", pos[0])
+			return fmt.Errorf("apikey revoke: no key with id %q", a.pos[0])
 		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked key %s of tenant %s at %s\n", k.ID, k.Tenant, k.RevokedAt.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stdout, "revoked key %s of %s at %s\n", k.ID, keyOwner(k), k.RevokedAt.UTC().Format(time.RFC3339))
 		return nil
 	}
 }
@@ -154,6 +188,14 @@ func apikeyPool(ctx context.Context, dbURL string) (*pgxpool.Pool, error) {
 			redact.URL(dbURL), err)
 	}
 	return pool, nil
+}
+
+// keyOwner says whose a key is: "tenant acme" or "the operators".
+func keyOwner(k api.APIKey) string {
+	if k.Operator() {
+		return "the operators"
+	}
+	return "tenant " + k.Tenant
 }
 
 func joinScopes(ss []api.Scope) string {
@@ -176,7 +218,7 @@ func printKeys(w io.Writer, keys []api.APIKey) error {
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Tenant, name, joinScopes(k.Scopes),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, cmp.Or(k.Tenant, "-"), name, joinScopes(k.Scopes),
 			k.CreatedAt.UTC().Format(time.RFC3339), revoked)
 	}
 	return tw.Flush()

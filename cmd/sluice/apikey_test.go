@@ -40,7 +40,7 @@ func TestAPIKeyCommands(t *testing.T) {
 	}
 	status := func(scope api.Scope) int {
 		h := auth.RequireScope(scope, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if p, _ := api.PrincipalFrom(r.Context()); p.Tenant != "acme" {
+			if p, _ := api.PrincipalFrom(r.Context()); p.Tenant != "acme" && !p.Operator() {
 				t.Errorf("tenant = %q", p.Tenant)
 			}
 		}))
@@ -90,6 +90,21 @@ func TestAPIKeyCommands(t *testing.T) {
 	if _, _, err := run("revoke", "0123456789abcdef"); err == nil || !strings.Contains(err.Error(), "no key") {
 		t.Fatalf("revoke unknown: %v", err)
 	}
+
+	// An operator key: no tenant, scope operator; it opens the fleet's routes.
+	out, msg, err = run("create", "--operator", "--name", "alice")
+	opKey := strings.TrimSpace(out)
+	if err != nil || !strings.HasPrefix(opKey, "sko_") || !strings.Contains(msg, "(operator, no tenant) with scopes operator") {
+		t.Fatalf("create --operator: %q %q %v", out, msg, err)
+	}
+	key = opKey
+	if o, a := status(api.ScopeOperator), status(api.ScopeAdmin); o != 200 || a != 403 {
+		t.Fatalf("operator key: operator %d, admin %d", o, a)
+	}
+	out, _, err = run("list")
+	if err != nil || !strings.Contains(out, " -       alice") && !strings.Contains(out, "-  alice") {
+		t.Fatalf("list with an operator key: %q, %v", out, err)
+	}
 }
 
 // TestAPIKeyUsage: usage errors are refused before touching the database.
@@ -104,6 +119,10 @@ func TestAPIKeyUsage(t *testing.T) {
 		{"create", "--tenant", "acme", "--scope", "send", "extra"},
 		{"revoke"},
 		{"revoke", "a", "b"},
+		{"create", "--operator"},
+		{"create", "--operator", "--name", "alice", "--tenant", "acme"},
+		{"create", "--operator", "--name", "alice", "--scope", "admin"},
+		{"create", "--tenant", "acme", "--scope", "operator"},
 		{"list", "x"},
 	} {
 		var out, errb bytes.Buffer

@@ -28,37 +28,47 @@ const ctlUsage = `usage: sluice ctl [flags] <command> [flags]
 Operate a running sluice through its admin API. Changes take effect on every
 worker within a second and are audited (who, when, old and new value).
 
+Credentials (--key): [operator] commands need an operator key (sluice ctl
+apikey create --operator); [admin] commands take an operator key or a tenant's
+admin key, which acts on its own tenant only (another tenant's conversation
+is "not found"). sluice dev needs no key: its keyless identity may do both.
+
 commands:
-  errorlog show                  the error log's mode and its last change
+  errorlog show                  [operator] the error log's mode and its last
+                                 change
   errorlog set MODE [--first N] [--then M] [--window D]
-                                 change the mode for the whole fleet. MODE is
+                                 [operator] change the mode for the whole
+                                 fleet. MODE is
                                  full (every event a row), sample (per
                                  conversation and reason, the first N events of
                                  each window D, then 1 in M; defaults 100, 1000,
                                  1m), off (counters only) or sync (one INSERT per
                                  event, the legacy design)
   errors top [--window 5m] [--limit 20]
-                                 the conversations with the most undeliverable
+                                 [operator] the conversations with the most undeliverable
                                  messages over the window, with their reasons
   conversation pause|resume|stop TENANT ID [--reason TEXT]
-                                 pause (queued messages wait), resume (also
+                                 [admin] pause (queued messages wait), resume (also
                                  ends a quarantine) or stop a conversation;
                                  stop is final and purges its queued messages,
                                  counted as purged
-  conversation show TENANT ID    a conversation's control state
+  conversation show TENANT ID    [admin] a conversation's control state
   conversation list [--state paused|quarantined|stopped|active]
-                                 conversations whose state was set
-  intake show|pause|resume       while intake is paused the API answers 503
+                                 [admin] conversations whose state was set
+                                 (a tenant's admin key: its own only)
+  intake show|pause|resume       [operator] while intake is paused the API answers 503
                                  with Retry-After; workers keep draining
-  channel list                   each channel, enabled or disabled
-  channel disable|enable NAME    a disabled channel's messages wait (email,
+  channel list                   [operator] each channel, enabled or disabled
+  channel disable|enable NAME    [operator] a disabled channel's messages wait (email,
                                  sms or push); they are not failed
-  apikey ...                     manage API keys (sluice ctl apikey -h)
+  apikey ...                     manage API keys, operator keys included
+                                 (sluice ctl apikey -h); talks to Postgres
+                                 directly: needs the database, not a key
 
 flags, before or after the command:
   --api-url URL   the API (SLUICE_API_URL, default ` + defaultAPIURL + `)
-  --key KEY       an API key with the admin scope (SLUICE_API_KEY; sluice dev
-                  needs none)
+  --key KEY       an operator key, or a tenant's admin key for conversation
+                  commands (SLUICE_API_KEY; sluice dev needs none)
   --json          print the API's JSON instead of a table
 `
 
@@ -73,7 +83,7 @@ type ctlOptions struct {
 // be given before or after the command.
 func (o *ctlOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.apiURL, "api-url", o.apiURL, "the API's base URL (SLUICE_API_URL)")
-	fs.Var(secretFlag{&o.key}, "key", "an API key with the admin scope (SLUICE_API_KEY)")
+	fs.Var(secretFlag{&o.key}, "key", "an operator key, or a tenant's admin key for conversation commands (SLUICE_API_KEY)")
 	fs.BoolVar(&o.json, "json", o.json, "print JSON")
 }
 
@@ -352,8 +362,10 @@ func apiError(method, path string, status int, body []byte) error {
 		msg += ": " + s
 	}
 	switch status {
-	case http.StatusUnauthorized, http.StatusForbidden:
-		msg += " (an API key with the admin scope: --key or SLUICE_API_KEY)"
+	case http.StatusUnauthorized:
+		msg += " (an operator key, or a tenant's admin key for conversation commands: --key or SLUICE_API_KEY)"
+	case http.StatusForbidden:
+		msg += " (this command needs an operator key: sluice ctl apikey create --operator; a tenant's admin key only acts on its own conversations)"
 	}
 	return errors.New(msg)
 }

@@ -2,16 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
@@ -29,18 +30,16 @@ func TestMain(m *testing.M) {
 	os.Exit(pgtest.Main(m))
 }
 
-// ctlKey is the admin key the test API accepts; it names the actor "ops".
-const ctlKey = "test-admin-key"
-
 type ctlBundle struct {
 	store *control.Store
 	db    *pgtest.DB
 	url   string
+	key   string // an operator key named "ops"
 }
 
-// setupCtl serves the control plane's admin routes the way the API does: a
-// request with a key must carry ctlKey, and names the actor; a request
-// without one is anonymous, as in dev.
+// setupCtl serves the campaign and admin API as a dev node does: a request
+// without a key is the dev identity (tenant acme, and operator); b.key is an
+// operator key named "ops". Stop's purge is a stand-in that reports 7.
 func setupCtl(t *testing.T) *ctlBundle {
 	t.Helper()
 	nc, _ := natstest.Start(t)
@@ -53,24 +52,32 @@ func setupCtl(t *testing.T) *ctlBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	for pattern, h := range store.AdminRoutes() {
-		mux.Handle(pattern, h)
+	camp, err := api.NewCampaigns(t.Context(), api.CampaignDeps{Pool: db.Pool, JS: js, Env: "dev", DevTenant: "acme"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if auth := r.Header.Get("Authorization"); auth != "" {
-			if auth != "Bearer "+ctlKey {
-				w.Header().Set("Content-Type", "application/problem+json")
-				w.WriteHeader(http.StatusUnauthorized)
-				w.Write([]byte(`{"type":"about:blank","title":"Unauthorized","status":401,"detail":"unknown API key"}`))
-				return
-			}
-			r = r.WithContext(control.WithActor(r.Context(), "ops"))
-		}
-		mux.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return &ctlBundle{store: store, db: db, url: srv.URL}
+	srv, err := api.New(api.Config{Addr: "127.0.0.1:0", Gatherer: prometheus.NewRegistry()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	camp.Register(srv)
+	admin, err := api.NewAdmin(camp, api.AdminConfig{Control: store, Stop: control.StopConfig{
+		Purge:  func(context.Context, string, string) (uint64, error) { return 7, nil },
+		Settle: time.Millisecond,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.Register(srv)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop(context.Background()) })
+	key, _, err := api.CreateOperatorKey(t.Context(), db.Pool, "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &ctlBundle{store: store, db: db, url: "http://" + srv.Addr(), key: key}
 }
 
 // ctl runs `sluice ctl --api-url <test API> args...`.
@@ -95,20 +102,21 @@ func TestCtlErrorLog(t *testing.T) {
 		}
 	}
 
-	out, _, err = b.ctl(t, "--key", ctlKey, "errorlog", "set", "sample", "--first", "10", "--then", "50", "--window", "30s")
+	out, _, err = b.ctl(t, "--key", b.key, "errorlog", "set", "sample", "--first", "10", "--then", "50", "--window", "30s")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "error log mode: full -> sample (first 10 per 30s, then 1 in 50) (revision 2, by ops)\n"; out != want {
-		t.Fatalf("set: %q, want %q", out, want)
+	if want := "error log mode: full -> sample (first 10 per 30s, then 1 in 50) (revision 2, by operator:"; !strings.HasPrefix(out, want) || !strings.HasSuffix(out, " (ops))\n") {
+		t.Fatalf("set: %q, want %q...(ops))", out, want)
 	}
 	want := errorlog.Mode{Name: errorlog.ModeSample, First: 10, Then: 50, Window: 30 * time.Second}
 	if m, err := b.store.ErrorLogMode(t.Context()); err != nil || m != want {
 		t.Fatalf("mode after set = %v, %v", m, err)
 	}
 	var actor string
-	if err := b.db.Pool.QueryRow(t.Context(), "SELECT actor FROM control_audit ORDER BY id DESC LIMIT 1").Scan(&actor); err != nil || actor != "ops" {
-		t.Fatalf("audited actor = %q, %v; want ops (from the key)", actor, err)
+	if err := b.db.Pool.QueryRow(t.Context(), "SELECT actor FROM control_audit ORDER BY id DESC LIMIT 1").Scan(&actor); err != nil ||
+		!strings.HasPrefix(actor, "operator:") || !strings.HasSuffix(actor, " (ops)") {
+		t.Fatalf("audited actor = %q, %v; want operator:<id> (ops), from the key", actor, err)
 	}
 
 	// Flags after the command; JSON.
@@ -120,17 +128,17 @@ func TestCtlErrorLog(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("--json: %v\n%s", err, out)
 	}
-	if st.Mode != want || st.UpdatedBy != "ops" || st.Previous == nil || st.Previous.Name != errorlog.ModeFull {
+	if st.Mode != want || st.UpdatedBy != actor || st.Previous == nil || st.Previous.Name != errorlog.ModeFull {
 		t.Fatalf("--json: %+v", st)
 	}
 	out, _, _ = b.ctl(t, "errorlog", "show")
-	for _, w := range []string{"mode        sample", "first       10 per", "then        1 in 50", "window      30s", "updated by  ops", "previous    full"} {
+	for _, w := range []string{"mode        sample", "first       10 per", "then        1 in 50", "window      30s", "updated by  operator:", "(ops)", "previous    full"} {
 		if !strings.Contains(out, w) {
 			t.Fatalf("show: missing %q in\n%s", w, out)
 		}
 	}
 
-	// Without a key (dev): anonymous.
+	// Without a key (dev): the dev identity.
 	if out, _, err = b.ctl(t, "errorlog", "set", "off"); err != nil || !strings.Contains(out, "-> off") {
 		t.Fatalf("set off: %q, %v", out, err)
 	}
@@ -195,7 +203,7 @@ func TestCtlFailures(t *testing.T) {
 		{args: []string{"errorlog", "set", "sample", "--window", "soon"}, usage: true, errSub: "soon"},
 		{args: []string{"errorlog", "show", "extra"}, usage: true, errSub: "unexpected arguments"},
 		{args: []string{"errors", "top", "--limit", "0"}, errSub: "400 Bad Request: control: invalid value: limit 0"},
-		{args: []string{"--key", "wrong", "errorlog", "show"}, errSub: "401 Unauthorized: unknown API key (an API key with the admin scope: --key or SLUICE_API_KEY)"},
+		{args: []string{"--key", "wrong", "errorlog", "show"}, errSub: "401 Unauthorized: the API key is not valid (an operator key"},
 		{args: []string{"apikey", "create"}, usage: true, errSub: "--tenant is required"},
 	} {
 		out, stderr, err := b.ctl(t, tc.args...)
@@ -219,12 +227,12 @@ func TestCtlDefaultsFromEnv(t *testing.T) {
 	// Not parallel: it sets the environment.
 	b := setupCtl(t)
 	t.Setenv("SLUICE_API_URL", b.url+"/")
-	t.Setenv("SLUICE_API_KEY", ctlKey)
+	t.Setenv("SLUICE_API_KEY", b.key)
 	var out bytes.Buffer
 	if err := runCtl(t.Context(), []string{"errorlog", "set", "sync"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "by ops") {
+	if !strings.Contains(out.String(), " (ops))") {
 		t.Fatalf("the key from SLUICE_API_KEY was not sent: %q", out.String())
 	}
 

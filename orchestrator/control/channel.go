@@ -44,14 +44,18 @@ func (s *Store) Channel(ctx context.Context, ch dispatch.Channel) (Setting[Chann
 // SetChannel disables or enables a channel for the whole fleet, audited as
 // SetErrorLogMode is, and returns the setting it replaced.
 func (s *Store) SetChannel(ctx context.Context, ch dispatch.Channel, v ChannelStatus, actor string) (old ChannelStatus, err error) {
+	o, _, err := s.setChannel(ctx, ch, v, actor)
+	return o.Value, err
+}
+
+func (s *Store) setChannel(ctx context.Context, ch dispatch.Channel, v ChannelStatus, actor string) (old, cur Setting[ChannelStatus], err error) {
 	key, err := channelKey(ch)
 	if err != nil {
-		return ChannelStatus{}, err
+		return old, cur, err
 	}
-	o, _, err := update(ctx, s, channelKind, key, actor, func(Setting[ChannelStatus]) (ChannelStatus, error) {
+	return update(ctx, s, channelKind, key, actor, func(Setting[ChannelStatus]) (ChannelStatus, error) {
 		return v, nil
 	})
-	return o.Value, err
 }
 
 // ChannelUpdate is one channel's setting, as WatchChannels delivers it.

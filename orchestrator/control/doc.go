@@ -57,16 +57,15 @@
 // # Operations
 //
 // [TopErrors] lists the conversations with the most undeliverable messages over
-// a recent window, from the exact per-minute counters in error_counts.
-// [Store.AdminRoutes] serves the error-log mode and the top errors under
-// /v1/admin/, for the API server to mount behind its admin authentication,
-// which names the actor with [WithActor]. [Store.OpsRoutes] serves the
-// operators' controls under the same prefix: pause, resume and stop a
-// conversation (stop purges its queued messages through
-// [OpsConfig.Purge] and adds them to conversations.purged), list
-// conversations by state, pause and resume intake, disable and enable a
-// channel. [Store.Quarantine] is the automatic quarantine's change. `sluice
-// ctl` is their client.
+// a recent window, from the exact per-minute counters in error_counts. The
+// operators' controls are plain methods that take the actor to audit:
+// [Store.ChangeErrorLogMode], [Store.ChangeIntake], [Store.ChangeChannel],
+// [Store.ChangeConversation] (pause, resume), [Store.StopConversation] (stop
+// and purge the queued messages through [StopConfig.Purge], adding them to
+// conversations.purged), [Store.Conversations] (by tenant and state), and
+// their readers. This package serves no HTTP: package api maps them to the
+// /v1/admin/ routes and decides who may call which; `sluice ctl` is their
+// client. [Store.Quarantine] is the automatic quarantine's change.
 //
 // # Environment fence
 //

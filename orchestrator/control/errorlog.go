@@ -205,3 +205,14 @@ func (s *Store) ErrorLogStatus(ctx context.Context) (ErrorLogStatus, error) {
 	}
 	return out, nil
 }
+
+// ChangeErrorLogMode is SetErrorLogMode answering with the new status: the
+// mode, who set it and when, and the mode it replaced.
+func (s *Store) ChangeErrorLogMode(ctx context.Context, m errorlog.Mode, actor string) (ErrorLogStatus, error) {
+	old, cur, err := s.setErrorLogMode(ctx, m, actor)
+	if err != nil {
+		return ErrorLogStatus{}, err
+	}
+	prev := old.Value
+	return ErrorLogStatus{Mode: cur.Value, UpdatedBy: cur.By, UpdatedAt: cur.At, Revision: cur.Revision, Previous: &prev}, nil
+}

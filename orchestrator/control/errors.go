@@ -23,3 +23,7 @@ var (
 	// without a pool.
 	ErrNoDatabase = errors.New("control: no database")
 )
+
+// ErrNotFound is returned for a conversation that the conversations table
+// does not hold (checked by a Store with a database).
+var ErrNotFound = errors.New("control: conversation not found")

@@ -23,10 +23,14 @@ func (s *Store) Intake(ctx context.Context) (Setting[IntakeStatus], error) {
 // SetIntake pauses or resumes intake for the whole fleet, audited as
 // SetErrorLogMode is, and returns the setting it replaced.
 func (s *Store) SetIntake(ctx context.Context, v IntakeStatus, actor string) (old IntakeStatus, err error) {
-	o, _, err := update(ctx, s, intakeKind, KeyIntake, actor, func(Setting[IntakeStatus]) (IntakeStatus, error) {
+	o, _, err := s.setIntake(ctx, v, actor)
+	return o.Value, err
+}
+
+func (s *Store) setIntake(ctx context.Context, v IntakeStatus, actor string) (old, cur Setting[IntakeStatus], err error) {
+	return update(ctx, s, intakeKind, KeyIntake, actor, func(Setting[IntakeStatus]) (IntakeStatus, error) {
 		return v, nil
 	})
-	return o.Value, err
 }
 
 // WatchIntake calls fn with the intake setting at once, then with every

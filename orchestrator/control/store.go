@@ -16,6 +16,9 @@ import (
 	"github.com/sluicehq/sluice/errorlog"
 )
 
+// anonymous is the actor of a change that names none.
+const anonymous = "anonymous"
+
 // Bucket is the NATS KV bucket of the control plane.
 const Bucket = "sluice_control"
 

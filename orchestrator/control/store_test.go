@@ -1,7 +1,6 @@
 package control
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -323,16 +322,5 @@ func TestWithoutPool(t *testing.T) {
 	st, err := s.ErrorLogStatus(t.Context())
 	if err != nil || st.Mode != off || st.UpdatedBy != "alice" {
 		t.Fatalf("status = %+v, %v", st, err)
-	}
-}
-
-func TestActor(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	if a := ActorFrom(ctx); a != "anonymous" {
-		t.Fatalf("ActorFrom(empty) = %q", a)
-	}
-	if a := ActorFrom(WithActor(ctx, "key:ops")); a != "key:ops" {
-		t.Fatalf("ActorFrom = %q", a)
 	}
 }
