@@ -133,11 +133,11 @@ func TestAdminTopErrors(t *testing.T) {
 	f := setup(t)
 	op := f.operatorKey("ops")
 	if _, err := f.db.Pool.Exec(t.Context(), `
-INSERT INTO error_counts (tenant, conversation, channel, reason, minute, count) VALUES
-  ('acme',  'c1', 'email', 'empty',  date_trunc('minute', now()),                         50),
-  ('acme',  'c2', 'email', 'empty',  date_trunc('minute', now() - interval '1 minute'),  100),
-  ('acme',  'c2', 'email', 'empty',  date_trunc('minute', now() - interval '30 minutes'), 1000),
-  ('bravo', 'c1', 'email', 'syntax', date_trunc('minute', now()),                         40)`); err != nil {
+INSERT INTO error_counts (tenant, conversation, channel, reason, outcome, minute, count) VALUES
+  ('acme',  'c1', 'email', 'empty', 'invalid',  date_trunc('minute', now()),                         50),
+  ('acme',  'c2', 'email', 'empty', 'invalid',  date_trunc('minute', now() - interval '1 minute'),  100),
+  ('acme',  'c2', 'email', 'empty', 'invalid',  date_trunc('minute', now() - interval '30 minutes'), 1000),
+  ('bravo', 'c1', 'email', 'syntax', 'invalid', date_trunc('minute', now()),                         40)`); err != nil {
 		t.Fatal(err)
 	}
 	r := f.do(http.MethodGet, "/v1/admin/errors/top", op, nil)

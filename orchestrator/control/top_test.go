@@ -13,17 +13,17 @@ import (
 func seedCounts(t *testing.T, db *pgtest.DB) {
 	t.Helper()
 	_, err := db.Pool.Exec(t.Context(), `
-INSERT INTO error_counts (tenant, conversation, channel, reason, minute, count) VALUES
-  ('acme',   'c1', 'email', 'empty',   date_trunc('minute', now()),                         50),
-  ('acme',   'c1', 'email', 'syntax',  date_trunc('minute', now() - interval '2 minutes'),  30),
-  ('acme',   'c2', 'email', 'empty',   date_trunc('minute', now() - interval '1 minute'),  100),
-  ('acme',   'c2', 'email', 'empty',   date_trunc('minute', now() - interval '30 minutes'), 1000),
-  ('acme',   'c2', 'sms',   'not_e164',date_trunc('minute', now() - interval '40 minutes'), 5),
-  ('bravo',  'c1', 'email', 'syntax',  date_trunc('minute', now()),                         40),
-  ('bravo',  'c1', 'sms',   'syntax',  date_trunc('minute', now()),                         40),
-  ('acme',   'c3', 'email', 'empty',   date_trunc('minute', now() - interval '5 minutes'),  7),
-  ('acme',   'c3', 'email', 'empty',   date_trunc('minute', now() - interval '6 minutes'),  1000),
-  ('old',    'c9', 'email', 'empty',   date_trunc('minute', now() - interval '2 hours'),   99999)`)
+INSERT INTO error_counts (tenant, conversation, channel, reason, outcome, minute, count) VALUES
+  ('acme',   'c1', 'email', 'empty', 'invalid',   date_trunc('minute', now()),                         50),
+  ('acme',   'c1', 'email', 'syntax', 'invalid',  date_trunc('minute', now() - interval '2 minutes'),  30),
+  ('acme',   'c2', 'email', 'empty', 'invalid',   date_trunc('minute', now() - interval '1 minute'),  100),
+  ('acme',   'c2', 'email', 'empty', 'invalid',   date_trunc('minute', now() - interval '30 minutes'), 1000),
+  ('acme',   'c2', 'sms',   'not_e164', 'invalid',date_trunc('minute', now() - interval '40 minutes'), 5),
+  ('bravo',  'c1', 'email', 'syntax', 'invalid',  date_trunc('minute', now()),                         40),
+  ('bravo',  'c1', 'sms',   'syntax', 'invalid',  date_trunc('minute', now()),                         40),
+  ('acme',   'c3', 'email', 'empty', 'invalid',   date_trunc('minute', now() - interval '5 minutes'),  7),
+  ('acme',   'c3', 'email', 'empty', 'invalid',   date_trunc('minute', now() - interval '6 minutes'),  1000),
+  ('old',    'c9', 'email', 'empty', 'invalid',   date_trunc('minute', now() - interval '2 hours'),   99999)`)
 	if err != nil {
 		t.Fatal(err)
 	}
