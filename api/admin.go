@@ -258,7 +258,7 @@ func (a *Admin) getTopErrors(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Invalid request",
-				fmt.Sprintf("limit %q: want a whole number from 1 to %d", truncate(v, 32), control.MaxTopLimit))
+				fmt.Sprintf("limit %q: want a whole number from 1 to %d", truncate(v, 32), errorlog.MaxTopLimit))
 			return
 		}
 		limit = n

@@ -20,7 +20,7 @@ import (
 // CampaignDeps are what the campaign API needs.
 type CampaignDeps struct {
 	// Pool is the Postgres pool (conversations, api_keys,
-	// activation_requests, delivery_counts, error_counts). Required.
+	// activation_requests; the outcome counters through errorlog.Counts). Required.
 	Pool *pgxpool.Pool
 	// JS publishes activations to SLUICE_ACTIVATIONS, which must exist
 	// (orchestrator.EnsureStream). Its WithPublishAsyncMaxPending bounds the

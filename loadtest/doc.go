@@ -31,9 +31,8 @@
 // With NATSURL the burst goes into a running sluice instead, under
 // conversation ids tagged with the run so that earlier runs do not mix in.
 // Then there are no sink ledgers and no provider hook: accounting reads the
-// database (DatabaseURL): error_counts for invalid and failed, and the
-// workers' delivery_counts tally for delivered (at least once, so a
-// redelivery after a lost ack shows as a surplus). Given the workers'
+// database (DatabaseURL): the stored, exactly-once outcome counts
+// (errorlog.CountsOf), not checked against the providers. Given the workers'
 // /metrics endpoints (MetricsURLs, --metrics-url, comma-separated for a
 // fleet), the run reads from them what it measures in process on its own
 // stack: transactional latency from the workers' delivery-latency histogram
@@ -73,8 +72,9 @@
 // target's workers are measured alone (see Target).
 //
 // Accounting is checked per conversation, at rest: accepted (published) =
-// delivered (sink ledgers) + invalid + failed (error_counts, by reason) +
-// purged.
+// delivered + invalid + failed + purged, each outcome as the workers stored
+// it (errorlog.CountsOf), and delivered equal to the distinct activations in
+// the sinks' ledgers where the run has them.
 //
 // # Compare and ceiling
 //

@@ -56,7 +56,7 @@
 //
 // # Operations
 //
-// [TopErrors] lists the conversations with the most undeliverable messages over
+// [Store.TopErrorsReport] (errorlog.TopErrors) lists the conversations with the most undeliverable messages over
 // a recent window, from the exact per-minute counters in error_counts. The
 // operators' controls are plain methods that take the actor to audit:
 // [Store.ChangeErrorLogMode], [Store.ChangeIntake], [Store.ChangeChannel],

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/ctxtime"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -82,8 +83,8 @@ type ChannelList struct {
 // TopErrorsReport is the body of GET /v1/admin/errors/top.
 type TopErrorsReport struct {
 	// Window is the window asked for, as a Go duration ("5m0s").
-	Window        string     `json:"window"`
-	Conversations []TopError `json:"conversations"`
+	Window        string              `json:"window"`
+	Conversations []errorlog.TopError `json:"conversations"`
 }
 
 // updated returns who changed a setting and when, or nothing for a setting
@@ -329,7 +330,10 @@ func (s *Store) TopErrorsReport(ctx context.Context, window time.Duration, limit
 	if s.pool == nil {
 		return TopErrorsReport{}, ErrNoDatabase
 	}
-	top, err := TopErrors(ctx, s.pool, window, limit)
+	top, err := errorlog.TopErrors(ctx, s.pool, window, limit)
+	if errors.Is(err, errorlog.ErrInvalidQuery) {
+		return TopErrorsReport{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	if err != nil {
 		return TopErrorsReport{}, err
 	}

@@ -1,4 +1,4 @@
-package control
+package errorlog
 
 import (
 	"errors"
@@ -79,8 +79,8 @@ func TestTopErrors(t *testing.T) {
 		window time.Duration
 		limit  int
 	}{{0, 20}, {-time.Minute, 20}, {MaxTopWindow + 1, 20}, {time.Minute, 0}, {time.Minute, MaxTopLimit + 1}} {
-		if _, err := TopErrors(ctx, db.Pool, tc.window, tc.limit); !errors.Is(err, ErrInvalid) {
-			t.Errorf("TopErrors(%v, %d) = %v, want ErrInvalid", tc.window, tc.limit, err)
+		if _, err := TopErrors(ctx, db.Pool, tc.window, tc.limit); !errors.Is(err, ErrInvalidQuery) {
+			t.Errorf("TopErrors(%v, %d) = %v, want ErrInvalidQuery", tc.window, tc.limit, err)
 		}
 	}
 }

@@ -1,18 +1,17 @@
-package control
+package errorlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// Querier is what TopErrors needs: *pgxpool.Pool, *pgx.Conn and pgx.Tx have
-// it.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
+// ErrInvalidQuery is wrapped by TopErrors' error for a window or limit out
+// of range.
+var ErrInvalidQuery = errors.New("errorlog: invalid query")
 
 // TopError is one conversation's undeliverable messages over a window.
 type TopError struct {
@@ -63,14 +62,14 @@ ORDER BY t.total DESC, t.tenant, t.conversation, r.n DESC, r.reason`
 // positive and at most MaxTopWindow, limit 1 to MaxTopLimit.
 func TopErrors(ctx context.Context, q Querier, window time.Duration, limit int) ([]TopError, error) {
 	if window <= 0 || window > MaxTopWindow {
-		return nil, fmt.Errorf("%w: window %v: want more than 0 and at most %v", ErrInvalid, window, MaxTopWindow)
+		return nil, fmt.Errorf("%w: window %v: want more than 0 and at most %v", ErrInvalidQuery, window, MaxTopWindow)
 	}
 	if limit < 1 || limit > MaxTopLimit {
-		return nil, fmt.Errorf("%w: limit %d: want 1 to %d", ErrInvalid, limit, MaxTopLimit)
+		return nil, fmt.Errorf("%w: limit %d: want 1 to %d", ErrInvalidQuery, limit, MaxTopLimit)
 	}
 	rows, err := q.Query(ctx, topErrorsSQL, window, limit)
 	if err != nil {
-		return nil, fmt.Errorf("control: top errors: %w", err)
+		return nil, fmt.Errorf("errorlog: top errors: %w", err)
 	}
 	out := []TopError{}
 	var (
@@ -86,7 +85,7 @@ func TopErrors(ctx context.Context, q Querier, window time.Duration, limit int) 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("control: top errors: %w", err)
+		return nil, fmt.Errorf("errorlog: top errors: %w", err)
 	}
 	return out, nil
 }
