@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sluicehq/sluice/conversation"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -155,11 +155,10 @@ func (c *Campaigns) openIngest(w http.ResponseWriter, r *http.Request, tenant, i
 		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the "+what+" could not be read; retry")
 		return nil, false
 	}
-	var lane, channel, state string
-	err := c.pool.QueryRow(r.Context(), `SELECT lane, channel, state FROM conversations WHERE tenant = $1 AND id = $2`,
-		tenant, id).Scan(&lane, &channel, &state)
+	row, err := conversation.Load(r.Context(), c.pool, tenant, id)
+	lane, channel, state := row.Lane, row.Channel, row.State
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
+	case errors.Is(err, conversation.ErrNotFound):
 		notFound(w, id)
 		return nil, false
 	case err != nil:

@@ -299,8 +299,8 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 		if counts, err = errorlog.CountsOf(ctx, pool, Tenant, convs); err != nil {
 			return err
 		}
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM error_log WHERE tenant = $1 AND conversation = ANY($2)`, Tenant, convs).Scan(&mr.ErrorRowsWritten); err != nil {
-			return fmt.Errorf("count error_log rows: %w", err)
+		if mr.ErrorRowsWritten, err = errorlog.Rows(ctx, pool, Tenant, convs); err != nil {
+			return err
 		}
 	}
 	mr.AccountingExact = pool != nil
