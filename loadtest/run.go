@@ -205,6 +205,9 @@ type system interface {
 	// delivered returns the sinks' count for a conversation, or -1 when the
 	// target has no ledgers.
 	deliveredCount(conversation string) int64
+	// duplicateSends returns how many sends the sinks received for a key
+	// they had already accepted, or -1 when the target has no ledgers.
+	duplicateSends() int64
 	// usage samples the workers' resident memory (bytes, the peak so far
 	// where the system knows it) and goroutines; ok is false when unknown.
 	usage() (rss int64, goroutines int, ok bool)
@@ -247,6 +250,7 @@ func accountWait(sys system) time.Duration {
 
 func (t *targetDB) db() *pgxpool.Pool           { return t.pool }
 func (t *targetDB) deliveredCount(string) int64 { return -1 }
+func (t *targetDB) duplicateSends() int64       { return -1 }
 
 // publishedTo is how many of the first p burst messages went to
 // conversation k of convs (message i goes to conversation i mod convs).
@@ -304,6 +308,7 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 		}
 	}
 	mr.AccountingExact = pool != nil
+	mr.DuplicateSends = sys.duplicateSends()
 	for _, c := range convs {
 		o := counts[c]
 		a := Account{Conversation: c, Accepted: accepted[c], Purged: purged[c],
