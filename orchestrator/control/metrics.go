@@ -21,7 +21,7 @@ import (
 // sluice_control_channel_changed_timestamp_seconds{channel} (every channel at
 // 0 from the start). A timestamp is 0 while the setting was never changed.
 type SwitchGauges struct {
-	intakePaused, intakeChanged      prometheus.Gauge
+	intakePaused, intakeChanged     prometheus.Gauge
 	channelDisabled, channelChanged *prometheus.GaugeVec
 }
 
