@@ -25,7 +25,7 @@ test-race:
 	$(GO) test -race -short -count=1 -timeout 15m $(RACE_PKGS)
 
 test-rest:
-	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v -e /orchestrator -e /errorlog -e /dispatch -e /api -e /node)
+	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v -e /orchestrator -e /errorlog -e /dispatch -e /api -e /node -e /deploy/)
 
 # The 100k-message accounting test at full size, without the race detector's
 # 10x cost (the race run above covers it at 10k).
