@@ -90,6 +90,7 @@ deploy-tools:
 ## evaluation against a real Prometheus scraping a dev node during a short storm
 deploy-check: prometheus deploy-tools
 	PATH="$(GOBIN_DIR):$$PATH" ./deploy/check.sh
+	PATH="$(GOBIN_DIR):$$PATH" $(GO) test -count=1 -run '^TestDeploy' ./cmd/sluice/
 	$(GO) test -count=1 -timeout 5m ./deploy/...
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
