@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sluicehq/sluice/internal/metrictest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 )
 
@@ -42,16 +42,6 @@ func exported(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// value reads one metric.
-func value(t *testing.T, c prometheus.Metric) *dto.Metric {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return &m
 }
 
 // addErrors adds n errors of this minute to a conversation of tenant t1.
@@ -103,7 +93,7 @@ func TestTopExporterBounded(t *testing.T) {
 	if got := exported(t, reg); !maps.Equal(got, want) {
 		t.Fatalf("after the ranking changed: exported %v, want %v (c13 and c12 must be gone)", got, want)
 	}
-	if n := value(t, e.refreshed).GetGauge().GetValue(); time.Since(time.Unix(int64(n), 0)) > time.Minute {
+	if n, _ := metrictest.Value(t, reg, "sluice_errorlog_top_refresh_timestamp_seconds", nil); time.Since(time.Unix(int64(n), 0)) > time.Minute {
 		t.Errorf("refresh timestamp %v is not recent", n)
 	}
 }
@@ -137,7 +127,7 @@ func TestTopExporterWithdrawsOnFailure(t *testing.T) {
 	if got := exported(t, reg); len(got) != 0 {
 		t.Errorf("after a failed refresh: exported %v, want nothing", got)
 	}
-	if n := value(t, e.failures).GetCounter().GetValue(); n != 1 {
+	if n, _ := metrictest.Value(t, reg, "sluice_errorlog_top_refresh_errors_total", nil); n != 1 {
 		t.Errorf("sluice_errorlog_top_refresh_errors_total = %v, want 1", n)
 	}
 }

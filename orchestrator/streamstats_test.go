@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/internal/metrictest"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
 	"github.com/sluicehq/sluice/wire"
@@ -41,37 +42,23 @@ func TestStreamGauges(t *testing.T) {
 		acts = append(acts, activation(fmt.Sprintf("h%d", i), wire.LaneBulk, "t1", "held", dispatch.ChannelEmail, "a@example.com"))
 	}
 	b.publish(t, acts)
-	series := func() map[string]float64 {
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]float64{}
-		for _, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				for _, l := range m.GetLabel() {
-					if l.GetName() == "stream" {
-						out[mf.GetName()+"/"+l.GetValue()] = m.GetGauge().GetValue()
-					}
-				}
-			}
-		}
-		return out
+	value := func(name, stream string) (float64, bool) {
+		return metrictest.Value(t, reg, name, map[string]string{"stream": stream})
 	}
 	waitFor(t, 10*time.Second, "200 messages in the stream gauge", func() bool {
-		return series()["sluice_stream_messages/"+orchestrator.StreamName] == 200
+		v, _ := value("sluice_stream_messages", orchestrator.StreamName)
+		return v == 200
 	})
-	got := series()
-	if v := got["sluice_stream_bytes/"+orchestrator.StreamName]; v < 200*50 {
+	if v, _ := value("sluice_stream_bytes", orchestrator.StreamName); v < 200*50 {
 		t.Errorf("stream bytes %v for 200 messages", v)
 	}
-	if v := got["sluice_stream_max_bytes/"+orchestrator.StreamName]; v != 8<<30 {
+	if v, _ := value("sluice_stream_max_bytes", orchestrator.StreamName); v != 8<<30 {
 		t.Errorf("stream max bytes %v, want the default 8 GiB", v)
 	}
-	if v, ok := got["sluice_stream_max_bytes/"+errorlog.SpillStream]; !ok || v != errorlog.SpillMaxBytes {
+	if v, ok := value("sluice_stream_max_bytes", errorlog.SpillStream); !ok || v != errorlog.SpillMaxBytes {
 		t.Errorf("spill stream max bytes %v (exported %v), want %v", v, ok, errorlog.SpillMaxBytes)
 	}
-	if v, ok := got["sluice_stream_messages/"+errorlog.SpillStream]; !ok || v != 0 {
+	if v, ok := value("sluice_stream_messages", errorlog.SpillStream); !ok || v != 0 {
 		t.Errorf("spill stream messages %v (exported %v), want 0", v, ok)
 	}
 }

@@ -8,38 +8,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/internal/metrictest"
 )
-
-// gaugeValue reads one series of reg; ok is false when it does not exist.
-func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) (v float64, ok bool) {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue series
-				}
-			}
-			return m.GetGauge().GetValue(), true
-		}
-	}
-	return 0, false
-}
 
 // waitGauge polls until the series has the value want.
 func waitGauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		v, ok := gaugeValue(t, reg, name, labels)
+		v, ok := metrictest.Value(t, reg, name, labels)
 		if ok && v == want {
 			return
 		}
@@ -62,7 +39,7 @@ func TestSwitchGauges(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ch := range []string{"email", "sms", "push"} {
-		if v, ok := gaugeValue(t, reg, "sluice_control_channel_disabled", map[string]string{"channel": ch}); !ok || v != 0 {
+		if v, ok := metrictest.Value(t, reg, "sluice_control_channel_disabled", map[string]string{"channel": ch}); !ok || v != 0 {
 			t.Fatalf("channel %s: disabled %v (exists %v) before any watch, want 0", ch, v, ok)
 		}
 	}
@@ -89,12 +66,12 @@ func TestSwitchGauges(t *testing.T) {
 		name   string
 		labels map[string]string
 	}{{"sluice_control_intake_changed_timestamp_seconds", nil}, {"sluice_control_channel_changed_timestamp_seconds", map[string]string{"channel": "sms"}}} {
-		at, _ := gaugeValue(t, reg, s.name, s.labels)
+		at, _ := metrictest.Value(t, reg, s.name, s.labels)
 		if d := at - float64(before.UnixNano())/1e9; d < -1 || d > 10 {
 			t.Errorf("%s = %v, %.1fs from the change", s.name, at, d)
 		}
 	}
-	if v, _ := gaugeValue(t, reg, "sluice_control_channel_disabled", map[string]string{"channel": "email"}); v != 0 {
+	if v, _ := metrictest.Value(t, reg, "sluice_control_channel_disabled", map[string]string{"channel": "email"}); v != 0 {
 		t.Errorf("email disabled = %v, want 0", v)
 	}
 	if _, err := b.store.ChangeIntake(t.Context(), false, "test"); err != nil {
