@@ -4,7 +4,7 @@ BIN     := bin/sluice
 # Packages with goroutines on the message path: run under the race detector.
 RACE_PKGS := ./orchestrator/... ./errorlog/... ./dispatch/... ./api/... ./node/...
 
-.PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink fuzz bench clean
+.PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink prometheus deploy-tools deploy-check fuzz bench clean
 
 all: build
 
@@ -16,7 +16,7 @@ run: postgres build
 	./$(BIN) dev
 
 ## test: vet, the pipeline packages under -race (short sizes), the rest, and the full 100k accounting test
-test: postgres smtp-sink vet test-race test-rest test-accounting loadtest-smoke
+test: postgres smtp-sink prometheus vet deploy-check test-race test-rest test-accounting loadtest-smoke
 
 vet:
 	$(GO) vet ./...
@@ -25,7 +25,7 @@ test-race:
 	$(GO) test -race -short -count=1 -timeout 15m $(RACE_PKGS)
 
 test-rest:
-	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v -e /orchestrator -e /errorlog -e /dispatch -e /api -e /node)
+	$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v -e /orchestrator -e /errorlog -e /dispatch -e /api -e /node -e /deploy/)
 
 # The 100k-message accounting test at full size, without the race detector's
 # 10x cost (the race run above covers it at 10k).
@@ -58,6 +58,40 @@ smtp-sink:
 	else \
 		echo "smtp-sink not found: the SMTP interoperability tests will skip (sudo apt-get install -y postfix)"; \
 	fi
+
+## prometheus: make sure Prometheus and promtool are installed (Debian's prometheus; not started)
+prometheus:
+	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "prometheus/promtool not found: installing Debian's prometheus (its service is not started)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -q --no-install-recommends prometheus \
+			&& (systemctl stop prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true); \
+	else \
+		echo "prometheus and promtool not found."; \
+		echo "Install them with: sudo apt-get install -y prometheus"; exit 1; \
+	fi
+
+# Versions of the offline deploy checks' tools: nats-server the one go.mod
+# embeds, helm a v3 release that builds with this Go.
+NATS_SERVER_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+HELM_VERSION        := v3.19.0
+GOBIN_DIR           := $(shell $(GO) env GOPATH)/bin
+
+## deploy-tools: nats-server and helm from the Go module proxy, when missing
+deploy-tools:
+	@command -v nats-server >/dev/null 2>&1 || [ -x $(GOBIN_DIR)/nats-server ] || \
+		{ echo "installing nats-server $(NATS_SERVER_VERSION)"; $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION); }
+	@command -v helm >/dev/null 2>&1 || [ -x $(GOBIN_DIR)/helm ] || \
+		{ echo "installing helm $(HELM_VERSION)"; $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
+
+## deploy-check: everything under deploy/ checked offline: the NATS configs (nats-server -t), the
+## alert rules (promtool check rules, promtool test rules), the Helm chart (helm lint, helm template),
+## the compose file (its sluice commands against sluice's flags) and the dashboard's and alerts'
+## evaluation against a real Prometheus scraping a dev node during a short storm
+deploy-check: prometheus deploy-tools
+	PATH="$(GOBIN_DIR):$$PATH" ./deploy/check.sh
+	PATH="$(GOBIN_DIR):$$PATH" $(GO) test -count=1 -run '^TestDeploy' ./cmd/sluice/
+	$(GO) test -count=1 -timeout 5m ./deploy/...
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s

@@ -48,4 +48,28 @@
 // each event's own transaction, timed from its connection on);
 // sluice_errorlog_flush_errors_total (failed attempts, each retry counts);
 // sluice_errorlog_batch_rows.
+//
+// # The top-N export
+//
+// "Which conversations are writing the most errors now" is the question the
+// incident took 2h20m to answer. [TopErrors] answers it from the exact
+// counters; [TopExporter] puts the answer on a dashboard as the gauge
+// sluice_errorlog_top_conversation_errors{tenant,conversation}, refreshed
+// every 15s from TopErrors over the last 5 minutes, with at most N (default
+// 10, at most 50) series: after each refresh the series of conversations that
+// left the ranking are deleted. The label values are tenant and conversation
+// ids, which are unbounded over time, so a per-conversation counter would be
+// a cardinality leak. This export is bounded instead: at any instant a
+// process exposes at most N series, and Prometheus holds in its head block
+// (about 2 hours) only the conversations that were in a top N during that
+// time, which is N plus the churn of the ranking: tens of series, not one per
+// conversation. No rank label: a rank would turn each reordering into new
+// series. Ids are 1 to 64 characters of [A-Za-z0-9_-] (wire.ValidToken),
+// never a recipient or a secret.
+//
+// The ranking reads Postgres, so it is withdrawn (no series) while Postgres
+// cannot answer, counted in sluice_errorlog_top_refresh_errors_total; a
+// stale ranking would look current. Alerts therefore never depend on it:
+// they use the workers' own counters. The API role runs the export (every
+// API process: dashboards take max by (tenant, conversation)).
 package errorlog

@@ -78,6 +78,10 @@ type Config struct {
 	Quarantine orchestrator.QuarantineConfig
 	// Collectors are registered on the node's registry (provider breakers).
 	Collectors []prometheus.Collector
+	// TopErrors configures the API role's export of the conversations
+	// writing the most errors (errorlog.TopExporter: at most 10 series,
+	// refreshed every 15s over 5 minutes by default).
+	TopErrors errorlog.TopExportConfig
 }
 
 // Node is one running sluice process.
@@ -95,6 +99,10 @@ type Node struct {
 
 	stopWatch context.CancelFunc // ends the control-plane watchers
 	watchers  sync.WaitGroup
+
+	gaugesOnce sync.Once
+	gauges     *control.SwitchGauges
+	gaugesErr  error
 }
 
 // Start connects, migrates if asked, and starts the configured roles. On
@@ -315,6 +323,10 @@ func (n *Node) newPipeline(watchCtx context.Context) error {
 // anywhere, and returns once both current sets are loaded (at most 10s).
 func (n *Node) followConversationsAndChannels(ctx, watchCtx context.Context) error {
 	ctl := n.Service.Controls()
+	gauges, err := n.switchGauges()
+	if err != nil {
+		return err
+	}
 	convSynced, chanSynced := make(chan struct{}), make(chan struct{})
 	n.watch(func() error {
 		return n.Control.WatchConversations(watchCtx, func(u control.ConversationUpdate) {
@@ -324,6 +336,7 @@ func (n *Node) followConversationsAndChannels(ctx, watchCtx context.Context) err
 	n.watch(func() error {
 		return n.Control.WatchChannels(watchCtx, func(u control.ChannelUpdate) {
 			ctl.SetChannel(u.Channel, u.Value.Disabled)
+			gauges.SetChannel(u)
 		}, func() { close(chanSynced) })
 	}, "channels")
 	for _, c := range []chan struct{}{convSynced, chanSynced} {
@@ -372,9 +385,21 @@ func (n *Node) startHTTP(ctx, watchCtx context.Context) error {
 // the key is the audited actor).
 func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 	var intakePaused atomic.Bool
+	gauges, err := n.switchGauges()
+	if err != nil {
+		return err
+	}
 	n.watch(func() error {
-		return n.Control.WatchIntake(watchCtx, func(s control.Setting[control.IntakeStatus]) { intakePaused.Store(s.Value.Paused) })
+		return n.Control.WatchIntake(watchCtx, func(s control.Setting[control.IntakeStatus]) {
+			intakePaused.Store(s.Value.Paused)
+			gauges.SetIntake(s)
+		})
 	}, "intake")
+	top, err := errorlog.NewTopExporter(n.Pool, n.cfg.TopErrors, n.log, n.Registry)
+	if err != nil {
+		return err
+	}
+	n.watchers.Go(func() { top.Run(watchCtx) })
 	camp, err := api.NewCampaigns(ctx, api.CampaignDeps{
 		Pool: n.Pool, JS: n.JS, Logger: n.log, Registerer: n.Registry, Env: n.cfg.Env, DevTenant: n.cfg.DevTenant,
 		ConversationState: func(ctx context.Context, tenant, id string) (string, error) {
@@ -433,6 +458,13 @@ func (n *Node) sweepLoop(ctx context.Context) {
 			n.log.Warn("sweep of stopped conversations failed", "err", err)
 		}
 	}
+}
+
+// switchGauges returns the node's control-plane switch gauges, registered
+// on first use: the API role feeds the intake, the worker role the channels.
+func (n *Node) switchGauges() (*control.SwitchGauges, error) {
+	n.gaugesOnce.Do(func() { n.gauges, n.gaugesErr = control.NewSwitchGauges(n.Registry) })
+	return n.gauges, n.gaugesErr
 }
 
 // watch runs a control-plane watcher until Stop, logging if it ends early.

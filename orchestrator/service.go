@@ -94,6 +94,7 @@ type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
+	sm     *streamGauges
 	pipe   *pipeline
 	stream jetstream.Stream
 
@@ -121,7 +122,11 @@ func NewService(js jetstream.JetStream, providers map[dispatch.Channel]dispatch.
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: metrics: %w", err)
 	}
-	s := &Service{js: js, cfg: cfg, log: logger, m: m, controls: newControls()}
+	sm, err := newStreamGauges(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{js: js, cfg: cfg, log: logger, m: m, sm: sm, controls: newControls()}
 	s.pipe = &pipeline{providers: providers, elog: elog, cfg: &s.cfg, m: m, log: logger, controls: s.controls}
 	s.pipe.park = s.park
 	return s, nil
@@ -227,6 +232,7 @@ func (s *Service) statsLoop(ctx context.Context) {
 		p, ap := s.bulk.pendingTotals(ctx)
 		s.m.pending.WithLabelValues(string(wire.LaneBulk)).Set(float64(p))
 		s.m.ackPending.WithLabelValues(string(wire.LaneBulk)).Set(float64(ap))
+		s.sm.update(ctx, s.js)
 		select {
 		case <-ctx.Done():
 			return
