@@ -4,7 +4,7 @@ BIN     := bin/sluice
 # Packages with goroutines on the message path: run under the race detector.
 RACE_PKGS := ./orchestrator/... ./errorlog/... ./dispatch/... ./api/... ./node/...
 
-.PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink prometheus deploy-tools deploy-check fuzz bench clean
+.PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink curl prometheus deploy-tools deploy-check fuzz bench clean
 
 all: build
 
@@ -16,7 +16,7 @@ run: postgres build
 	./$(BIN) dev
 
 ## test: vet, the pipeline packages under -race (short sizes), the rest, and the full 100k accounting test
-test: postgres smtp-sink prometheus vet deploy-check test-race test-rest test-accounting loadtest-smoke
+test: postgres smtp-sink curl prometheus vet deploy-check test-race test-rest test-accounting loadtest-smoke
 
 vet:
 	$(GO) vet ./...
@@ -92,6 +92,16 @@ deploy-check: prometheus deploy-tools
 	PATH="$(GOBIN_DIR):$$PATH" ./deploy/check.sh
 	PATH="$(GOBIN_DIR):$$PATH" $(GO) test -count=1 -run '^TestDeploy' ./cmd/sluice/
 	$(GO) test -count=1 -timeout 5m ./deploy/...
+
+## curl: the API's Expect: 100-continue test sends its 50 MB body with curl, as users do
+curl:
+	@if command -v curl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "curl not found: installing Debian's curl"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl; \
+	else \
+		echo "curl not found: the Expect: 100-continue test will skip (sudo apt-get install -y curl)"; \
+	fi
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
