@@ -93,6 +93,7 @@ type Node struct {
 	HTTP     *api.Server
 	Control  *control.Store
 
+	systemID  string             // the PostgreSQL cluster's system identifier, checked at start
 	stopWatch context.CancelFunc // ends the control-plane watchers
 	watchers  sync.WaitGroup
 }
@@ -216,7 +217,6 @@ func (n *Node) connectPostgres(ctx context.Context) error {
 	if err := n.Pool.Ping(ctx); err != nil {
 		return fmt.Errorf("node: postgres: %w", err)
 	}
-	n.logDatabase(ctx)
 	if !n.cfg.Migrate {
 		return nil
 	}
@@ -230,13 +230,22 @@ func (n *Node) connectPostgres(ctx context.Context) error {
 	return nil
 }
 
-// checkEnv is the environment fence: a process configured for another
-// environment than the database's or NATS's stops here.
+// checkEnv runs the fences: a process configured for another environment
+// than the database's or NATS's stops here, and so does one that finds
+// another PostgreSQL cluster behind its URL than the deployment is bound
+// to (control.CheckDatabase).
 func (n *Node) checkEnv(ctx context.Context) error {
 	if err := control.CheckEnv(ctx, n.JS, n.Pool, n.cfg.Env, n.cfg.Name); err != nil {
 		return err
 	}
-	n.log.Info("environment", "env", n.cfg.Env)
+	id, err := control.CheckDatabase(ctx, n.JS, n.Pool, n.cfg.Name)
+	if err != nil {
+		return err
+	}
+	n.systemID = id
+	var db string
+	_ = n.Pool.QueryRow(ctx, `SELECT current_database()`).Scan(&db)
+	n.log.Info("environment", "env", n.cfg.Env, "postgres_system_identifier", id, "database", db)
 	return nil
 }
 
@@ -339,7 +348,7 @@ func (n *Node) followConversationsAndChannels(ctx, watchCtx context.Context) err
 }
 
 // startHTTP starts the HTTP server with health, readiness (NATS and
-// Postgres checks) and metrics, and the API in the API role.
+// Postgres checks, the latter with the database fence) and metrics, and the API in the API role.
 func (n *Node) startHTTP(ctx, watchCtx context.Context) error {
 	var err error
 	n.HTTP, err = api.New(api.Config{
@@ -353,7 +362,9 @@ func (n *Node) startHTTP(ctx, watchCtx context.Context) error {
 				_, err := n.JS.AccountInfo(ctx)
 				return err
 			},
-			"postgres": func(ctx context.Context) error { return n.Pool.Ping(ctx) },
+			// The cluster behind the pool must still be the one the
+			// deployment is bound to (a moved address, a restore).
+			"postgres": func(ctx context.Context) error { return n.Control.VerifyDatabase(ctx, n.Pool, n.systemID) },
 		},
 	}, n.log)
 	if err != nil {
@@ -442,20 +453,6 @@ func (n *Node) watch(run func() error, what string) {
 			n.log.Error("control-plane watch ended; this process no longer follows changes", "watch", what, "err", err)
 		}
 	})
-}
-
-// logDatabase logs which Postgres answered: its system identifier and
-// database name, so that a second instance answering on the same address is
-// visible in the logs.
-func (n *Node) logDatabase(ctx context.Context) {
-	var sysID int64
-	var db string
-	err := n.Pool.QueryRow(ctx, `SELECT system_identifier, current_database() FROM pg_control_system()`).Scan(&sysID, &db)
-	if err != nil {
-		n.log.Warn("could not read postgres system identifier", "err", err)
-		return
-	}
-	n.log.Info("postgres connected", "system_identifier", sysID, "database", db)
 }
 
 // Stop drains and closes everything the node started, in order.
