@@ -31,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/internal/migrate"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/status"
 )
 
 // Config configures a Node.
@@ -78,6 +79,17 @@ type Config struct {
 	Quarantine orchestrator.QuarantineConfig
 	// Collectors are registered on the node's registry (provider breakers).
 	Collectors []prometheus.Collector
+	// Breakers are the providers' breakers, which the heartbeat reports
+	// (providerset.Set.Guards).
+	Breakers []Breaker
+	// Version is the build's version, which the heartbeat reports. Default
+	// "unknown".
+	Version string
+	// HeartbeatInterval is how often the process announces itself in the
+	// control bucket. Default control.HeartbeatInterval (5s); readers count
+	// a process gone after control.HeartbeatGoneAfter (15s) whatever it is,
+	// so only tests shorten it.
+	HeartbeatInterval time.Duration
 }
 
 // Node is one running sluice process.
@@ -93,9 +105,11 @@ type Node struct {
 	HTTP     *api.Server
 	Control  *control.Store
 
-	systemID  string             // the PostgreSQL cluster's system identifier, checked at start
-	stopWatch context.CancelFunc // ends the control-plane watchers
-	watchers  sync.WaitGroup
+	systemID      string             // the PostgreSQL cluster's system identifier, checked at start
+	stopWatch     context.CancelFunc // ends the control-plane watchers
+	hb            control.Heartbeat  // what the heartbeat announces, load aside
+	stopHeartbeat func()             // ends the heartbeat loop
+	watchers      sync.WaitGroup
 }
 
 // Start connects, migrates if asked, and starts the configured roles. On
@@ -141,6 +155,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.startHTTP(ctx, watchCtx); err != nil {
 		return nil, err
 	}
+	n.startHeartbeat(ctx)
 	return n, nil
 }
 
@@ -158,13 +173,20 @@ func (cfg *Config) validate() error {
 	return nil
 }
 
-// setDefaults fills the connection name and the environment.
+// setDefaults fills the connection name, the environment, the version and
+// the heartbeat interval.
 func (cfg *Config) setDefaults() {
 	if cfg.Name == "" {
 		cfg.Name = "sluice"
 	}
 	if cfg.Env == "" {
 		cfg.Env = "dev"
+	}
+	if cfg.Version == "" {
+		cfg.Version = "unknown"
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = control.HeartbeatInterval
 	}
 }
 
@@ -408,6 +430,9 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 			},
 			Settle: n.cfg.StopSettle,
 		},
+		Status: func(ctx context.Context) status.Report {
+			return status.Gather(ctx, status.Sources{JS: n.JS, Control: n.Control, Pool: n.Pool})
+		},
 	})
 	if err != nil {
 		return err
@@ -458,6 +483,7 @@ func (n *Node) watch(run func() error, what string) {
 // Stop drains and closes everything the node started, in order.
 func (n *Node) Stop(ctx context.Context) error {
 	var errs []error
+	n.retire()
 	if n.stopWatch != nil {
 		n.stopWatch()
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -73,7 +74,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		defer provs.Close()
 		cfg.Providers = provs.Providers()
 		cfg.Collectors = append(cfg.Collectors, provs)
+		cfg.Breakers = breakers(provs)
 	}
+	cfg.Version = buildVersion()
 	n, err := node.Start(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -83,6 +86,31 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return n.Stop(stopCtx)
+}
+
+// breakers returns the set's provider breakers, for the heartbeat.
+func breakers(provs *providerset.Set) []node.Breaker {
+	var out []node.Breaker
+	for _, g := range provs.Guards() {
+		out = append(out, g)
+	}
+	return out
+}
+
+// buildVersion is the module version and VCS revision the binary was built
+// from, for the heartbeat.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
 }
 
 // The provider sets of --providers.
