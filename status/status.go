@@ -228,10 +228,16 @@ func (g *gatherer) streams(ctx context.Context) {
 		s := Stream{Name: si.Config.Name, Messages: si.State.Msgs, Bytes: si.State.Bytes, Replicas: si.Config.Replicas, Peers: []Replica{}}
 		if si.Cluster != nil {
 			s.Leader = si.Cluster.Leader
-			if s.Leader != "" {
-				p := peer(s.Leader)
-				p.Leads = append(p.Leads, s.Name)
-			}
+		}
+		if s.Leader == "" && g.r.NATS.Cluster == "" {
+			// A server outside a cluster holds every stream itself.
+			s.Leader = g.r.NATS.Server
+		}
+		if s.Leader != "" {
+			p := peer(s.Leader)
+			p.Leads = append(p.Leads, s.Name)
+		}
+		if si.Cluster != nil {
 			for _, rp := range si.Cluster.Replicas {
 				s.Peers = append(s.Peers, Replica{Name: rp.Name, Current: rp.Current, Offline: rp.Offline, Lag: rp.Lag, ActiveSecs: rp.Active.Seconds()})
 				p := peer(rp.Name)
