@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/status"
 )
 
 // TestMain lets the tests of this package use pgtest.New. It starts no
@@ -64,6 +65,8 @@ func setupCtl(t *testing.T) *ctlBundle {
 	admin, err := api.NewAdmin(camp, api.AdminConfig{Control: store, Stop: control.StopConfig{
 		Purge:  func(context.Context, string, string) (uint64, error) { return 7, nil },
 		Settle: time.Millisecond,
+	}, Status: func(ctx context.Context) status.Report {
+		return status.Gather(ctx, status.Sources{JS: js, Control: store, Pool: db.Pool})
 	}})
 	if err != nil {
 		t.Fatal(err)

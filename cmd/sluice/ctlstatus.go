@@ -30,21 +30,26 @@ func ctlStatus(ctx context.Context, o *ctlOptions, args []string, stdout, stderr
 // printStatus writes a report as sections of aligned text; an item that
 // could not be read says "unavailable" with the reason.
 func printStatus(w io.Writer, r status.Report) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "sluice status at %s\n", r.At.Format(time.RFC3339))
-	printNATS(tw, r)
-	printWorkers(tw, r)
-	printLanes(tw, r)
-	printErrorLog(tw, r)
-	printControls(tw, r)
-	printPostgres(tw, r)
-	if len(r.Unavailable) > 0 {
-		section(tw, "UNAVAILABLE")
-		for _, k := range sortedKeys(r.Unavailable) {
-			fmt.Fprintf(tw, "  %s\t%s\n", k, r.Unavailable[k])
+	fmt.Fprintf(w, "sluice status at %s\n", r.At.Format(time.RFC3339))
+	// Each section is aligned on its own.
+	for _, print := range []func(io.Writer, status.Report){printNATS, printWorkers, printLanes, printErrorLog, printControls, printPostgres, printUnavailable} {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		print(tw, r)
+		if err := tw.Flush(); err != nil {
+			return err
 		}
 	}
-	return tw.Flush()
+	return nil
+}
+
+func printUnavailable(w io.Writer, r status.Report) {
+	if len(r.Unavailable) == 0 {
+		return
+	}
+	section(w, "UNAVAILABLE")
+	for _, k := range sortedKeys(r.Unavailable) {
+		fmt.Fprintf(w, "  %s\t%s\n", k, r.Unavailable[k])
+	}
 }
 
 func section(w io.Writer, title string) { fmt.Fprintf(w, "\n%s\n", title) }
