@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/node"
@@ -121,6 +123,22 @@ func TestStatusEveryItem(t *testing.T) {
 	}
 }
 
+// statusWithKey calls GET /v1/admin/status with key and returns the status.
+func (b *bundle) statusWithKey(t *testing.T, key string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "GET", b.base+"/v1/admin/status", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // checkWorker checks the one process's heartbeat in r.
 func checkWorker(t *testing.T, r status.Report) {
 	t.Helper()
@@ -217,6 +235,19 @@ func TestStatusWithoutPostgres(t *testing.T) {
 	b.must(t, "POST", "/v1/admin/conversations/acme/x/pause", nil, http.StatusNotFound) // needs Postgres: it is up
 	b.conversation(t, "held", dispatch.ChannelEmail, wire.LaneBulk)
 	b.must(t, "POST", "/v1/admin/conversations/acme/held/pause", nil, http.StatusOK)
+	// Keys: an operator key used while Postgres answers, one never used,
+	// a tenant's admin key used.
+	used, _, err1 := api.CreateOperatorKey(t.Context(), b.db.Pool, "ops")
+	unused, _, err2 := api.CreateOperatorKey(t.Context(), b.db.Pool, "ops2")
+	admin, _, err3 := api.CreateAPIKey(t.Context(), b.db.Pool, "acme", "admin", []api.Scope{api.ScopeAdmin})
+	if err := errors.Join(err1, err2, err3); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{used, admin} {
+		if code := b.statusWithKey(t, k); code != http.StatusOK && code != http.StatusForbidden {
+			t.Fatalf("status with a key while Postgres answers: %d", code)
+		}
+	}
 	proxy.cut()
 
 	start := time.Now()
@@ -235,6 +266,16 @@ func TestStatusWithoutPostgres(t *testing.T) {
 		r.ErrorLog.Mode == nil || r.ErrorLog.SpillDepth == nil || r.Intake == nil || len(r.Channels) != 3 ||
 		len(r.Conversations.Paused) != 1 {
 		t.Errorf("report without Postgres lacks NATS items: %+v", r)
+	}
+	// The operator key verified before the outage still opens status; no
+	// other key does, since the key store cannot be asked.
+	if code := b.statusWithKey(t, used); code != http.StatusOK {
+		t.Errorf("status with an operator key verified before the outage: %d", code)
+	}
+	for _, k := range []string{unused, admin} {
+		if code := b.statusWithKey(t, k); code != http.StatusServiceUnavailable {
+			t.Errorf("status with a key not verified before the outage: %d, want 503", code)
+		}
 	}
 	code, _, body := b.do(t, "GET", "/readyz", nil)
 	if code != http.StatusServiceUnavailable {

@@ -32,9 +32,9 @@ func ctlStatus(ctx context.Context, o *ctlOptions, args []string, stdout, stderr
 func printStatus(w io.Writer, r status.Report) error {
 	fmt.Fprintf(w, "sluice status at %s\n", r.At.Format(time.RFC3339))
 	// Each section is aligned on its own.
-	for _, print := range []func(io.Writer, status.Report){printNATS, printWorkers, printLanes, printErrorLog, printControls, printPostgres, printUnavailable} {
+	for _, show := range []func(io.Writer, status.Report){printNATS, printWorkers, printLanes, printErrorLog, printControls, printPostgres, printUnavailable} {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		print(tw, r)
+		show(tw, r)
 		if err := tw.Flush(); err != nil {
 			return err
 		}
