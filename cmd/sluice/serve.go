@@ -30,7 +30,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	var cfg node.Config
 	fs.BoolVar(&cfg.API, "api", false, "serve the HTTP API")
 	fs.BoolVar(&cfg.Worker, "worker", false, "consume and dispatch activations")
-	fs.StringVar(&cfg.NATSURL, "nats-url", env("SLUICE_NATS_URL", defaultNATSURL), "NATS server URL")
+	fs.StringVar(&cfg.NATSURL, "nats-url", env("SLUICE_NATS_URL", defaultNATSURL), "NATS server URL, or a comma-separated list of seed URLs of a cluster")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("SLUICE_DATABASE_URL"), "Postgres URL (required)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", env("SLUICE_HTTP_ADDR", defaultHTTPAddr), "HTTP listen address")
 	fs.StringVar(&cfg.Env, "env", env("SLUICE_ENV", "dev"), "deployment environment: dev, test, staging or production")
