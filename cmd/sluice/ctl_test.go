@@ -205,7 +205,7 @@ func TestCtlFailures(t *testing.T) {
 		{args: []string{"errorlog", "set", "sample", "--then", "-1"}, usage: true, errSub: "then"},
 		{args: []string{"errorlog", "set", "sample", "--window", "soon"}, usage: true, errSub: "soon"},
 		{args: []string{"errorlog", "show", "extra"}, usage: true, errSub: "unexpected arguments"},
-		{args: []string{"errors", "top", "--limit", "0"}, errSub: "400 Bad Request: control: invalid value: limit 0"},
+		{args: []string{"errors", "top", "--limit", "0"}, errSub: "400 Bad Request: control: invalid value: errorlog: invalid query: limit 0"},
 		{args: []string{"--key", "wrong", "errorlog", "show"}, errSub: "401 Unauthorized: the API key is not valid (an operator key"},
 		{args: []string{"apikey", "create"}, usage: true, errSub: "--tenant is required"},
 	} {
