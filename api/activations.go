@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sluicehq/sluice/conversation"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -155,11 +155,10 @@ func (c *Campaigns) openIngest(w http.ResponseWriter, r *http.Request, tenant, i
 		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the "+what+" could not be read; retry")
 		return nil, false
 	}
-	var lane, channel, state string
-	err := c.pool.QueryRow(r.Context(), `SELECT lane, channel, state FROM conversations WHERE tenant = $1 AND id = $2`,
-		tenant, id).Scan(&lane, &channel, &state)
+	row, err := conversation.Load(r.Context(), c.pool, tenant, id)
+	lane, channel, state := row.Lane, row.Channel, row.State
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
+	case errors.Is(err, conversation.ErrNotFound):
 		notFound(w, id)
 		return nil, false
 	case err != nil:
@@ -374,7 +373,7 @@ func (in *ingest) popOldest(ctx context.Context) {
 	in.size--
 	var err error
 	if p.fut != nil {
-		err = in.await(ctx, p.fut)
+		err = in.c.pub.Await(ctx, p.fut, in.c.deps.AckTimeout)
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -422,37 +421,6 @@ func (in *ingest) publish(ctx context.Context, a *wire.Activation) (jetstream.Pu
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// await waits for a publish acknowledgement. A publish that fails or is not
-// acknowledged within AckTimeout is retried synchronously, twice, with the
-// same Nats-Msg-Id (so it is stored once); an error of the stream itself
-// (for example a full stream) is not retried.
-func (in *ingest) await(ctx context.Context, fut jetstream.PubAckFuture) error {
-	timer := time.NewTimer(in.c.deps.AckTimeout)
-	defer timer.Stop()
-	var err error
-	select {
-	case <-fut.Ok():
-		return nil
-	case err = <-fut.Err():
-	case <-timer.C:
-		err = errors.New("no acknowledgement within " + in.c.deps.AckTimeout.String())
-	}
-	for attempt := 0; attempt < 2 && retryable(err); attempt++ {
-		pctx, cancel := context.WithTimeout(ctx, in.c.deps.AckTimeout)
-		_, err = in.c.js.PublishMsg(pctx, fut.Msg())
-		cancel()
-		if err == nil {
-			return nil
-		}
-	}
-	return err
-}
-
-func retryable(err error) bool {
-	var apiErr *jetstream.APIError
-	return err != nil && !errors.As(err, &apiErr)
 }
 
 // stopped returns why the checkpointer wants the request to stop, if it does.

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/conversation"
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/wire"
@@ -28,21 +29,17 @@ const ConversationsBucket = "sluice_conversations"
 // ConversationEntry.State. The API creates conversations active; the others
 // are set by operations (pause, quarantine, stop).
 const (
-	StateActive      = "active"
-	StatePaused      = "paused"
-	StateQuarantined = "quarantined"
-	StateStopped     = "stopped"
+	StateActive      = conversation.StateActive
+	StatePaused      = conversation.StatePaused
+	StateQuarantined = conversation.StateQuarantined
+	StateStopped     = conversation.StateStopped
 )
 
 // Template is the message of a conversation, in Go template syntax with the
 // activation's vars as {{.name}} (see dispatch.ParseTemplate). Email needs
 // Subject and Text or HTML; SMS needs Text only; push needs Text, and
 // Subject is its title.
-type Template struct {
-	Subject string `json:"subject,omitempty"`
-	Text    string `json:"text,omitempty"`
-	HTML    string `json:"html,omitempty"`
-}
+type Template = conversation.Template
 
 // ConversationEntry is the value of a conversation in ConversationsBucket:
 // what a worker needs to send its messages, without asking Postgres. State
@@ -146,9 +143,9 @@ var ErrConversationNotFound = errors.New("api: conversation not found")
 // READ transaction for counts from one snapshot.
 func ConversationCounts(ctx context.Context, q Querier, tenant, id string) (Counts, error) {
 	var c Counts
-	err := q.QueryRow(ctx, `SELECT c.accepted, c.purged FROM conversations c WHERE c.tenant = $1 AND c.id = $2`, tenant, id).
-		Scan(&c.Accepted, &c.Purged)
-	if errors.Is(err, pgx.ErrNoRows) {
+	var err error
+	c.Accepted, c.Purged, err = conversation.Totals(ctx, q, tenant, id)
+	if errors.Is(err, conversation.ErrNotFound) {
 		return Counts{}, ErrConversationNotFound
 	}
 	if err != nil {
@@ -303,12 +300,12 @@ func (c *Campaigns) insertConversation(ctx context.Context, tenant string, req *
 		return Conversation{}, false, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	var updated time.Time
-	err = tx.QueryRow(ctx, `INSERT INTO conversations (tenant, id, name, channel, lane, template)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, id) DO NOTHING
-		RETURNING created_at, updated_at`,
-		tenant, req.ID, req.Name, req.Channel, req.Lane, req.Template).Scan(&conv.CreatedAt, &updated)
-	if errors.Is(err, pgx.ErrNoRows) {
+	row := conversation.Row{Tenant: tenant, ID: req.ID, Name: req.Name, Channel: req.Channel, Lane: req.Lane, Template: req.Template}
+	created, err := conversation.Insert(ctx, tx, &row)
+	if err != nil {
+		return Conversation{}, false, err
+	}
+	if !created {
 		existing, err := loadConversation(ctx, tx, tenant, req.ID)
 		if err != nil {
 			return Conversation{}, false, err
@@ -318,9 +315,8 @@ func (c *Campaigns) insertConversation(ctx context.Context, tenant string, req *
 		}
 		return existing, false, nil
 	}
-	if err != nil {
-		return Conversation{}, false, err
-	}
+	conv.CreatedAt, conv.TemplateVersion, conv.State = row.CreatedAt, row.TemplateVersion, row.State
+	updated := row.UpdatedAt
 	entry, err := json.Marshal(ConversationEntry{
 		Tenant: tenant, ID: conv.ID, Channel: dispatch.Channel(conv.Channel), Lane: wire.Lane(conv.Lane),
 		Template: conv.Template, TemplateVersion: conv.TemplateVersion, State: conv.State, UpdatedAt: updated,
@@ -338,17 +334,15 @@ func (c *Campaigns) insertConversation(ctx context.Context, tenant string, req *
 }
 
 func loadConversation(ctx context.Context, q Querier, tenant, id string) (Conversation, error) {
-	var conv Conversation
-	err := q.QueryRow(ctx, `SELECT id, name, channel, lane, template, template_version, state, created_at
-		FROM conversations WHERE tenant = $1 AND id = $2`, tenant, id).
-		Scan(&conv.ID, &conv.Name, &conv.Channel, &conv.Lane, &conv.Template, &conv.TemplateVersion, &conv.State, &conv.CreatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
+	r, err := conversation.Load(ctx, q, tenant, id)
+	if errors.Is(err, conversation.ErrNotFound) {
 		return Conversation{}, ErrConversationNotFound
 	}
 	if err != nil {
-		return Conversation{}, fmt.Errorf("api: load conversation: %w", err)
+		return Conversation{}, fmt.Errorf("api: %w", err)
 	}
-	return conv, nil
+	return Conversation{ID: r.ID, Name: r.Name, Channel: r.Channel, Lane: r.Lane, Template: r.Template,
+		TemplateVersion: r.TemplateVersion, State: r.State, CreatedAt: r.CreatedAt}, nil
 }
 
 func (c *Campaigns) getConversation(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sluicehq/sluice/conversation"
 )
 
 // Idempotency-Key handling of activation requests: the activation_requests
@@ -195,9 +196,8 @@ func (c *Campaigns) writeProgress(ctx context.Context, in *ingest, w progressWri
 			}
 		}
 		if w.delta != 0 {
-			if _, err := tx.Exec(ctx, `UPDATE conversations SET accepted = accepted + $3
-				WHERE tenant = $1 AND id = $2`, in.tenant, in.conv, w.delta); err != nil {
-				return fmt.Errorf("api: count accepted: %w", err)
+			if err := conversation.AddAccepted(ctx, tx, in.tenant, in.conv, w.delta); err != nil {
+				return fmt.Errorf("api: %w", err)
 			}
 		}
 		return nil

@@ -91,3 +91,15 @@ func CountsOf(ctx context.Context, q Querier, tenant string, conversations []str
 	}
 	return out, nil
 }
+
+// Rows returns how many detail rows error_log holds for a tenant's
+// conversations.
+func Rows(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, tenant string, conversations []string) (int64, error) {
+	var n int64
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM error_log WHERE tenant = $1 AND conversation = ANY($2)`, tenant, conversations).Scan(&n); err != nil {
+		return 0, fmt.Errorf("errorlog: count rows: %w", err)
+	}
+	return n, nil
+}

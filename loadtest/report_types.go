@@ -72,9 +72,13 @@ type ModeReport struct {
 	// TransactionalAfter is the trickle messages delivered after the burst
 	// drained (published before the trickle stopped): a pause of the
 	// stream at the end of the drain shows here.
-	TransactionalAfter   *Percentiles      `json:"transactional_after_burst"`
-	TransactionalSent    int               `json:"transactional_sent"`
-	ErrorRowsWritten     int64             `json:"error_rows_written"`
+	TransactionalAfter *Percentiles `json:"transactional_after_burst"`
+	TransactionalSent  int          `json:"transactional_sent"`
+	ErrorRowsWritten   int64        `json:"error_rows_written"`
+	// DuplicateSends is how many sends the sinks received for an activation
+	// they had already accepted (delivery is at least once; a duplicate is
+	// counted here, never in delivered); -1 against a running target.
+	DuplicateSends       int64             `json:"duplicate_sends"`
 	ErrorRowsPerSec      float64           `json:"error_rows_per_sec"`
 	ErrorLogWriteSeconds *float64          `json:"errorlog_write_seconds"`
 	ErrorLogFlushes      int64             `json:"errorlog_flushes"`

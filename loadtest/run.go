@@ -205,6 +205,9 @@ type system interface {
 	// delivered returns the sinks' count for a conversation, or -1 when the
 	// target has no ledgers.
 	deliveredCount(conversation string) int64
+	// duplicateSends returns how many sends the sinks received for a key
+	// they had already accepted, or -1 when the target has no ledgers.
+	duplicateSends() int64
 	// usage samples the workers' resident memory (bytes, the peak so far
 	// where the system knows it) and goroutines; ok is false when unknown.
 	usage() (rss int64, goroutines int, ok bool)
@@ -247,6 +250,7 @@ func accountWait(sys system) time.Duration {
 
 func (t *targetDB) db() *pgxpool.Pool           { return t.pool }
 func (t *targetDB) deliveredCount(string) int64 { return -1 }
+func (t *targetDB) duplicateSends() int64       { return -1 }
 
 // publishedTo is how many of the first p burst messages went to
 // conversation k of convs (message i goes to conversation i mod convs).
@@ -299,11 +303,12 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 		if counts, err = errorlog.CountsOf(ctx, pool, Tenant, convs); err != nil {
 			return err
 		}
-		if err := pool.QueryRow(ctx, `SELECT count(*) FROM error_log WHERE tenant = $1 AND conversation = ANY($2)`, Tenant, convs).Scan(&mr.ErrorRowsWritten); err != nil {
-			return fmt.Errorf("count error_log rows: %w", err)
+		if mr.ErrorRowsWritten, err = errorlog.Rows(ctx, pool, Tenant, convs); err != nil {
+			return err
 		}
 	}
 	mr.AccountingExact = pool != nil
+	mr.DuplicateSends = sys.duplicateSends()
 	for _, c := range convs {
 		o := counts[c]
 		a := Account{Conversation: c, Accepted: accepted[c], Purged: purged[c],

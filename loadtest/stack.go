@@ -156,6 +156,15 @@ func (ms *modeStack) delivered(conversation string) int64 {
 		l.FCM.Ledger().Conversation(Tenant, conversation) + l.APNs.Ledger().Conversation(Tenant, conversation))
 }
 
+// duplicateSends returns how many sends the sinks received again for a key
+// they had accepted (a resend after a lost ack or a crash).
+func (ms *modeStack) duplicateSends() int64 {
+	if ms.rec != nil {
+		return int64(ms.rec.Ledger.Stats().Duplicates)
+	}
+	return int64(ms.local.Stats().Duplicates)
+}
+
 func (ms *modeStack) stop(ctx context.Context, logger *slog.Logger) {
 	if ms.node != nil {
 		if err := ms.node.Stop(ctx); err != nil {

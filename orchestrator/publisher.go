@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -41,6 +42,40 @@ func (p *Publisher) PublishAsync(a *wire.Activation) (jetstream.PubAckFuture, er
 		return nil, fmt.Errorf("orchestrator: publish: %w", err)
 	}
 	return f, nil
+}
+
+// Await waits for the acknowledgement of an asynchronous publish. A publish
+// that fails or is not acknowledged within timeout is retried synchronously,
+// twice, with the same message and Nats-Msg-Id (so the stream stores it
+// once, within its duplicate window); an error of the stream itself (an
+// API error such as a full stream) is not retried.
+func (p *Publisher) Await(ctx context.Context, fut jetstream.PubAckFuture, timeout time.Duration) error {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-fut.Ok():
+		return nil
+	case err = <-fut.Err():
+	case <-timer.C:
+		err = errors.New("no acknowledgement within " + timeout.String())
+	}
+	for attempt := 0; attempt < 2 && retryable(err); attempt++ {
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err = p.js.PublishMsg(pctx, fut.Msg())
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// retryable tells a failure of the way (a timeout, a lost connection, no
+// responders during an election) from the stream's refusal.
+func retryable(err error) bool {
+	var apiErr *jetstream.APIError
+	return err != nil && !errors.As(err, &apiErr)
 }
 
 // Wait waits until every pending asynchronous publish is acknowledged or ctx

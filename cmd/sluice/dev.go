@@ -152,7 +152,7 @@ sluice dev is up.
   providers       local sinks, real protocols: %s
 
 Send a first activation:
-  ./bin/sluice send --channel email --to alice@example.com
+  ./bin/sluice send --create --channel email --to alice@example.com
 then see it counted:
   curl -s %s/metrics | grep '^sluice_messages_total'
 

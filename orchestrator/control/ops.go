@@ -9,8 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/sluicehq/sluice/conversation"
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/ctxtime"
@@ -111,9 +110,8 @@ func (s *Store) exists(ctx context.Context, tenant, id string) error {
 	if s.pool == nil {
 		return nil
 	}
-	var one int
-	err := s.pool.QueryRow(ctx, `SELECT 1 FROM conversations WHERE tenant = $1 AND id = $2`, tenant, id).Scan(&one)
-	if errors.Is(err, pgx.ErrNoRows) {
+	err := conversation.Exists(ctx, s.pool, tenant, id)
+	if errors.Is(err, conversation.ErrNotFound) {
 		return fmt.Errorf("%w: %s/%s", ErrNotFound, tenant, id)
 	}
 	return err
@@ -216,10 +214,7 @@ func (s *Store) record(ctx context.Context, tenant, id string, st ConversationSt
 	if s.pool == nil {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE conversations SET purged = purged + $3,
-			state = CASE WHEN state = 'stopped' THEN state ELSE $4 END, updated_at = now()
-		WHERE tenant = $1 AND id = $2`, tenant, id, int64(purged), string(st))
-	return err
+	return conversation.RecordState(ctx, s.pool, tenant, id, string(st), purged)
 }
 
 // Conversations lists the conversations whose state is set in the control
@@ -348,8 +343,8 @@ const ActorQuarantine = "quarantine"
 // Postgres. It reports false, changing nothing, if the conversation is not
 // active (an operator paused or stopped it, or another worker quarantined it
 // first).
-func (s *Store) Quarantine(ctx context.Context, tenant, conversation, reason string) (bool, error) {
-	key, err := ConversationKey(tenant, conversation)
+func (s *Store) Quarantine(ctx context.Context, tenant, conv, reason string) (bool, error) {
+	key, err := ConversationKey(tenant, conv)
 	if err != nil {
 		return false, err
 	}
@@ -367,9 +362,8 @@ func (s *Store) Quarantine(ctx context.Context, tenant, conversation, reason str
 		return false, err
 	}
 	if s.pool != nil {
-		if _, perr := s.pool.Exec(ctx, `UPDATE conversations SET state = 'quarantined', updated_at = now()
-			WHERE tenant = $1 AND id = $2 AND state = 'active'`, tenant, conversation); perr != nil {
-			s.log.Warn("quarantine applied but not recorded in Postgres", "tenant", tenant, "conversation", conversation, "err", perr)
+		if perr := conversation.MarkQuarantined(ctx, s.pool, tenant, conv); perr != nil {
+			s.log.Warn("quarantine applied but not recorded in Postgres", "tenant", tenant, "conv", conv, "err", perr)
 		}
 	}
 	return true, err
