@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/status"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -21,6 +23,9 @@ type AdminConfig struct {
 	// 500 (stop not available). Stop.Settle defaults to
 	// control.DefaultStopSettle.
 	Stop control.StopConfig
+	// Status gathers GET /v1/admin/status (status.Gather over the node's
+	// NATS, control plane and database); without it the route answers 503.
+	Status func(ctx context.Context) status.Report
 }
 
 // Admin serves the operations routes under /v1/admin/. Who may call what:
@@ -34,15 +39,17 @@ type AdminConfig struct {
 //	GET  /v1/admin/errors/top                          operator
 //	GET  /v1/admin/intake, PUT /v1/admin/intake        operator
 //	GET  /v1/admin/channels, PUT /v1/admin/channels/{name}  operator
+//	GET  /v1/admin/status                              operator
 //
 // A tenant's admin key naming another tenant in the path is answered 404
 // (as if the conversation did not exist) and changes nothing; a tenant key
 // on an operator route is 403. Every change is audited with the key
 // (Principal.Actor).
 type Admin struct {
-	c    *Campaigns
-	ctl  *control.Store
-	stop control.StopConfig
+	c      *Campaigns
+	ctl    *control.Store
+	stop   control.StopConfig
+	status func(ctx context.Context) status.Report
 }
 
 // maxAdminBody bounds the body of an admin request.
@@ -56,7 +63,7 @@ func NewAdmin(c *Campaigns, cfg AdminConfig) (*Admin, error) {
 	if cfg.Control == nil {
 		return nil, errors.New("api: AdminConfig.Control is required")
 	}
-	return &Admin{c: c, ctl: cfg.Control, stop: cfg.Stop}, nil
+	return &Admin{c: c, ctl: cfg.Control, stop: cfg.Stop, status: cfg.Status}, nil
 }
 
 // Register adds the admin routes to s.
@@ -80,6 +87,7 @@ func (a *Admin) Register(s *Server) {
 		{"PUT /v1/admin/intake", operator, a.putIntake},
 		{"GET /v1/admin/channels", operator, a.listChannels},
 		{"PUT /v1/admin/channels/{name}", operator, a.putChannel},
+		{"GET /v1/admin/status", operator, a.getStatus},
 	} {
 		s.Handle(rt.pattern, a.c.Instrument(rt.pattern, a.c.auth.RequireAnyScope(rt.scopes, rt.h)))
 	}
@@ -299,6 +307,17 @@ func (a *Admin) putChannel(w http.ResponseWriter, r *http.Request) {
 	}
 	info, err := a.ctl.ChangeChannel(r.Context(), ch, disabled, actor(r))
 	a.answer(w, r, info, err)
+}
+
+// getStatus answers the deployment's status. It does not need PostgreSQL:
+// the items only PostgreSQL knows are listed unavailable while it is down.
+func (a *Admin) getStatus(w http.ResponseWriter, r *http.Request) {
+	if a.status == nil {
+		w.Header().Set("Retry-After", "30")
+		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "this server does not report status")
+		return
+	}
+	writeJSON(w, http.StatusOK, a.status(r.Context()))
 }
 
 // readSwitch reads a body of one member, {"<field>": true|false}, and

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,6 +63,24 @@ func WithPrincipal(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
+// OperatorKeyGrace is how long after its last verification an operator
+// key is still accepted while the key store (PostgreSQL) cannot be reached,
+// so that `sluice ctl status` works during a database outage. No key can
+// be revoked meanwhile from a process that cannot reach the database; a
+// revocation made elsewhere takes effect here when the database answers
+// again, or after the grace.
+const OperatorKeyGrace = time.Hour
+
+// maxVerified bounds the operator keys remembered for OperatorKeyGrace.
+const maxVerified = 256
+
+// verifiedKey is an operator key that the key store accepted.
+type verifiedKey struct {
+	sum [sha256.Size]byte
+	p   Principal
+	at  time.Time
+}
+
 // Auth authenticates requests by API key.
 type Auth struct {
 	pool      *pgxpool.Pool
@@ -69,6 +88,10 @@ type Auth struct {
 	log       *slog.Logger
 	failures  *prometheus.CounterVec
 	timeout   time.Duration
+	now       func() time.Time
+
+	mu       sync.Mutex
+	verified map[string]verifiedKey // operator keys by id
 }
 
 // AuthConfig configures an Auth.
@@ -96,6 +119,7 @@ func NewAuth(cfg AuthConfig) (*Auth, error) {
 	}
 	a := &Auth{
 		pool: cfg.Pool, devTenant: cfg.DevTenant, log: cfg.Logger, timeout: 5 * time.Second,
+		now: time.Now, verified: map[string]verifiedKey{},
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "api", Name: "auth_failures_total",
 			Help: "Requests refused by authentication (missing, malformed, unknown, revoked key) or authorization (scope).",
@@ -183,6 +207,10 @@ func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (Principal, 
 	err := a.pool.QueryRow(ctx, `SELECT tenant, name, hash, scopes, revoked_at FROM api_keys WHERE id = $1`, pk.id).
 		Scan(&rowTenant, &name, &hash, &scopes, &revoked)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		if p, ok := a.recentOperator(pk.id, key); ok {
+			a.log.Warn("key store unreachable: accepted an operator key verified within the grace", "key_id", pk.id, "grace", OperatorKeyGrace, "err", err)
+			return p, true
+		}
 		a.log.Warn("api key lookup failed", "key_id", pk.id, "err", err)
 		w.Header().Set("Retry-After", "2")
 		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the key store is unavailable; retry shortly")
@@ -206,7 +234,43 @@ func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (Principal, 
 	for i, s := range scopes {
 		p.Scopes[i] = Scope(s)
 	}
+	if p.Operator() {
+		a.rememberOperator(pk.id, sum, p)
+	}
 	return p, true
+}
+
+// rememberOperator keeps an operator key the key store accepted, for
+// recentOperator.
+func (a *Auth) rememberOperator(id string, sum [sha256.Size]byte, p Principal) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.verified == nil {
+		a.verified = map[string]verifiedKey{}
+	}
+	if _, ok := a.verified[id]; !ok && len(a.verified) >= maxVerified {
+		oldest := ""
+		for k, v := range a.verified {
+			if oldest == "" || v.at.Before(a.verified[oldest].at) {
+				oldest = k
+			}
+		}
+		delete(a.verified, oldest)
+	}
+	a.verified[id] = verifiedKey{sum: sum, p: p, at: a.now()}
+}
+
+// recentOperator returns the principal of an operator key that the key
+// store accepted within OperatorKeyGrace, if key is that key.
+func (a *Auth) recentOperator(id, key string) (Principal, bool) {
+	a.mu.Lock()
+	v, ok := a.verified[id]
+	a.mu.Unlock()
+	sum := sha256.Sum256([]byte(key))
+	if !ok || subtle.ConstantTimeCompare(sum[:], v.sum[:]) != 1 || a.now().Sub(v.at) > OperatorKeyGrace {
+		return Principal{}, false
+	}
+	return v.p, true
 }
 
 func (a *Auth) unauthorized(w http.ResponseWriter, reason, challenge, detail string) {

@@ -83,10 +83,13 @@
 //     operator; its api_keys row has no tenant), belongs to no tenant. It
 //     alone opens the fleet-wide controls, which one tenant must not flip
 //     for the others: the error-log mode, the top errors across tenants,
-//     intake and channels (a tenant key is answered 403 there). It may act
-//     on every tenant's conversations under /v1/admin/conversations, and on
-//     nothing under the campaign routes, which need a tenant. Rotation:
-//     create a new key, move its holder to it, revoke the old one.
+//     intake and channels, the deployment's status (a tenant key is answered
+//     403 there). It may act on every tenant's conversations under
+//     /v1/admin/conversations, and on nothing under the campaign routes,
+//     which need a tenant. Rotation: create a new key, move its holder to
+//     it, revoke the old one. An operator key the key store accepted within
+//     [OperatorKeyGrace] is still accepted while the store is unreachable,
+//     so that GET /v1/admin/status answers during a PostgreSQL outage.
 //
 // [Auth.RequireScope] and [Auth.RequireAnyScope] guard a handler (401
 // without a valid key, 403 without the scope); [Admin] routes the admin

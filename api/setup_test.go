@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/status"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -74,6 +75,8 @@ func setup(t *testing.T, tune ...func(*CampaignDeps)) *fixture {
 			return orchestrator.PurgeConversation(ctx, js, tenant, conv)
 		},
 		Settle: time.Millisecond,
+	}, Status: func(ctx context.Context) status.Report {
+		return status.Gather(ctx, status.Sources{JS: js, Control: f.ctl, Pool: f.db.Pool})
 	}})
 	if err != nil {
 		t.Fatal(err)

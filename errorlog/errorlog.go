@@ -248,6 +248,10 @@ func (l *Log) SetMode(m Mode) {
 	}
 }
 
+// BreakerState returns the state of the writer's circuit breaker: "closed",
+// "half-open" or "open" (batches go to the spill stream).
+func (l *Log) BreakerState() string { return l.breaker.State().String() }
+
 // Mode returns the current mode.
 func (l *Log) Mode() Mode { return *l.mode.Load() }
 

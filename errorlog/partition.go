@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // partitionLockKey serializes partition creation across processes
@@ -119,4 +120,22 @@ func (l *Log) forgetSeen(ctx context.Context) {
 	if n := tag.RowsAffected(); n > 0 {
 		l.log.Info("errorlog: forgot old counted sequences", "batches", n)
 	}
+}
+
+// PartitionsAhead returns how many day partitions of error_log exist for
+// days after now's (UTC): 2 when the partition maintenance is current
+// (tomorrow and the day after), 0 when rows of tomorrow would land in
+// error_log_default.
+func PartitionsAhead(ctx context.Context, pool *pgxpool.Pool, now time.Time) (int, error) {
+	tomorrow := now.UTC().AddDate(0, 0, 1)
+	var n int
+	err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_inherits i
+			JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'error_log'::regclass
+			AND c.relname ~ '^error_log_p[0-9]{8}$' AND c.relname >= $1`,
+		partitionName(time.Date(tomorrow.Year(), tomorrow.Month(), tomorrow.Day(), 0, 0, 0, 0, time.UTC))).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("errorlog: partitions ahead: %w", err)
+	}
+	return n, nil
 }

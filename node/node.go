@@ -31,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/internal/migrate"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/status"
 )
 
 // Config configures a Node.
@@ -82,6 +83,17 @@ type Config struct {
 	// writing the most errors (errorlog.TopExporter: at most 10 series,
 	// refreshed every 15s over 5 minutes by default).
 	TopErrors errorlog.TopExportConfig
+	// Breakers are the providers' breakers, which the heartbeat reports
+	// (providerset.Set.Guards).
+	Breakers []Breaker
+	// Version is the build's version, which the heartbeat reports. Default
+	// "unknown".
+	Version string
+	// HeartbeatInterval is how often the process announces itself in the
+	// control bucket. Default control.HeartbeatInterval (5s); readers count
+	// a process gone after control.HeartbeatGoneAfter (15s) whatever it is,
+	// so only tests shorten it.
+	HeartbeatInterval time.Duration
 }
 
 // Node is one running sluice process.
@@ -97,8 +109,11 @@ type Node struct {
 	HTTP     *api.Server
 	Control  *control.Store
 
-	stopWatch context.CancelFunc // ends the control-plane watchers
-	watchers  sync.WaitGroup
+	systemID      string             // the PostgreSQL cluster's system identifier, checked at start
+	stopWatch     context.CancelFunc // ends the control-plane watchers
+	hb            control.Heartbeat  // what the heartbeat announces, load aside
+	stopHeartbeat func()             // ends the heartbeat loop
+	watchers      sync.WaitGroup
 
 	gaugesOnce sync.Once
 	gauges     *control.SwitchGauges
@@ -148,6 +163,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.startHTTP(ctx, watchCtx); err != nil {
 		return nil, err
 	}
+	n.startHeartbeat(ctx)
 	return n, nil
 }
 
@@ -165,13 +181,20 @@ func (cfg *Config) validate() error {
 	return nil
 }
 
-// setDefaults fills the connection name and the environment.
+// setDefaults fills the connection name, the environment, the version and
+// the heartbeat interval.
 func (cfg *Config) setDefaults() {
 	if cfg.Name == "" {
 		cfg.Name = "sluice"
 	}
 	if cfg.Env == "" {
 		cfg.Env = "dev"
+	}
+	if cfg.Version == "" {
+		cfg.Version = "unknown"
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = control.HeartbeatInterval
 	}
 }
 
@@ -224,7 +247,6 @@ func (n *Node) connectPostgres(ctx context.Context) error {
 	if err := n.Pool.Ping(ctx); err != nil {
 		return fmt.Errorf("node: postgres: %w", err)
 	}
-	n.logDatabase(ctx)
 	if !n.cfg.Migrate {
 		return nil
 	}
@@ -238,13 +260,22 @@ func (n *Node) connectPostgres(ctx context.Context) error {
 	return nil
 }
 
-// checkEnv is the environment fence: a process configured for another
-// environment than the database's or NATS's stops here.
+// checkEnv runs the fences: a process configured for another environment
+// than the database's or NATS's stops here, and so does one that finds
+// another PostgreSQL cluster behind its URL than the deployment is bound
+// to (control.CheckDatabase).
 func (n *Node) checkEnv(ctx context.Context) error {
 	if err := control.CheckEnv(ctx, n.JS, n.Pool, n.cfg.Env, n.cfg.Name); err != nil {
 		return err
 	}
-	n.log.Info("environment", "env", n.cfg.Env)
+	id, err := control.CheckDatabase(ctx, n.JS, n.Pool, n.cfg.Name)
+	if err != nil {
+		return err
+	}
+	n.systemID = id
+	var db string
+	_ = n.Pool.QueryRow(ctx, `SELECT current_database()`).Scan(&db)
+	n.log.Info("environment", "env", n.cfg.Env, "postgres_system_identifier", id, "database", db)
 	return nil
 }
 
@@ -352,7 +383,7 @@ func (n *Node) followConversationsAndChannels(ctx, watchCtx context.Context) err
 }
 
 // startHTTP starts the HTTP server with health, readiness (NATS and
-// Postgres checks) and metrics, and the API in the API role.
+// Postgres checks, the latter with the database fence) and metrics, and the API in the API role.
 func (n *Node) startHTTP(ctx, watchCtx context.Context) error {
 	var err error
 	n.HTTP, err = api.New(api.Config{
@@ -366,7 +397,9 @@ func (n *Node) startHTTP(ctx, watchCtx context.Context) error {
 				_, err := n.JS.AccountInfo(ctx)
 				return err
 			},
-			"postgres": func(ctx context.Context) error { return n.Pool.Ping(ctx) },
+			// The cluster behind the pool must still be the one the
+			// deployment is bound to (a moved address, a restore).
+			"postgres": func(ctx context.Context) error { return n.Control.VerifyDatabase(ctx, n.Pool, n.systemID) },
 		},
 	}, n.log)
 	if err != nil {
@@ -422,6 +455,9 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 			},
 			Settle: n.cfg.StopSettle,
 		},
+		Status: func(ctx context.Context) status.Report {
+			return status.Gather(ctx, status.Sources{JS: n.JS, Control: n.Control, Pool: n.Pool})
+		},
 	})
 	if err != nil {
 		return err
@@ -476,23 +512,10 @@ func (n *Node) watch(run func() error, what string) {
 	})
 }
 
-// logDatabase logs which Postgres answered: its system identifier and
-// database name, so that a second instance answering on the same address is
-// visible in the logs.
-func (n *Node) logDatabase(ctx context.Context) {
-	var sysID int64
-	var db string
-	err := n.Pool.QueryRow(ctx, `SELECT system_identifier, current_database() FROM pg_control_system()`).Scan(&sysID, &db)
-	if err != nil {
-		n.log.Warn("could not read postgres system identifier", "err", err)
-		return
-	}
-	n.log.Info("postgres connected", "system_identifier", sysID, "database", db)
-}
-
 // Stop drains and closes everything the node started, in order.
 func (n *Node) Stop(ctx context.Context) error {
 	var errs []error
+	n.retire()
 	if n.stopWatch != nil {
 		n.stopWatch()
 	}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -99,11 +100,13 @@ func consumerConfig(name, filter string, c LaneConfig, inactive time.Duration) j
 
 // pool runs a lane's workers over a channel of fetched messages.
 type pool struct {
-	lane    wire.Lane
-	ackWait time.Duration
-	work    chan held
-	wg      sync.WaitGroup
-	handle  func(context.Context, wire.Lane, jetstream.Msg)
+	lane     wire.Lane
+	workers  int
+	ackWait  time.Duration
+	work     chan held
+	wg       sync.WaitGroup
+	handle   func(context.Context, wire.Lane, jetstream.Msg)
+	inFlight atomic.Int64 // messages a worker is handling now
 }
 
 // held is a fetched message on its way to a worker, kept in progress on the
@@ -114,7 +117,7 @@ type held struct {
 }
 
 func newPool(lane wire.Lane, workers int, ackWait time.Duration, handle func(context.Context, wire.Lane, jetstream.Msg)) *pool {
-	return &pool{lane: lane, ackWait: ackWait, work: make(chan held, workers), handle: handle}
+	return &pool{lane: lane, workers: workers, ackWait: ackWait, work: make(chan held, workers), handle: handle}
 }
 
 // start runs the workers until the work channel is closed; ctx is the
@@ -125,8 +128,10 @@ func (p *pool) start(ctx context.Context, workers int) {
 		go func() {
 			defer p.wg.Done()
 			for h := range p.work {
+				p.inFlight.Add(1)
 				p.handle(ctx, p.lane, h.msg)
 				h.stop()
+				p.inFlight.Add(-1)
 			}
 		}()
 	}

@@ -208,6 +208,23 @@ func (s *Service) Stop(ctx context.Context) error {
 	return err
 }
 
+// LaneLoad is one lane's load in this process.
+type LaneLoad struct {
+	Lane wire.Lane
+	// Workers is the lane's concurrency; InFlight how many messages its
+	// workers are handling now.
+	Workers, InFlight int
+}
+
+// Load returns each lane's load, transactional first; nothing before Start.
+func (s *Service) Load() []LaneLoad {
+	out := make([]LaneLoad, 0, len(s.pools))
+	for _, p := range s.pools {
+		out = append(out, LaneLoad{Lane: p.lane, Workers: p.workers, InFlight: int(p.inFlight.Load())})
+	}
+	return out
+}
+
 // Controls returns the live control state the service's lanes consult;
 // the caller keeps it current (node feeds it from the control plane's
 // watches). Every conversation is active and every channel enabled until

@@ -34,6 +34,17 @@ admin key, which acts on its own tenant only (another tenant's conversation
 is "not found"). sluice dev needs no key: its keyless identity may do both.
 
 commands:
+  status                         [operator] the whole deployment: the NATS
+                                 cluster (peers, each stream's leader,
+                                 replicas and lag), every process's
+                                 heartbeat (version, roles, lane load, error
+                                 log and provider breakers), each lane's
+                                 pending and ack-pending, the error log
+                                 (mode, writer breakers, spill depth,
+                                 partitions ahead), held conversations,
+                                 intake, channels, PostgreSQL. Works while
+                                 PostgreSQL is down (those items say
+                                 unavailable)
   errorlog show                  [operator] the error log's mode and its last
                                  change
   errorlog set MODE [--first N] [--then M] [--window D]
@@ -116,6 +127,9 @@ func runCtl(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		// Keys are managed in the database directly: the first admin key
 		// cannot come from an API that needs one.
 		return runAPIKey(ctx, cmd[1:], stdout, stderr)
+	}
+	if cmd[0] == "status" {
+		return ctlStatus(ctx, o, cmd[1:], stdout, stderr)
 	}
 	sub := ""
 	if len(cmd) > 1 {

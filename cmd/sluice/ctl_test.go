@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/status"
 )
 
 // TestMain lets the tests of this package use pgtest.New. It starts no
@@ -64,6 +65,8 @@ func setupCtl(t *testing.T) *ctlBundle {
 	admin, err := api.NewAdmin(camp, api.AdminConfig{Control: store, Stop: control.StopConfig{
 		Purge:  func(context.Context, string, string) (uint64, error) { return 7, nil },
 		Settle: time.Millisecond,
+	}, Status: func(ctx context.Context) status.Report {
+		return status.Gather(ctx, status.Sources{JS: js, Control: store, Pool: db.Pool})
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +205,7 @@ func TestCtlFailures(t *testing.T) {
 		{args: []string{"errorlog", "set", "sample", "--then", "-1"}, usage: true, errSub: "then"},
 		{args: []string{"errorlog", "set", "sample", "--window", "soon"}, usage: true, errSub: "soon"},
 		{args: []string{"errorlog", "show", "extra"}, usage: true, errSub: "unexpected arguments"},
-		{args: []string{"errors", "top", "--limit", "0"}, errSub: "400 Bad Request: control: invalid value: limit 0"},
+		{args: []string{"errors", "top", "--limit", "0"}, errSub: "400 Bad Request: control: invalid value: errorlog: invalid query: limit 0"},
 		{args: []string{"--key", "wrong", "errorlog", "show"}, errSub: "401 Unauthorized: the API key is not valid (an operator key"},
 		{args: []string{"apikey", "create"}, usage: true, errSub: "--tenant is required"},
 	} {

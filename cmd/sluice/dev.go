@@ -72,6 +72,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg.ErrorLog.MaskKey = key
 	cfg.Providers = provs.Providers()
 	cfg.Collectors = append(cfg.Collectors, provs)
+	cfg.Breakers = breakers(provs)
+	cfg.Version = buildVersion()
 	cfg.Name = "sluice-dev"
 	cfg.Env = "dev"
 	// In dev, API calls and `sluice ctl` need no key: they act as tenant demo.

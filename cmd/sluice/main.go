@@ -4,7 +4,7 @@
 //	sluice serve      production roles: --api, --worker
 //	sluice migrate    apply database migrations
 //	sluice send       send activations through the API (a first message, or a few thousand)
-//	sluice ctl        operations: error-log mode, top errors, API keys
+//	sluice ctl        operations: status, error-log mode, top errors, API keys
 //	sluice validate   check addresses from the command line
 package main
 
@@ -23,9 +23,10 @@ commands:
   dev        run everything on one machine: embedded NATS JetStream, a local
              Postgres, sink providers, API and workers (what 'make run' starts)
   serve      run production roles against external NATS and Postgres (--api, --worker)
-  migrate    apply pending database migrations (migrate status: list them)
+  migrate    apply pending database migrations (migrate status: list them;
+             migrate rebind --confirm ID: bind to a restored PostgreSQL cluster)
   send       send activations through the campaign API, counted like a client's (--create makes the conversation)
-  ctl        operate a running sluice: errorlog show|set, errors top, apikey
+  ctl        operate a running sluice: status, errorlog show|set, errors top, apikey
   validate   check addresses: sluice validate --channel email|sms|push ADDRESS...
   loadtest   replay the 8M-message incident and measure it (--compare: every error-log mode)
 

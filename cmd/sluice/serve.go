@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/dispatch/sms"
 	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/orchestrator/control"
 )
 
 // runServe implements `sluice serve --api --worker`.
@@ -28,14 +30,15 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	var cfg node.Config
 	fs.BoolVar(&cfg.API, "api", false, "serve the HTTP API")
 	fs.BoolVar(&cfg.Worker, "worker", false, "consume and dispatch activations")
-	fs.StringVar(&cfg.NATSURL, "nats-url", env("SLUICE_NATS_URL", defaultNATSURL), "NATS server URL")
+	fs.StringVar(&cfg.NATSURL, "nats-url", env("SLUICE_NATS_URL", defaultNATSURL), "NATS server URL, or a comma-separated list of seed URLs of a cluster")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("SLUICE_DATABASE_URL"), "Postgres URL (required)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", env("SLUICE_HTTP_ADDR", defaultHTTPAddr), "HTTP listen address")
 	fs.StringVar(&cfg.Env, "env", env("SLUICE_ENV", "dev"), "deployment environment: dev, test, staging or production")
 	fs.DurationVar(&cfg.IdempotencyRetention, "idempotency-retention", envDuration("SLUICE_IDEMPOTENCY_RETENTION", 0), "how long the API remembers an Idempotency-Key (default 168h; negative: forever)")
 	fs.BoolVar(&cfg.Migrate, "migrate", false, "apply pending migrations at start (otherwise run 'sluice migrate' first)")
 	keepAddrs := fs.Bool("errorlog-keep-addresses", false, "store recipient addresses in clear in the error log (default: masked)")
-	providers := fs.String("providers", env("SLUICE_PROVIDERS", "sink"), "provider set: 'real' sends through the relay and accounts configured below; 'sink' starts local protocol sinks in this process and sends there (refused with SLUICE_ENV=production)")
+	providers := fs.String("providers", env("SLUICE_PROVIDERS", providersReal), "provider set: 'real' sends through the relay and accounts configured below; 'sink' starts local protocol sinks in this process and sends there, nothing leaves the machine (only with --env dev or test, unless --allow-sink-providers)")
+	allowSink := fs.Bool("allow-sink-providers", false, "allow --providers=sink outside --env dev and test (logged at WARN: such a process sends nothing to anyone and counts every message delivered)")
 	pcfg := providerFlags(fs)
 	laneFlags(fs, &cfg.Pipeline)
 	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
@@ -62,13 +65,18 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	var provs *providerset.Set
 	if cfg.Worker {
 		var err error
+		if err := checkProviders(*providers, cfg.Env, *allowSink, logger); err != nil {
+			return err
+		}
 		if provs, err = buildProviders(ctx, *providers, pcfg, logger); err != nil {
 			return err
 		}
 		defer provs.Close()
 		cfg.Providers = provs.Providers()
 		cfg.Collectors = append(cfg.Collectors, provs)
+		cfg.Breakers = breakers(provs)
 	}
+	cfg.Version = buildVersion()
 	n, err := node.Start(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -78,6 +86,59 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return n.Stop(stopCtx)
+}
+
+// breakers returns the set's provider breakers, for the heartbeat.
+func breakers(provs *providerset.Set) []node.Breaker {
+	var out []node.Breaker
+	for _, g := range provs.Guards() {
+		out = append(out, g)
+	}
+	return out
+}
+
+// buildVersion is the module version and VCS revision the binary was built
+// from, for the heartbeat.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
+}
+
+// The provider sets of --providers.
+const (
+	providersReal = "real"
+	providersSink = "sink"
+)
+
+// checkProviders is the fence of --providers=sink: local sinks send nothing
+// to anyone and every message they take counts as delivered, so outside the
+// dev and test environments they need --allow-sink-providers, and are then
+// logged at WARN.
+func checkProviders(which, env string, allowSink bool, logger *slog.Logger) error {
+	switch which {
+	case providersReal:
+		return nil
+	case providersSink:
+	default:
+		return fmt.Errorf("serve: --providers: unknown provider set %q (want %s or %s)", which, providersReal, providersSink)
+	}
+	if env == control.EnvDev || env == control.EnvTest {
+		return nil
+	}
+	if !allowSink {
+		return fmt.Errorf("serve: --providers=sink with --env %s would send nothing to anyone and count every message delivered; use --providers=real (the default), or add --allow-sink-providers if this really is a rehearsal", env)
+	}
+	logger.Warn("PROVIDERS=SINK OUTSIDE DEV AND TEST: --allow-sink-providers given; this process sends NOTHING to anyone and counts every message it takes as delivered", "env", env)
+	return nil
 }
 
 // buildProviders builds the worker's providers: from the settings with
@@ -90,15 +151,12 @@ func buildProviders(ctx context.Context, which string, pcfg *providerSettings, l
 	var set providerset.Config
 	var local *sink.Local
 	switch which {
-	case "real":
+	case providersReal:
 		var err error
 		if set, err = pcfg.build(); err != nil {
 			return nil, err
 		}
-	case "sink":
-		if os.Getenv("SLUICE_ENV") == "production" {
-			return nil, errors.New("serve: --providers=sink with SLUICE_ENV=production would send nothing to anyone; use --providers=real")
-		}
+	case providersSink:
 		var err error
 		if local, err = sink.StartLocal(ctx, sink.LocalConfig{Logger: logger}); err != nil {
 			return nil, err

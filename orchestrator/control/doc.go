@@ -73,4 +73,15 @@
 // start, in Postgres (sluice_meta) and in the bucket (key env), and refuses a
 // process configured for another one, naming both. [RefuseProduction] is the
 // fence of tools that write test data (sluice loadtest, the test helpers).
+//
+// # Database fence
+//
+// [CheckDatabase] records the PostgreSQL cluster's system identifier
+// (pg_control_system()) at first start, in sluice_meta and in the bucket
+// (key database.system_identifier), and refuses a process that finds
+// another cluster behind its URL, naming both identifiers: a second server
+// answering at the address, or a restore into a new cluster. Nodes run
+// [Store.VerifyDatabase] in /readyz. After a real restore,
+// [RebindDatabase] (`sluice migrate rebind --confirm <id>`) binds the
+// deployment to the new cluster, audited in control_audit.
 package control
