@@ -45,9 +45,12 @@ func TestStreamGauges(t *testing.T) {
 	value := func(name, stream string) (float64, bool) {
 		return metrictest.Value(t, reg, name, map[string]string{"stream": stream})
 	}
-	waitFor(t, 10*time.Second, "200 messages in the stream gauge", func() bool {
+	// One stats tick sets the activation stream's gauges, then the spill's:
+	// wait for both.
+	waitFor(t, 10*time.Second, "200 messages in the stream gauge, and the spill's", func() bool {
 		v, _ := value("sluice_stream_messages", orchestrator.StreamName)
-		return v == 200
+		_, spill := value("sluice_stream_max_bytes", errorlog.SpillStream)
+		return v == 200 && spill
 	})
 	if v, _ := value("sluice_stream_bytes", orchestrator.StreamName); v < 200*50 {
 		t.Errorf("stream bytes %v for 200 messages", v)
