@@ -462,6 +462,24 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 		return err
 	}
 	admin.Register(n.HTTP)
+	return n.mountSuppressions(ctx, camp)
+}
+
+// mountSuppressions registers /v1/suppressions, audited in the control
+// plane's audit; without a mask key the routes answer 503.
+func (n *Node) mountSuppressions(ctx context.Context, camp *api.Campaigns) error {
+	var store *suppression.Store
+	if h := n.suppressionHasher(); h != nil {
+		if _, err := suppression.EnsureStream(ctx, n.JS, n.cfg.Stream.Replicas); err != nil {
+			return err
+		}
+		store = suppression.NewStore(n.Pool, n.JS, h, n.log)
+	}
+	sp, err := api.NewSuppressions(camp, api.SuppressionsConfig{Store: store, Audit: n.Control.RecordChange})
+	if err != nil {
+		return err
+	}
+	sp.Register(n.HTTP)
 	return nil
 }
 
