@@ -51,6 +51,8 @@ type ingest struct {
 	owner    string
 	prefix   string
 	enqueued time.Time
+	// ttl is the conversation's default time-to-live (0: none).
+	ttl time.Duration
 
 	// From an earlier attempt with the same key.
 	skipThrough int64
@@ -176,7 +178,7 @@ func (c *Campaigns) openIngest(w http.ResponseWriter, r *http.Request, tenant, i
 	}
 	in := &ingest{
 		c: c, tenant: tenant, conv: id, lane: wire.Lane(lane), channel: channel,
-		key: key, owner: randomHex(12), enqueued: time.Now().UTC(),
+		key: key, owner: randomHex(12), enqueued: time.Now().UTC(), ttl: time.Duration(row.TTLSeconds) * time.Second,
 		ring: make([]pending, c.deps.PublishWindow),
 	}
 	in.prefix = "r" + randomHex(12)
@@ -223,6 +225,19 @@ func (c *Campaigns) claimKey(w http.ResponseWriter, r *http.Request, in *ingest,
 			"id_prefix", in.prefix, "stored_through_row", cl.rowsDone, "also_stored", len(cl.extras))
 	}
 	return true
+}
+
+// expiry is when rw's message expires: its own expires_at, else the
+// acceptance time plus the conversation's ttl, else never (nil).
+func (in *ingest) expiry(rw row) *time.Time {
+	if rw.expiresAt != nil {
+		return rw.expiresAt
+	}
+	if in.ttl > 0 {
+		t := in.enqueued.Add(in.ttl)
+		return &t
+	}
+	return nil
 }
 
 // rowReader frames the body's rows.
@@ -321,6 +336,7 @@ func (in *ingest) run(ctx context.Context, rr rowReader) *failure {
 		a := &wire.Activation{
 			ID: activationID(in.prefix, n, rw.id), Tenant: in.tenant, Conversation: in.conv,
 			Lane: in.lane, Channel: in.channel, To: rw.to, Vars: rw.vars, EnqueuedAt: in.enqueued,
+			ExpiresAt: in.expiry(rw),
 		}
 		fut, err := in.publish(ctx, a)
 		if err != nil {

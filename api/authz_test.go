@@ -14,11 +14,12 @@ import (
 
 // Who a route admits, as the matrix test expects it.
 const (
-	allowPublic   = "public"   // no key needed
-	allowSend     = "send"     // tenant key with send
-	allowRead     = "read"     // tenant key with read
-	allowAdmin    = "admin"    // tenant admin key of the tenant in the path, or operator
-	allowOperator = "operator" // operator key only
+	allowPublic   = "public"       // no key needed
+	allowSend     = "send"         // tenant key with send
+	allowRead     = "read"         // tenant key with read
+	allowAdmin    = "admin"        // tenant admin key of the tenant in the path, or operator
+	allowOperator = "operator"     // operator key only
+	allowTenant   = "tenant-admin" // tenant key with admin, acting on its own tenant (no operator)
 )
 
 // matrixRoute is what the matrix test needs to call one route of the
@@ -57,6 +58,9 @@ func matrixRoutes() map[string]matrixRoute {
 		"GET /v1/admin/channels":                            {allowOperator, "", 200},
 		"PUT /v1/admin/channels/{name}":                     {allowOperator, `{"disabled":false}`, 200},
 		"GET /v1/admin/status":                              {allowOperator, "", 200},
+		"GET /v1/suppressions":                              {allowRead, "", 200},
+		"POST /v1/suppressions":                             {allowTenant, `{"address":"matrix@example.com"}`, 201},
+		"DELETE /v1/suppressions":                           {allowTenant, `{"address":"matrix@example.com"}`, 200},
 	}
 }
 
@@ -92,7 +96,7 @@ func documentedOperations(t *testing.T) ([]string, map[string]string) {
 func documentedCredential(allow string) string {
 	return map[string]string{
 		allowPublic: "none", allowSend: "tenant:send", allowRead: "tenant:read",
-		allowAdmin: "tenant:admin or operator", allowOperator: "operator",
+		allowAdmin: "tenant:admin or operator", allowOperator: "operator", allowTenant: "tenant:admin",
 	}[allow]
 }
 
@@ -119,6 +123,8 @@ func expect(rt matrixRoute, c caller, namesA bool) int {
 		return rt.ok
 	case rt.allow == allowAdmin && c.scope == ScopeAdmin:
 		return http.StatusNotFound // another tenant's conversation: as if it did not exist
+	case rt.allow == allowTenant && c.scope == ScopeAdmin:
+		return rt.ok // on the key's own tenant's list, whichever tenant it is
 	case string(c.scope) == rt.allow && (c.tenant == "tenant-a" || c.scope == ScopeOperator):
 		return rt.ok
 	}
@@ -129,10 +135,10 @@ func expect(rt matrixRoute, c caller, namesA bool) int {
 func (f *fixture) world() string {
 	f.t.Helper()
 	ctx := context.Background()
-	var rows, audit int
+	var rows, audit, suppressed int
 	var accepted, purged int64
 	if err := f.db.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(accepted), 0), coalesce(sum(purged), 0),
-		(SELECT count(*) FROM control_audit) FROM conversations`).Scan(&rows, &accepted, &purged, &audit); err != nil {
+		(SELECT count(*) FROM control_audit), (SELECT count(*) FROM suppressions) FROM conversations`).Scan(&rows, &accepted, &purged, &audit, &suppressed); err != nil {
 		f.t.Fatal(err)
 	}
 	var states []string
@@ -148,7 +154,7 @@ func (f *fixture) world() string {
 			f.t.Fatal(err)
 		}
 	}
-	b, _ := json.Marshal([]any{rows, accepted, purged, audit, states, f.streamMsgs(), convs, mode, intake, channels})
+	b, _ := json.Marshal([]any{rows, accepted, purged, audit, suppressed, states, f.streamMsgs(), convs, mode, intake, channels})
 	return string(b)
 }
 

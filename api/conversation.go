@@ -89,15 +89,18 @@ func EnsureConversationsBucket(ctx context.Context, js jetstream.JetStream, repl
 
 // Conversation is the API's view of a conversation.
 type Conversation struct {
-	ID              string    `json:"id"`
-	Name            string    `json:"name"`
-	Channel         string    `json:"channel"`
-	Lane            string    `json:"lane"`
-	Template        Template  `json:"template"`
-	TemplateVersion int       `json:"template_version"`
-	State           string    `json:"state"`
-	CreatedAt       time.Time `json:"created_at"`
-	Counts          *Counts   `json:"counts,omitempty"`
+	ID              string   `json:"id"`
+	Name            string   `json:"name"`
+	Channel         string   `json:"channel"`
+	Lane            string   `json:"lane"`
+	Template        Template `json:"template"`
+	TemplateVersion int      `json:"template_version"`
+	State           string   `json:"state"`
+	// TTL is the default time-to-live of the conversation's messages in
+	// seconds (0: none).
+	TTL       int       `json:"ttl,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	Counts    *Counts   `json:"counts,omitempty"`
 }
 
 // Counts are the exact counts of a conversation. At rest,
@@ -178,6 +181,9 @@ type createRequest struct {
 	Channel  string   `json:"channel"`
 	Lane     string   `json:"lane"`
 	Template Template `json:"template"`
+	// TTL, in seconds, makes every activation without its own expires_at
+	// expire that long after it is accepted. Optional.
+	TTL int `json:"ttl"`
 }
 
 // Limits of a conversation definition.
@@ -186,6 +192,7 @@ const (
 	maxNameBytes     = 200
 	maxSubjectBytes  = 998 // an RFC 5322 line
 	maxTemplateBytes = 256 << 10
+	maxTTLSeconds    = 30 * 24 * 3600
 )
 
 func (r *createRequest) validate() error {
@@ -207,6 +214,9 @@ func (r *createRequest) validate() error {
 	}
 	if !wire.Lane(r.Lane).Valid() {
 		return errors.New("lane: want transactional or bulk")
+	}
+	if r.TTL < 0 || r.TTL > maxTTLSeconds {
+		return fmt.Errorf("ttl: want seconds from 1 to %d, or leave it out", maxTTLSeconds)
 	}
 	t := r.Template
 	if len(t.Subject)+len(t.Text)+len(t.HTML) > maxTemplateBytes {
@@ -293,14 +303,14 @@ var errConversationConflict = errors.New("api: conversation exists with a differ
 func (c *Campaigns) insertConversation(ctx context.Context, tenant string, req *createRequest) (Conversation, bool, error) {
 	conv := Conversation{
 		ID: req.ID, Name: req.Name, Channel: req.Channel, Lane: req.Lane,
-		Template: req.Template, TemplateVersion: 1, State: StateActive,
+		Template: req.Template, TemplateVersion: 1, State: StateActive, TTL: req.TTL,
 	}
 	tx, err := c.pool.Begin(ctx)
 	if err != nil {
 		return Conversation{}, false, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	row := conversation.Row{Tenant: tenant, ID: req.ID, Name: req.Name, Channel: req.Channel, Lane: req.Lane, Template: req.Template}
+	row := conversation.Row{Tenant: tenant, ID: req.ID, Name: req.Name, Channel: req.Channel, Lane: req.Lane, Template: req.Template, TTLSeconds: req.TTL}
 	created, err := conversation.Insert(ctx, tx, &row)
 	if err != nil {
 		return Conversation{}, false, err
@@ -310,7 +320,7 @@ func (c *Campaigns) insertConversation(ctx context.Context, tenant string, req *
 		if err != nil {
 			return Conversation{}, false, err
 		}
-		if existing.Name != req.Name || existing.Channel != req.Channel || existing.Lane != req.Lane || existing.Template != req.Template {
+		if existing.Name != req.Name || existing.Channel != req.Channel || existing.Lane != req.Lane || existing.Template != req.Template || existing.TTL != req.TTL {
 			return Conversation{}, false, errConversationConflict
 		}
 		return existing, false, nil
@@ -342,7 +352,7 @@ func loadConversation(ctx context.Context, q Querier, tenant, id string) (Conver
 		return Conversation{}, fmt.Errorf("api: %w", err)
 	}
 	return Conversation{ID: r.ID, Name: r.Name, Channel: r.Channel, Lane: r.Lane, Template: r.Template,
-		TemplateVersion: r.TemplateVersion, State: r.State, CreatedAt: r.CreatedAt}, nil
+		TemplateVersion: r.TemplateVersion, State: r.State, TTL: r.TTLSeconds, CreatedAt: r.CreatedAt}, nil
 }
 
 func (c *Campaigns) getConversation(w http.ResponseWriter, r *http.Request) {

@@ -23,6 +23,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	c := &Campaigns{auth: &Auth{}, m: mustMetrics(t)}
 	c.Register(s)
 	(&Admin{c: c, ctl: &control.Store{}}).Register(s)
+	(&Suppressions{c: c}).Register(s)
 	if n := len(s.Routes()); n < 7 {
 		t.Fatalf("only %d routes: %v", n, s.Routes())
 	}

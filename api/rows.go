@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/sluicehq/sluice/wire"
 )
@@ -216,21 +217,24 @@ func (g *guardReader) Read(p []byte) (int, error) {
 
 // row is one decoded activation row.
 type row struct {
-	to   string
-	vars map[string]string
-	id   string
+	to        string
+	vars      map[string]string
+	id        string
+	expiresAt *time.Time
 }
 
 type wireRow struct {
-	To   *string           `json:"to"`
-	Vars map[string]string `json:"vars"`
-	ID   string            `json:"id"`
+	To        *string           `json:"to"`
+	Vars      map[string]string `json:"vars"`
+	ID        string            `json:"id"`
+	ExpiresAt *time.Time        `json:"expires_at"`
 }
 
 // decodeRow checks the shape of a row: an object with "to" (a string, which
 // may be empty: address validity is the workers' outcome), optional "vars"
-// (an object of strings) and optional "id" (1-64 of [A-Za-z0-9_-]), nothing
-// else; vars of more than maxVars bytes once encoded (wire.VarsSize,
+// (an object of strings), optional "id" (1-64 of [A-Za-z0-9_-]) and
+// optional "expires_at" (RFC 3339; a time already past makes the message
+// count expired, never sent), nothing else; vars of more than maxVars bytes once encoded (wire.VarsSize,
 // the size the workers bound) are too large. The returned error is a
 // *rowError without position.
 func decodeRow(raw []byte, maxVars int) (row, error) {
@@ -262,5 +266,9 @@ func decodeRow(raw []byte, maxVars int) (row, error) {
 	if n := wire.VarsSize(w.Vars); n > maxVars {
 		return row{}, &rowError{kind: rowTooLarge, detail: fmt.Sprintf(`"vars": %d bytes encoded, more than the limit of %d`, n, maxVars)}
 	}
-	return row{to: *w.To, vars: w.Vars, id: w.ID}, nil
+	if w.ExpiresAt != nil {
+		t := w.ExpiresAt.UTC()
+		w.ExpiresAt = &t
+	}
+	return row{to: *w.To, vars: w.Vars, id: w.ID, expiresAt: w.ExpiresAt}, nil
 }

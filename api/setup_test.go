@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
 	"github.com/sluicehq/sluice/status"
+	"github.com/sluicehq/sluice/suppression"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -37,6 +38,7 @@ type fixture struct {
 	ctl    *control.Store
 	srv    *Server
 	reg    *prometheus.Registry
+	supp   *suppression.Store
 }
 
 func setup(t *testing.T, tune ...func(*CampaignDeps)) *fixture {
@@ -82,6 +84,19 @@ func setup(t *testing.T, tune ...func(*CampaignDeps)) *fixture {
 		t.Fatal(err)
 	}
 	admin.Register(f.srv)
+	h, err := suppression.NewHasher([]byte("test-mask-key-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := suppression.EnsureStream(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
+	f.supp = suppression.NewStore(f.db.Pool, js, h, logger)
+	sp, err := NewSuppressions(f.c, SuppressionsConfig{Store: f.supp, Audit: f.ctl.RecordChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Register(f.srv)
 	if err := f.srv.Start(); err != nil {
 		t.Fatal(err)
 	}

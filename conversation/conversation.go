@@ -57,17 +57,21 @@ type Row struct {
 	Template                        Template
 	TemplateVersion                 int
 	State                           string
-	CreatedAt, UpdatedAt            time.Time
+	// TTLSeconds is the default time-to-live of the conversation's
+	// messages (0: none): the API stamps each activation without its own
+	// expires_at with its acceptance time plus TTLSeconds.
+	TTLSeconds           int
+	CreatedAt, UpdatedAt time.Time
 }
 
-// Insert stores a new conversation (Name, Channel, Lane, Template of r) and
+// Insert stores a new conversation (Name, Channel, Lane, Template, TTLSeconds of r) and
 // fills r's stored fields. If the id is taken in the tenant it changes
 // nothing and reports created false; Load tells what is there.
 func Insert(ctx context.Context, q Querier, r *Row) (created bool, err error) {
-	err = q.QueryRow(ctx, `INSERT INTO conversations (tenant, id, name, channel, lane, template)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, id) DO NOTHING
+	err = q.QueryRow(ctx, `INSERT INTO conversations (tenant, id, name, channel, lane, template, ttl_seconds)
+		VALUES ($1, $2, $3, $4, $5, $6, nullif($7, 0)) ON CONFLICT (tenant, id) DO NOTHING
 		RETURNING template_version, state, created_at, updated_at`,
-		r.Tenant, r.ID, r.Name, r.Channel, r.Lane, r.Template).Scan(&r.TemplateVersion, &r.State, &r.CreatedAt, &r.UpdatedAt)
+		r.Tenant, r.ID, r.Name, r.Channel, r.Lane, r.Template, r.TTLSeconds).Scan(&r.TemplateVersion, &r.State, &r.CreatedAt, &r.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -80,9 +84,9 @@ func Insert(ctx context.Context, q Querier, r *Row) (created bool, err error) {
 // Load returns a tenant's conversation, or ErrNotFound.
 func Load(ctx context.Context, q Querier, tenant, id string) (Row, error) {
 	r := Row{Tenant: tenant}
-	err := q.QueryRow(ctx, `SELECT id, name, channel, lane, template, template_version, state, created_at, updated_at
+	err := q.QueryRow(ctx, `SELECT id, name, channel, lane, template, template_version, state, coalesce(ttl_seconds, 0), created_at, updated_at
 		FROM conversations WHERE tenant = $1 AND id = $2`, tenant, id).
-		Scan(&r.ID, &r.Name, &r.Channel, &r.Lane, &r.Template, &r.TemplateVersion, &r.State, &r.CreatedAt, &r.UpdatedAt)
+		Scan(&r.ID, &r.Name, &r.Channel, &r.Lane, &r.Template, &r.TemplateVersion, &r.State, &r.TTLSeconds, &r.CreatedAt, &r.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Row{}, fmt.Errorf("%w: %s/%s", ErrNotFound, tenant, id)
 	}

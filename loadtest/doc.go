@@ -72,7 +72,8 @@
 // target's workers are measured alone (see Target).
 //
 // Accounting is checked per conversation, at rest: accepted (published) =
-// delivered + invalid + failed + purged, each outcome as the workers stored
+// delivered + invalid + failed + suppressed + expired + purged, each outcome
+// as the workers stored
 // it (errorlog.CountsOf), and delivered equal to the distinct activations in
 // the sinks' ledgers where the run has them.
 //

@@ -200,8 +200,8 @@ Target: {{.R.Target}}. Quarantine: {{.R.Quarantine}}. Machine: {{.R.Machine.CPUs
 <h2>Transactional latency (p99 per second)</h2>{{.Latency}}
 <h2>Error-log write rate</h2>{{.Rows}}
 <h2>Accounting per conversation</h2>
-{{range .R.Modes}}<h3>{{.Mode}}</h3><table><tr><th>conversation</th><th>accepted</th><th>delivered</th><th>invalid</th><th>failed</th><th>purged</th><th>exact</th></tr>
-{{range .Accounting}}<tr><td>{{.Conversation}}</td><td>{{.Accepted}}</td><td>{{.Delivered}}</td><td>{{.Invalid}}</td><td>{{.Failed}}</td><td>{{.Purged}}</td><td>{{if .Exact}}yes{{else}}<span class="bad">no</span>{{end}}</td></tr>
+{{range .R.Modes}}<h3>{{.Mode}}</h3><table><tr><th>conversation</th><th>accepted</th><th>delivered</th><th>invalid</th><th>failed</th><th>suppressed</th><th>expired</th><th>purged</th><th>exact</th></tr>
+{{range .Accounting}}<tr><td>{{.Conversation}}</td><td>{{.Accepted}}</td><td>{{.Delivered}}</td><td>{{.Invalid}}</td><td>{{.Failed}}</td><td>{{.Suppressed}}</td><td>{{.Expired}}</td><td>{{.Purged}}</td><td>{{if .Exact}}yes{{else}}<span class="bad">no</span>{{end}}</td></tr>
 {{end}}</table>{{end}}
 {{range .R.Modes}}{{if .Quarantine}}<h2>Quarantine ({{.Mode}})</h2><table><tr><th>conversation</th><th>seconds after activation</th><th>processed before</th><th>purged</th></tr>
 {{range .Quarantine}}<tr><td>{{.Conversation}}</td><td>{{f1 .AfterSeconds}}</td><td>{{.ProcessedBefore}}</td><td>{{.Purged}}</td></tr>

@@ -100,14 +100,17 @@ type Account struct {
 	Delivered    int64  `json:"delivered"`
 	Invalid      int64  `json:"invalid"`
 	Failed       int64  `json:"failed"`
+	Suppressed   int64  `json:"suppressed"`
+	Expired      int64  `json:"expired"`
 	Purged       int64  `json:"purged"`
 	// SinkDistinct is the number of distinct activations the sinks'
 	// ledgers received, the outside check of Delivered (the stored,
 	// exactly-once count) on the self-contained stack; -1 against a running
 	// target, whose providers' ledgers the load test cannot read.
 	SinkDistinct int64 `json:"sink_distinct"`
-	// Exact: Accepted = Delivered + Invalid + Failed + Purged, and Delivered
-	// equals SinkDistinct where the ledgers are known.
+	// Exact: Accepted = Delivered + Invalid + Failed + Suppressed + Expired
+	// + Purged, and Delivered equals SinkDistinct where the ledgers are
+	// known.
 	Exact bool `json:"exact"`
 }
 

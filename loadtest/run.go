@@ -313,8 +313,9 @@ func account(ctx context.Context, sys system, sc *Scenario, accepted, purged map
 		o := counts[c]
 		a := Account{Conversation: c, Accepted: accepted[c], Purged: purged[c],
 			Delivered: o.Count[wire.OutcomeDelivered], Invalid: o.Count[wire.OutcomeInvalid], Failed: o.Count[wire.OutcomeFailed],
+			Suppressed: o.Count[wire.OutcomeSuppressed], Expired: o.Count[wire.OutcomeExpired],
 			SinkDistinct: sys.deliveredCount(c)}
-		a.Exact = pool != nil && a.Accepted == a.Delivered+a.Invalid+a.Failed+a.Purged &&
+		a.Exact = pool != nil && a.Accepted == a.Delivered+a.Invalid+a.Failed+a.Suppressed+a.Expired+a.Purged &&
 			(a.SinkDistinct < 0 || a.SinkDistinct == a.Delivered)
 		mr.AccountingExact = mr.AccountingExact && a.Exact
 		mr.Accounting = append(mr.Accounting, a)

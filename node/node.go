@@ -32,6 +32,7 @@ import (
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
 	"github.com/sluicehq/sluice/status"
+	"github.com/sluicehq/sluice/suppression"
 )
 
 // Config configures a Node.
@@ -106,8 +107,11 @@ type Node struct {
 	Pool     *pgxpool.Pool
 	ErrorLog *errorlog.Log
 	Service  *orchestrator.Service
-	HTTP     *api.Server
-	Control  *control.Store
+	// Suppressions is the worker role's copy of the suppression lists (nil
+	// without a mask key).
+	Suppressions *suppression.Mirror
+	HTTP         *api.Server
+	Control      *control.Store
 
 	systemID      string             // the PostgreSQL cluster's system identifier, checked at start
 	stopWatch     context.CancelFunc // ends the control-plane watchers
@@ -290,6 +294,9 @@ func (n *Node) startWorker(ctx, watchCtx context.Context, stream jetstream.Strea
 	if err := n.newPipeline(watchCtx); err != nil {
 		return err
 	}
+	if err := n.startSuppressions(ctx); err != nil {
+		return err
+	}
 	// The lanes start once the current states are known, so that a
 	// paused conversation is not fetched by a worker just started.
 	if err := n.followConversationsAndChannels(ctx, watchCtx); err != nil {
@@ -322,6 +329,34 @@ func (n *Node) startErrorLog(ctx, watchCtx context.Context, stream jetstream.Str
 	// The fleet's error-log mode lives in the control plane; every worker
 	// follows it within a second of a change.
 	n.watch(func() error { return n.Control.WatchErrorLogMode(watchCtx, n.ErrorLog.SetMode) }, "errorlog mode")
+	return nil
+}
+
+// suppressionHasher returns the hasher of suppressed addresses, keyed
+// with the error log's mask key, or nil without one (addresses kept in
+// clear): suppression is then off, and said so.
+func (n *Node) suppressionHasher() *suppression.Hasher {
+	h, err := suppression.NewHasher(n.cfg.ErrorLog.MaskKey)
+	if err != nil {
+		n.log.Warn("suppression is off: it hashes addresses with the error log's mask key, and none is configured (SLUICE_ERRORLOG_MASK_KEY)")
+		return nil
+	}
+	return h
+}
+
+// startSuppressions loads the suppression lists into memory, follows their
+// changes and has the pipeline check them before every send.
+func (n *Node) startSuppressions(ctx context.Context) error {
+	h := n.suppressionHasher()
+	if h == nil {
+		return nil
+	}
+	m := suppression.NewMirror(n.Pool, n.JS, h, 0, n.log)
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	n.Suppressions = m
+	n.Service.SetSuppressions(m)
 	return nil
 }
 
@@ -463,6 +498,24 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 		return err
 	}
 	admin.Register(n.HTTP)
+	return n.mountSuppressions(ctx, camp)
+}
+
+// mountSuppressions registers /v1/suppressions, audited in the control
+// plane's audit; without a mask key the routes answer 503.
+func (n *Node) mountSuppressions(ctx context.Context, camp *api.Campaigns) error {
+	var store *suppression.Store
+	if h := n.suppressionHasher(); h != nil {
+		if _, err := suppression.EnsureStream(ctx, n.JS, n.cfg.Stream.Replicas); err != nil {
+			return err
+		}
+		store = suppression.NewStore(n.Pool, n.JS, h, n.log)
+	}
+	sp, err := api.NewSuppressions(camp, api.SuppressionsConfig{Store: store, Audit: n.Control.RecordChange})
+	if err != nil {
+		return err
+	}
+	sp.Register(n.HTTP)
 	return nil
 }
 
@@ -521,6 +574,9 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	if n.Service != nil {
 		errs = append(errs, n.Service.Stop(ctx))
+	}
+	if n.Suppressions != nil {
+		n.Suppressions.Stop(ctx)
 	}
 	if n.ErrorLog != nil {
 		errs = append(errs, n.ErrorLog.Stop(ctx))

@@ -8,10 +8,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/dispatch"
-	"github.com/sluicehq/sluice/dispatch/providerset"
-	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/errorlog"
-	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -22,17 +19,7 @@ import (
 // decided once and every reader reads it.
 func TestUnregisteredPushIsFailedEverywhere(t *testing.T) {
 	t.Parallel()
-	local, err := sink.StartLocal(t.Context(), sink.LocalConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = local.Close() })
-	set, err := providerset.New(local.Config(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = set.Close() })
-	b := setup(t, 0, func(c *node.Config) { c.Providers = set.Providers() })
+	b, _, _ := sinkNode(t)
 	b.conversation(t, "app", dispatch.ChannelPush, wire.LaneTransactional)
 
 	fcm := func(prefix string) string { return prefix + strings.Repeat("A", 150) } // an FCM registration token's shape

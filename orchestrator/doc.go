@@ -42,6 +42,18 @@
 // conversation's share of invalid addresses over its last messages and
 // quarantines it through the control plane when it passes a threshold.
 //
+// # Expiry and suppression
+//
+// A message taken at or after its envelope's expires_at is counted expired
+// (reason expired) and never sent; the check comes right after the
+// conversation's state, so a message held by a pause expires when it is
+// taken after the resume. A valid recipient on its tenant's suppression
+// list ([Suppressions], set with [Service.SetSuppressions]: an in-memory
+// set, never a Postgres query per message) is counted suppressed and never
+// sent. A provider's refusal for which wire.Suppresses holds (SMTP 5.1.1,
+// FCM UNREGISTERED, APNs 410, Twilio 21610 and 21211) is recorded as usual
+// and reported to the list.
+//
 // # Acknowledgement
 //
 // Explicit acks. Delivered: Ack. Invalid address, poison message, permanent

@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Name: "messages_total",
-			Help: "Activations processed, by lane, channel and outcome (delivered, invalid, failed, retried).",
+			Help: "Activations processed, by lane, channel and outcome (delivered, invalid, failed, suppressed, expired, retried, deferred).",
 		}, []string{"lane", "channel", "outcome"}),
 		processing: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "sluice", Subsystem: "orchestrator", Name: "processing_duration_seconds",
@@ -79,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // 0 rather than nothing. Channel "unknown" is that of messages whose
 // envelope could not be read.
 func (m *metrics) zero() {
-	outcomes := []wire.Outcome{wire.OutcomeDelivered, wire.OutcomeInvalid, wire.OutcomeFailed, wire.OutcomeRetried, wire.OutcomeDeferred}
+	outcomes := []wire.Outcome{wire.OutcomeDelivered, wire.OutcomeInvalid, wire.OutcomeFailed, wire.OutcomeSuppressed, wire.OutcomeExpired, wire.OutcomeRetried, wire.OutcomeDeferred}
 	channels := []string{string(dispatch.ChannelEmail), string(dispatch.ChannelSMS), string(dispatch.ChannelPush), "unknown"}
 	held := []string{string(control.StatePaused), string(control.StateStopped), string(control.StateQuarantined), HeldChannelDisabled}
 	for _, lane := range []wire.Lane{wire.LaneTransactional, wire.LaneBulk} {

@@ -47,6 +47,20 @@ type pipeline struct {
 	park func(ctx context.Context, msg jetstream.Msg, a *wire.Activation) error
 	// tpl, when set, renders each message from its conversation's template.
 	tpl *templates
+	// supp, when set, holds the tenants' suppression lists: a suppressed
+	// recipient is never sent to, and a provider's permanent refusal puts
+	// the recipient on the list.
+	supp Suppressions
+	// now is the clock expiry is checked against.
+	now func() time.Time
+}
+
+// Suppressions is the tenants' suppression lists as the pipeline uses them
+// (suppression.Mirror): Suppressed answers from memory, never from
+// Postgres; Suppress must not block.
+type Suppressions interface {
+	Suppressed(tenant, address string) bool
+	Suppress(tenant, address string, reason wire.Reason)
 }
 
 // ack is the terminal acknowledgement of an outcome.
@@ -85,12 +99,22 @@ func (p *pipeline) handle(ctx context.Context, lane wire.Lane, msg jetstream.Msg
 			return
 		}
 	}
+	if a.Expired(p.now()) {
+		// Taken too late to be of use (a one-time password after an
+		// outage): counted, never sent.
+		p.record(lane, msg, meta, p.event(msg, meta, a, wire.ReasonExpired, "expired at "+a.ExpiresAt.UTC().Format(time.RFC3339)), ackOK)
+		return
+	}
 	if err := dispatch.Validate(ch, a.To); err != nil {
 		p.quarantine.observe(a.Tenant, a.Conversation, true)
 		p.record(lane, msg, meta, p.event(msg, meta, a, dispatch.ReasonOf(err), ""), ackOK)
 		return
 	}
 	p.quarantine.observe(a.Tenant, a.Conversation, false)
+	if p.supp != nil && p.supp.Suppressed(a.Tenant, a.To) {
+		p.record(lane, msg, meta, p.event(msg, meta, a, wire.ReasonSuppressed, ""), ackOK)
+		return
+	}
 	if p.controls != nil && p.controls.ChannelDisabled(ch) {
 		p.hold(ctx, lane, msg, a, HeldChannelDisabled)
 		if p.unavailable != nil {
@@ -105,6 +129,14 @@ func (p *pipeline) handle(ctx context.Context, lane wire.Lane, msg jetstream.Msg
 		p.retry(lane, ch, msg, meta, a, errors.New("no provider for channel "+string(ch)))
 		return
 	}
+	p.send(ctx, lane, msg, meta, a, prov)
+}
+
+// send renders a's message, hands it to its provider and records the
+// outcome, or retries or defers it.
+func (p *pipeline) send(ctx context.Context, lane wire.Lane, msg jetstream.Msg, meta *jetstream.MsgMetadata, a *wire.Activation, prov dispatch.Provider) {
+	ch := dispatch.Channel(a.Channel)
+	var err error
 	m := &dispatch.Message{ID: a.ID, Tenant: a.Tenant, Conversation: a.Conversation, Channel: ch, To: a.To, Vars: a.Vars}
 	if p.tpl != nil {
 		err = p.tpl.render(m)
@@ -138,6 +170,10 @@ func (p *pipeline) handle(ctx context.Context, lane wire.Lane, msg jetstream.Msg
 	case errors.Is(err, dispatch.ErrRejected):
 		var re *dispatch.RejectedError
 		errors.As(err, &re)
+		if p.supp != nil && wire.Suppresses(re.Reason) {
+			// Refused for good: never sent to again, by any worker.
+			p.supp.Suppress(a.Tenant, a.To, re.Reason)
+		}
 		p.record(lane, msg, meta, p.event(msg, meta, a, re.Reason, re.Detail), ackOK)
 	default:
 		p.retry(lane, ch, msg, meta, a, err)

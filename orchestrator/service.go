@@ -127,7 +127,7 @@ func NewService(js jetstream.JetStream, providers map[dispatch.Channel]dispatch.
 		return nil, err
 	}
 	s := &Service{js: js, cfg: cfg, log: logger, m: m, sm: sm, controls: newControls()}
-	s.pipe = &pipeline{providers: providers, elog: elog, cfg: &s.cfg, m: m, log: logger, controls: s.controls}
+	s.pipe = &pipeline{providers: providers, elog: elog, cfg: &s.cfg, m: m, log: logger, controls: s.controls, now: time.Now}
 	s.pipe.park = s.park
 	return s, nil
 }
@@ -224,6 +224,12 @@ func (s *Service) Load() []LaneLoad {
 	}
 	return out
 }
+
+// SetSuppressions has the pipeline check every valid recipient against
+// the tenants' suppression lists before sending (a suppressed message is
+// counted suppressed and never sent) and report the providers' permanent
+// refusals to them. Call it before Start; nil turns the check off.
+func (s *Service) SetSuppressions(supp Suppressions) { s.pipe.supp = supp }
 
 // Controls returns the live control state the service's lanes consult;
 // the caller keeps it current (node feeds it from the control plane's

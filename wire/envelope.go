@@ -27,6 +27,14 @@ type Activation struct {
 	// Vars are the template variables for this recipient.
 	Vars       map[string]string `json:"vars,omitempty"`
 	EnqueuedAt time.Time         `json:"enqueued_at"`
+	// ExpiresAt, when set, is the time after which the message must not be
+	// sent: a worker that takes it later counts it expired. Optional.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// Expired reports whether a carries an expiry that is not after now.
+func (a *Activation) Expired(now time.Time) bool {
+	return a.ExpiresAt != nil && !now.Before(*a.ExpiresAt)
 }
 
 // Subject returns the subject the activation is published on.
@@ -62,6 +70,7 @@ type wireActivation struct {
 	To           string          `json:"to"`
 	Vars         json.RawMessage `json:"vars,omitempty"`
 	EnqueuedAt   time.Time       `json:"enqueued_at"`
+	ExpiresAt    *time.Time      `json:"expires_at,omitempty"`
 }
 
 // Decode parses an envelope. maxVars bounds the encoded size in bytes of the
@@ -89,7 +98,7 @@ func Decode(data []byte, maxVars int) (*Activation, error) {
 	}
 	a := &Activation{
 		Version: w.Version, ID: w.ID, Tenant: w.Tenant, Conversation: w.Conversation,
-		Lane: w.Lane, Channel: w.Channel, To: w.To, EnqueuedAt: w.EnqueuedAt,
+		Lane: w.Lane, Channel: w.Channel, To: w.To, EnqueuedAt: w.EnqueuedAt, ExpiresAt: w.ExpiresAt,
 	}
 	if len(w.Vars) > 0 && string(w.Vars) != "null" {
 		if maxVars > 0 && len(w.Vars) > maxVars {

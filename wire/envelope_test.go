@@ -117,7 +117,8 @@ func FuzzDecode(f *testing.F) {
 
 // TestOutcomeOf: the reasons of a bad envelope or address are invalid, a
 // provider's refusals (whatever their spelling) and running out of attempts
-// failed, and a reason this build does not know is failed.
+// failed, suppressed and expired their own outcomes, and a reason this
+// build does not know is failed.
 func TestOutcomeOf(t *testing.T) {
 	t.Parallel()
 	for r, want := range map[Reason]Outcome{
@@ -128,10 +129,55 @@ func TestOutcomeOf(t *testing.T) {
 		ReasonRecipientRejected: OutcomeFailed, ReasonContentRejected: OutcomeFailed, ReasonUnreachable: OutcomeFailed,
 		ReasonNotMobile: OutcomeFailed, ReasonUnsubscribed: OutcomeFailed, ReasonUnregistered: OutcomeFailed,
 		ReasonTemplate: OutcomeFailed, ReasonMaxDeliveries: OutcomeFailed,
+		ReasonSuppressed: OutcomeSuppressed, ReasonExpired: OutcomeExpired,
 		"a_new_provider_code": OutcomeFailed,
 	} {
 		if got := OutcomeOf(r); got != want {
 			t.Errorf("OutcomeOf(%q) = %s, want %s", r, got, want)
 		}
+	}
+}
+
+// TestSuppresses: exactly the permanent recipient refusals suppress.
+func TestSuppresses(t *testing.T) {
+	t.Parallel()
+	for r, want := range map[Reason]bool{
+		ReasonRecipientRejected: true, ReasonUnregistered: true, ReasonUnsubscribed: true, ReasonInvalidNumber: true,
+		ReasonContentRejected: false, ReasonUnreachable: false, ReasonNotMobile: false, ReasonTemplate: false,
+		ReasonMaxDeliveries: false, ReasonSyntax: false, ReasonSuppressed: false, "a_new_provider_code": false,
+	} {
+		if got := Suppresses(r); got != want {
+			t.Errorf("Suppresses(%q) = %v, want %v", r, got, want)
+		}
+	}
+}
+
+// TestExpiresAtRoundTrip: expires_at survives Encode and Decode, is left
+// out when unset, and Expired compares it with the time given.
+func TestExpiresAtRoundTrip(t *testing.T) {
+	t.Parallel()
+	exp := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a := &Activation{ID: "x", Tenant: "t", Conversation: "c", Lane: LaneTransactional, Channel: "email", To: "a@b.c", ExpiresAt: &exp}
+	data, err := Encode(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ExpiresAt == nil || !got.ExpiresAt.Equal(exp) {
+		t.Fatalf("expires_at %v, want %v", got.ExpiresAt, exp)
+	}
+	if got.Expired(exp.Add(-time.Second)) || !got.Expired(exp) || !got.Expired(exp.Add(time.Hour)) {
+		t.Fatal("Expired disagrees with expires_at")
+	}
+	a.ExpiresAt = nil
+	data, _ = Encode(a)
+	if strings.Contains(string(data), "expires_at") {
+		t.Fatalf("unset expires_at encoded: %s", data)
+	}
+	if got, _ := Decode(data, 0); got.Expired(time.Now()) {
+		t.Fatal("an activation without expires_at expired")
 	}
 }

@@ -111,6 +111,28 @@ const (
 	ReasonMaxDeliveries Reason = "max_deliveries"
 )
 
+// Reasons a message was not sent although it could have been.
+const (
+	// ReasonSuppressed: the recipient is on the tenant's suppression list
+	// (a provider refused it permanently before, it unsubscribed, or the
+	// tenant added it by hand).
+	ReasonSuppressed Reason = "suppressed"
+	// ReasonExpired: the message was taken after its expires_at.
+	ReasonExpired Reason = "expired"
+)
+
+// suppressingReasons are the provider refusals that put the recipient on
+// its tenant's suppression list: sending to it again can never succeed.
+var suppressingReasons = map[Reason]bool{
+	ReasonRecipientRejected: true, ReasonUnregistered: true, ReasonUnsubscribed: true, ReasonInvalidNumber: true,
+}
+
+// Suppresses reports whether a provider's refusal for reason r (a
+// dispatch.RejectedError's) means the recipient is to be suppressed: SMTP
+// 5.1.1 and other 5xx on RCPT, FCM UNREGISTERED, APNs 410 Unregistered,
+// Twilio 21610 (unsubscribed) and 21211 (invalid number).
+func Suppresses(r Reason) bool { return suppressingReasons[r] }
+
 // invalidReasons are the reasons whose outcome is invalid: the message
 // itself can never be sent.
 var invalidReasons = map[Reason]bool{
@@ -121,15 +143,21 @@ var invalidReasons = map[Reason]bool{
 }
 
 // OutcomeOf is the one place that says which outcome a reason means: the
-// reasons of a bad envelope or a bad address are invalid; a provider's
+// reasons of a bad envelope or a bad address are invalid; suppressed and
+// expired are their own outcomes; a provider's
 // refusal and running out of attempts are failed. A reason this build does
 // not know (a provider's new code) is failed: the provider, not the
 // message's shape, refused it. The pipeline decides a message's outcome
 // with it and stores the outcome with the count; readers read the stored
 // outcome and never call it on a stored reason.
 func OutcomeOf(r Reason) Outcome {
-	if invalidReasons[r] {
+	switch {
+	case invalidReasons[r]:
 		return OutcomeInvalid
+	case r == ReasonSuppressed:
+		return OutcomeSuppressed
+	case r == ReasonExpired:
+		return OutcomeExpired
 	}
 	return OutcomeFailed
 }

@@ -21,7 +21,7 @@ const maxSendCount = 1_000_000
 // runSend implements `sluice send`: activations for a first message against
 // `make run` or a quick burst, sent through the campaign API so that they are
 // accepted, authorized and counted exactly as a client's are
-// (accepted = delivered + invalid + failed + purged holds for them too).
+// (accepted = delivered + invalid + failed + suppressed + expired + purged holds for them too).
 func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("send", stderr)
 	o := &ctlOptions{apiURL: env("SLUICE_API_URL", defaultAPIURL), key: env("SLUICE_API_KEY", "")}

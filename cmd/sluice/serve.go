@@ -53,11 +53,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return errors.New("serve: --database-url or SLUICE_DATABASE_URL is required")
 	}
 	cfg.ErrorLog.KeepAddresses = *keepAddrs
-	if cfg.Worker && !*keepAddrs {
-		raw := os.Getenv("SLUICE_ERRORLOG_MASK_KEY")
+	// The key masks addresses in the error log (workers) and hashes
+	// suppressed addresses (workers and API); without it suppression is off.
+	raw := os.Getenv("SLUICE_ERRORLOG_MASK_KEY")
+	if (cfg.Worker && !*keepAddrs) || raw != "" {
 		key, err := hex.DecodeString(raw)
 		if err != nil || len(key) < 16 {
-			return errors.New("serve: SLUICE_ERRORLOG_MASK_KEY must hold at least 16 bytes as hex (masks addresses in the error log), or pass --errorlog-keep-addresses")
+			return errors.New("serve: SLUICE_ERRORLOG_MASK_KEY must hold at least 16 bytes as hex (masks addresses in the error log, hashes suppressed addresses), or pass --errorlog-keep-addresses")
 		}
 		cfg.ErrorLog.MaskKey = key
 	}
