@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/internal/jsensure"
 )
 
 // anonymous is the actor of a change that names none.
@@ -44,7 +45,8 @@ type Options struct {
 	// process started later with another default keeps the stored mode (and
 	// logs the difference). Default errorlog.DefaultMode (full).
 	DefaultErrorLogMode errorlog.Mode
-	// Replicas is the bucket's number of replicas in a NATS cluster. Default 1.
+	// Replicas is the bucket's number of replicas in a NATS cluster; an
+	// existing bucket is scaled to it. Default 1.
 	Replicas int
 }
 
@@ -123,15 +125,15 @@ func Open(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, logge
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := jsensure.KeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "sluice control plane: error-log mode, intake, conversation and channel states",
 		History:     History,
 		Storage:     jetstream.FileStorage,
 		Replicas:    opts.Replicas,
-	})
+	}, logger)
 	if err != nil {
-		return nil, fmt.Errorf("control: open bucket %s: %w", Bucket, err)
+		return nil, fmt.Errorf("control: open %w", err)
 	}
 	s := &Store{
 		kv:          kv,
