@@ -4,7 +4,7 @@ BIN     := bin/sluice
 # Packages with goroutines on the message path: run under the race detector.
 RACE_PKGS := ./orchestrator/... ./errorlog/... ./dispatch/... ./api/... ./node/...
 
-.PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink fuzz bench clean
+.PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink nats-server test-fleet fuzz bench clean
 
 all: build
 
@@ -58,6 +58,23 @@ smtp-sink:
 	else \
 		echo "smtp-sink not found: the SMTP interoperability tests will skip (sudo apt-get install -y postfix)"; \
 	fi
+
+## nats-server: the nats-server release go.mod pins, installed with go install into $(go env GOPATH)/bin when missing
+NATS_SERVER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+GOPATH_BIN = $(shell $(GO) env GOPATH)/bin
+NATS_SERVER = $(GOPATH_BIN)/nats-server
+nats-server:
+	@if [ -x "$(NATS_SERVER)" ] && "$(NATS_SERVER)" --version | grep -qx 'nats-server: $(NATS_SERVER_VERSION)'; then :; else \
+		echo "installing nats-server $(NATS_SERVER_VERSION) into $(GOPATH_BIN)"; \
+		GOBIN="$(GOPATH_BIN)" $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION); \
+	fi
+
+## test-fleet: three nats-server processes clustered on loopback, Postgres, one `serve --api` and two
+## `serve --worker` processes with replicas 3; a worker killed, the stream leader's node killed, Postgres
+## stopped, each mid-drain, and every count exact after each (internal/fleettest)
+test-fleet: postgres nats-server build
+	SLUICE_NATS_SERVER="$(NATS_SERVER)" SLUICE_FLEET_BIN="$(abspath $(BIN))" \
+		$(GO) test -tags fleet -count=1 -v -timeout 10m -run 'TestFleet$$' ./internal/fleettest/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s

@@ -133,6 +133,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.connectPostgres(ctx); err != nil {
 		return nil, err
 	}
+	// Created replicated before the environment fence reads it.
+	if _, err := control.EnsureBucket(ctx, n.JS, cfg.Replicas, logger); err != nil {
+		return nil, err
+	}
 	if err := n.checkEnv(ctx); err != nil {
 		return nil, err
 	}

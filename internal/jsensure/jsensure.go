@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -37,11 +38,13 @@ func Stream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamCo
 	if err != nil || len(changes) == 0 {
 		return s, err
 	}
-	s, err = js.UpdateStream(ctx, want)
-	if err != nil {
+	if s, err = js.UpdateStream(ctx, want); err != nil {
 		return nil, fmt.Errorf("stream %s: update %s: %w", want.Name, strings.Join(changes, ", "), err)
 	}
 	logOf(logger).Warn("jetstream stream reconfigured", "stream", want.Name, "changes", strings.Join(changes, ", "))
+	if err := waitPeers(ctx, js, want.Name, want.Replicas); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -79,7 +82,40 @@ func KeyValue(ctx context.Context, js jetstream.JetStream, want jetstream.KeyVal
 		return nil, fmt.Errorf("bucket %s: update %s: %w", want.Bucket, strings.Join(changes, ", "), err)
 	}
 	logOf(logger).Warn("jetstream bucket reconfigured", "bucket", want.Bucket, "changes", strings.Join(changes, ", "))
+	if err := waitPeers(ctx, js, name, want.Replicas); err != nil {
+		return nil, err
+	}
 	return kv, nil
+}
+
+// ScaleTimeout bounds the wait, after a change of replicas, for the stream's
+// new peer group to have a leader and every replica.
+const ScaleTimeout = 30 * time.Second
+
+// waitPeers waits, after an update, until the stream has a leader and
+// replicas-1 followers, so that the first write after a scale-up does not
+// time out while the new peer group forms.
+func waitPeers(ctx context.Context, js jetstream.JetStream, name string, replicas int) error {
+	ctx, cancel := context.WithTimeout(ctx, ScaleTimeout)
+	defer cancel()
+	var last string
+	for {
+		s, err := js.Stream(ctx, name)
+		if err == nil {
+			c := s.CachedInfo().Cluster
+			if replicas <= 1 || c == nil || (c.Leader != "" && len(c.Replicas) == replicas-1) {
+				return nil
+			}
+			last = fmt.Sprintf("leader %q, %d followers", c.Leader, len(c.Replicas))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s: no leader with %d replicas after the update (%s): %w", name, replicas, last, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // compare lists the fields of have that differ from want and can be updated

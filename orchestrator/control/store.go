@@ -125,15 +125,9 @@ func Open(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, logge
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := jsensure.KeyValue(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      Bucket,
-		Description: "sluice control plane: error-log mode, intake, conversation and channel states",
-		History:     History,
-		Storage:     jetstream.FileStorage,
-		Replicas:    opts.Replicas,
-	}, logger)
+	kv, err := EnsureBucket(ctx, js, opts.Replicas, logger)
 	if err != nil {
-		return nil, fmt.Errorf("control: open %w", err)
+		return nil, err
 	}
 	s := &Store{
 		kv:          kv,
@@ -146,6 +140,25 @@ func Open(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, logge
 		return nil, err
 	}
 	return s, nil
+}
+
+// EnsureBucket creates the control bucket with the given replicas (0: 1),
+// or brings an existing one to them (jsensure.KeyValue). A process calls it
+// before anything else opens the bucket (CheckEnv), so that a new
+// deployment's bucket is created replicated, not scaled after its first
+// writes. logger may be nil.
+func EnsureBucket(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (jetstream.KeyValue, error) {
+	kv, err := jsensure.KeyValue(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "sluice control plane: error-log mode, intake, conversation and channel states",
+		History:     History,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("control: open %w", err)
+	}
+	return kv, nil
 }
 
 // kind describes the values of a kind of key: the default while the key is not
