@@ -26,7 +26,7 @@ func TestFirstDeliveryTwiceCountedOnce(t *testing.T) {
 		}
 		res.wait(t, n)
 	}
-	record(1, 3, 5, 7, 9, 11, 13, 15, 17, 19) // one worker's batch: the odd sequences
+	record(1, 3, 5, 7, 9, 11, 13, 15, 17, 19)  // one worker's batch: the odd sequences
 	record(2, 4, 6, 8, 10, 12, 14, 16, 18, 20) // another's: the even ones, the same span
 	// After a node restart: both spans again as first deliveries, mixed
 	// with 21..25 never seen, and 22 twice within the batch.

@@ -56,7 +56,7 @@ type Config struct {
 	Replicas int
 	// Stream configures SLUICE_ACTIVATIONS; its Replicas, when 0, is
 	// Replicas.
-	Stream orchestrator.StreamConfig
+	Stream   orchestrator.StreamConfig
 	ErrorLog errorlog.Config
 	// Providers by channel, for the worker role.
 	Providers map[dispatch.Channel]dispatch.Provider
