@@ -101,13 +101,17 @@ func killLeader(f *fleet, c *campaign) {
 	if err != nil {
 		f.t.Fatalf("read with node %s down: %v", leader, err)
 	}
-	// Two nodes of three keep the drain going: at least a quarter of what
-	// was left when the node died, or all of it.
-	if left, drained := c.accepted-done, k2.Delivered+k2.Invalid-done; drained < left/4 && k2.Delivered+k2.Invalid < c.accepted {
-		f.t.Errorf("the drain stalled with node %s down: %d of %d left were counted in 20s", leader, drained, left)
+	// Two nodes of three keep the drain going. When the killed node also led
+	// the conversation's consumer, the new consumer leader may hold up to
+	// MaxAckPending messages (256 in the bulk lane) whose acks died with the
+	// old leader, and fetches nothing more until AckWait (30s) redelivers
+	// them: the drain then pauses, but it must not be stuck at the kill.
+	drained := k2.Delivered + k2.Invalid - done
+	if drained == 0 && done < c.accepted {
+		f.t.Errorf("the drain stalled with node %s down: nothing of %d left was counted in 20s", leader, c.accepted-done)
 	}
 	f.nats.start(n)
-	f.t.Logf("node %s restarted; %d counted during its 20s outage", leader, k2.Delivered+k2.Invalid-done)
+	f.t.Logf("node %s restarted; %d counted during its 20s outage", leader, drained)
 }
 
 // stopPostgres stops Postgres for 30s mid-drain; the workers go on through
