@@ -27,8 +27,7 @@ func TestFleetDrainRate(t *testing.T) {
 	results := map[string]float64{}
 	for _, replicas := range []int{1, 3} {
 		t.Run(fmt.Sprintf("R%d", replicas), func(t *testing.T) {
-			f := startFleet(t, replicas, -2)
-			f.waitReplicated(time.Minute)
+			f := startFleet(t, replicas, -2) // the spill stream comes with the first worker
 			var all []*campaign
 			for _, workers := range []int{1, 2} {
 				c := f.createCampaign(fmt.Sprintf("rate-%dw", workers))
