@@ -4,7 +4,7 @@ BIN     := bin/sluice
 # Packages with goroutines on the message path: run under the race detector.
 RACE_PKGS := ./orchestrator/... ./errorlog/... ./dispatch/... ./api/... ./node/...
 
-.PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink curl prometheus deploy-tools deploy-check fuzz bench clean
+.PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink curl prometheus nats-server deploy-tools deploy-check test-fleet fuzz bench clean
 
 all: build
 
@@ -71,16 +71,22 @@ prometheus:
 		echo "Install them with: sudo apt-get install -y prometheus"; exit 1; \
 	fi
 
-# Versions of the offline deploy checks' tools: nats-server the one go.mod
-# embeds, helm a v3 release that builds with this Go.
+# Versions of the tools installed from the Go module proxy: nats-server the
+# release go.mod pins, helm a v3 release that builds with this Go.
 NATS_SERVER_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
 HELM_VERSION        := v3.19.0
 GOBIN_DIR           := $(shell $(GO) env GOPATH)/bin
+NATS_SERVER         := $(GOBIN_DIR)/nats-server
+
+## nats-server: the nats-server release go.mod pins, installed with go install into $(go env GOPATH)/bin when missing
+nats-server:
+	@if [ -x "$(NATS_SERVER)" ] && "$(NATS_SERVER)" --version | grep -qx 'nats-server: $(NATS_SERVER_VERSION)'; then :; else \
+		echo "installing nats-server $(NATS_SERVER_VERSION) into $(GOBIN_DIR)"; \
+		GOBIN="$(GOBIN_DIR)" $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION); \
+	fi
 
 ## deploy-tools: nats-server and helm from the Go module proxy, when missing
-deploy-tools:
-	@command -v nats-server >/dev/null 2>&1 || [ -x $(GOBIN_DIR)/nats-server ] || \
-		{ echo "installing nats-server $(NATS_SERVER_VERSION)"; $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION); }
+deploy-tools: nats-server
 	@command -v helm >/dev/null 2>&1 || [ -x $(GOBIN_DIR)/helm ] || \
 		{ echo "installing helm $(HELM_VERSION)"; $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
 
@@ -102,6 +108,13 @@ curl:
 	else \
 		echo "curl not found: the Expect: 100-continue test will skip (sudo apt-get install -y curl)"; \
 	fi
+
+## test-fleet: three nats-server processes clustered on loopback, Postgres, one `serve --api` and two
+## `serve --worker` processes with replicas 3; a worker killed, the stream leader's node killed, Postgres
+## stopped, each mid-drain, and every count exact after each (internal/fleettest)
+test-fleet: postgres nats-server build
+	SLUICE_NATS_SERVER="$(NATS_SERVER)" SLUICE_FLEET_BIN="$(abspath $(BIN))" \
+		$(GO) test -tags fleet -count=1 -v -timeout 10m -run 'TestFleet$$' ./internal/fleettest/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s

@@ -26,8 +26,12 @@ type CampaignDeps struct {
 	// (orchestrator.EnsureStream). Its WithPublishAsyncMaxPending bounds the
 	// unacknowledged publishes of all requests together. Required.
 	JS jetstream.JetStream
-	// KV is the ConversationsBucket. Default: EnsureConversationsBucket(JS).
+	// KV is the ConversationsBucket. Default: EnsureConversationsBucket(JS,
+	// Replicas).
 	KV jetstream.KeyValue
+	// Replicas is the ConversationsBucket's number of replicas when KV is
+	// nil: 1 on one server, 3 on a three-node cluster. Default 1.
+	Replicas int
 	// Logger. Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the sluice_api_* metrics. Default: none.
@@ -149,7 +153,7 @@ func NewCampaigns(ctx context.Context, deps CampaignDeps) (*Campaigns, error) {
 		return nil, err
 	}
 	if deps.KV == nil {
-		kv, err := EnsureConversationsBucket(ctx, deps.JS, 0)
+		kv, err := EnsureConversationsBucket(ctx, deps.JS, deps.Replicas, deps.Logger)
 		if err != nil {
 			return nil, err
 		}

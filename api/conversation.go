@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/conversation"
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/internal/jsensure"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -61,28 +63,18 @@ type ConversationEntry struct {
 func ConversationKey(tenant, id string) string { return tenant + "." + id }
 
 // EnsureConversationsBucket returns ConversationsBucket, creating it when
-// missing with a history of 5 values per key and the given replicas (0: 1).
-// An existing bucket is used as it is.
-func EnsureConversationsBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, ConversationsBucket)
-	if err == nil {
-		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("api: bucket %s: %w", ConversationsBucket, err)
-	}
-	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+// missing with a history of 5 values per key and the given replicas (0: 1),
+// and scaling an existing one to them (jsensure.KeyValue). logger may be nil.
+func EnsureConversationsBucket(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (jetstream.KeyValue, error) {
+	kv, err := jsensure.KeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      ConversationsBucket,
 		Description: "sluice conversations (<tenant>.<id>): channel, lane, template and state for the workers",
 		History:     5,
 		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	})
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = js.KeyValue(ctx, ConversationsBucket) // created meanwhile by another process
-	}
+		Replicas:    replicas,
+	}, logger)
 	if err != nil {
-		return nil, fmt.Errorf("api: create bucket %s: %w", ConversationsBucket, err)
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	return kv, nil
 }

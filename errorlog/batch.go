@@ -15,10 +15,9 @@ type countKey struct {
 // pending is one recorded event waiting to be made durable: which counter it
 // adds to, the stream sequence that identifies it, and its callback.
 type pending struct {
-	key   int32
-	seq   uint64
-	check bool // may have been counted before: look its sequence up
-	done  func(error)
+	key  int32
+	seq  uint64
+	done func(error)
 }
 
 // batch is what one write makes durable: every event's counter, and the
@@ -40,7 +39,7 @@ func (b *batch) add(ev Event, done func(error)) {
 		b.keys = append(b.keys, k)
 		b.index[k] = i
 	}
-	b.events = append(b.events, pending{key: i, seq: ev.Seq, check: ev.Redelivered, done: done})
+	b.events = append(b.events, pending{key: i, seq: ev.Seq, done: done})
 }
 
 // spillVersion is the version of spilled this build writes. Version 1 (before
@@ -77,7 +76,6 @@ func (b *batch) chunks(source string, n int) []spilled {
 }
 
 // batch rebuilds a writable batch (without callbacks) from a spilled one.
-// Every event is looked up: a spilled batch may be drained twice.
 func (s *spilled) batch() *batch {
 	b := &batch{keys: s.Keys, details: s.Details}
 	if s.V == 1 {
@@ -86,7 +84,7 @@ func (s *spilled) batch() *batch {
 		}
 	}
 	for i := range s.K {
-		b.events = append(b.events, pending{key: s.K[i], seq: s.S[i], check: true})
+		b.events = append(b.events, pending{key: s.K[i], seq: s.S[i]})
 	}
 	return b
 }

@@ -64,6 +64,10 @@ type Config struct {
 	// stream SLUICE_ERRORLOG_SPILL is created on Start. nil: no spill, a
 	// failing batch is retried in place (acks wait).
 	Spill jetstream.JetStream
+	// SpillReplicas is the spill stream's number of replicas: 1 on one
+	// server, 3 on a three-node cluster. An existing stream is scaled to it.
+	// Default 1.
+	SpillReplicas int
 	// Source names the activation stream whose sequences identify events
 	// (Event.Seq) across redeliveries, e.g. its name and creation time.
 	// Default "default".
@@ -112,7 +116,7 @@ func (c *Config) setDefaults() {
 
 func (c *Config) validate() error {
 	var errs []error
-	for name, v := range map[string]int{"BatchSize": c.BatchSize, "BufferSize": c.BufferSize, "MaxPending": c.MaxPending} {
+	for name, v := range map[string]int{"BatchSize": c.BatchSize, "BufferSize": c.BufferSize, "MaxPending": c.MaxPending, "SpillReplicas": c.SpillReplicas} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("errorlog: Config.%s must be positive (0 means the default), got %d", name, v))
 		}
@@ -263,7 +267,7 @@ func (l *Log) Start(ctx context.Context) error {
 		return fmt.Errorf("errorlog: start: %w", err)
 	}
 	if l.cfg.Spill != nil {
-		sp, err := openSpill(ctx, l.cfg.Spill)
+		sp, err := openSpill(ctx, l.cfg.Spill, l.cfg.SpillReplicas, l.log)
 		if err != nil {
 			return fmt.Errorf("errorlog: start: %w", err)
 		}

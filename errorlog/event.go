@@ -35,14 +35,11 @@ type Event struct {
 	// Address is the destination; masked unless Config.KeepAddresses.
 	Address string
 	// Seq is the activation stream's sequence of the message, stable across
-	// redeliveries: counters skip a sequence an earlier batch counted. 0 means
+	// redeliveries: counters skip a sequence an earlier batch counted, whatever
+	// the message's delivery count says (a NATS node that lost its consumer
+	// state redelivers as a first delivery). 0 means
 	// unknown: the event is counted every time it is recorded.
 	Seq uint64 `json:",omitempty"`
-	// Redelivered says the message may have been recorded before (a
-	// redelivery): only such events are looked up among the sequences
-	// already counted. A first delivery cannot have been counted, so the
-	// common case costs no lookup.
-	Redelivered bool `json:",omitempty"`
 }
 
 // Length caps, in bytes, applied by Record.

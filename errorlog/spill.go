@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/sluicehq/sluice/internal/ctxtime"
+	"github.com/sluicehq/sluice/internal/jsensure"
 )
 
 // SpillStream holds error-log batches while Postgres is down, slow or locked.
@@ -30,8 +32,8 @@ type spill struct {
 	cons jetstream.Consumer
 }
 
-func openSpill(ctx context.Context, js jetstream.JetStream) (*spill, error) {
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+func openSpill(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (*spill, error) {
+	s, err := jsensure.Stream(ctx, js, jetstream.StreamConfig{
 		Name:        SpillStream,
 		Description: "sluice error-log batches waiting for Postgres",
 		Subjects:    []string{spillSubject},
@@ -39,9 +41,10 @@ func openSpill(ctx context.Context, js jetstream.JetStream) (*spill, error) {
 		Storage:     jetstream.FileStorage,
 		MaxBytes:    SpillMaxBytes,
 		Discard:     jetstream.DiscardNew,
-	})
+		Replicas:    replicas,
+	}, logger)
 	if err != nil {
-		return nil, fmt.Errorf("spill stream: %w", err)
+		return nil, fmt.Errorf("spill %w", err)
 	}
 	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       spillConsumer,

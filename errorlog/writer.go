@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -64,9 +62,15 @@ const mergeStage = `WITH ins AS (
 )
 SELECT count(*) FROM ins`
 
-// seenSeqs returns which of the given sequences an earlier batch counted.
-const seenSeqs = `SELECT s FROM unnest($2::int8[]) AS s
-WHERE EXISTS (SELECT 1 FROM error_seen e WHERE e.source = $1 AND e.seqs @> s)`
+// seenIn returns the part of a batch's sequences (the multirange $2, within
+// [$3, $4]) that earlier batches counted, as a multirange: one GiST scan over
+// the error_seen rows that overlap the batch's span, intersected in the
+// server, so that a batch of first deliveries reads back '{}'.
+const seenIn = `SELECT coalesce(range_agg(r), '{}')::text FROM (
+  SELECT unnest(e.seqs * $2::text::int8multirange) AS r
+  FROM error_seen e
+  WHERE e.source = $1 AND e.seqs && int8range($3, $4, '[]')
+) x`
 
 const addCounts = `INSERT INTO error_counts AS c (tenant, conversation, channel, reason, outcome, minute, count)
 SELECT t, cv, ch, r, o, date_trunc('minute', now()), n
@@ -138,11 +142,6 @@ func (l *Log) persist(b *batch) error {
 		}
 		if cause == nil || !isBreakerRefusal(err) {
 			cause = err
-		}
-		// The attempt may have committed before it failed (a connection lost
-		// after COMMIT): from now on every event is looked up.
-		for i := range b.events {
-			b.events[i].check = true
 		}
 		if !isBreakerRefusal(err) {
 			l.m.flushErrors.Inc()
@@ -244,36 +243,25 @@ func (l *Log) writeDB(b *batch, source string) (written int64, err error) {
 }
 
 // count adds b's counter deltas, leaving out events whose sequence an earlier
-// batch already counted, and records the sequences counted now. Only events
-// that may have been recorded before (redeliveries, drained spill) are looked
-// up, so a flood of first deliveries costs one insert per batch, not a lookup
-// per event against a growing table.
+// batch already counted, and records the sequences counted now. Every event
+// with a sequence is looked up, first deliveries too: a NATS node whose
+// consumer state rolled back redelivers a message as if for the first time,
+// so the delivery count cannot say which events may have been counted. The
+// lookup is one query per batch (seenIn), not one per event.
 func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) error {
-	var seqs []int64
-	for _, e := range b.events {
-		if e.seq != 0 && e.check {
-			seqs = append(seqs, int64(e.seq))
-		}
-	}
-	seen := map[uint64]bool{}
-	if len(seqs) > 0 {
-		rows, err := tx.Query(ctx, seenSeqs, source, seqs)
-		if err != nil {
-			return fmt.Errorf("seen: %w", err)
-		}
-		var s int64
-		if _, err := pgx.ForEachRow(rows, []any{&s}, func() error { seen[uint64(s)] = true; return nil }); err != nil {
-			return fmt.Errorf("seen: %w", err)
-		}
+	seen, err := lookupSeen(ctx, tx, b, source)
+	if err != nil {
+		return err
 	}
 	deltas := make([]int64, len(b.keys))
 	var fresh []uint64
+	inBatch := make(map[uint64]struct{}, len(b.events))
 	for _, e := range b.events {
 		if e.seq != 0 {
-			if seen[e.seq] {
-				continue
+			if _, dup := inBatch[e.seq]; dup || seen.has(e.seq) {
+				continue // the same sequence twice in one batch counts once
 			}
-			seen[e.seq] = true // the same sequence twice in one batch counts once
+			inBatch[e.seq] = struct{}{}
 			fresh = append(fresh, e.seq)
 		}
 		deltas[e.key]++
@@ -308,6 +296,29 @@ func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) err
 	return nil
 }
 
+// lookupSeen returns which of b's sequences earlier batches counted.
+func lookupSeen(ctx context.Context, tx pgx.Tx, b *batch, source string) (rangeSet, error) {
+	seqs := make([]uint64, 0, len(b.events))
+	for _, e := range b.events {
+		if e.seq != 0 {
+			seqs = append(seqs, e.seq)
+		}
+	}
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	mr := multirange(seqs) // sorts seqs
+	var text string
+	if err := tx.QueryRow(ctx, seenIn, source, mr, int64(seqs[0]), int64(seqs[len(seqs)-1])).Scan(&text); err != nil {
+		return nil, fmt.Errorf("seen: %w", err)
+	}
+	set, err := parseMultirange(text)
+	if err != nil {
+		return nil, fmt.Errorf("seen: %w", err)
+	}
+	return set, nil
+}
+
 // counterRows are counter deltas as the columns of an unnest.
 type counterRows struct {
 	t, cv, ch, r, o []string
@@ -338,27 +349,6 @@ func (l *Log) merge(ctx context.Context, tx pgx.Tx, rows []Event) (written int64
 		return 0, fmt.Errorf("merge: %w", err)
 	}
 	return written, nil
-}
-
-// multirange renders sequences as an int8multirange literal of maximal runs,
-// e.g. {[1,4),[7,8)}.
-func multirange(seqs []uint64) string {
-	slices.Sort(seqs)
-	var sb strings.Builder
-	sb.WriteByte('{')
-	for i := 0; i < len(seqs); {
-		j := i
-		for j+1 < len(seqs) && seqs[j+1] <= seqs[j]+1 {
-			j++
-		}
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		fmt.Fprintf(&sb, "[%d,%d)", seqs[i], seqs[j]+1)
-		i = j + 1
-	}
-	sb.WriteByte('}')
-	return sb.String()
 }
 
 func sum(n []int64) int64 {

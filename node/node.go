@@ -50,6 +50,14 @@ type Config struct {
 	// production runs `sluice migrate` as its own step.
 	Migrate  bool
 	Pipeline orchestrator.Config
+	// Replicas is the replica count of every stream and bucket the node
+	// uses (SLUICE_ACTIVATIONS, SLUICE_ERRORLOG_SPILL, KV_sluice_control,
+	// KV_sluice_conversations): 1 on one server, 3 on a three-node cluster.
+	// Existing ones are scaled to it at start (see internal/jsensure).
+	// Default 1.
+	Replicas int
+	// Stream configures SLUICE_ACTIVATIONS; its Replicas, when 0, is
+	// Replicas.
 	Stream   orchestrator.StreamConfig
 	ErrorLog errorlog.Config
 	// Providers by channel, for the worker role.
@@ -152,10 +160,14 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.connectPostgres(ctx); err != nil {
 		return nil, err
 	}
+	// Created replicated before the environment fence reads it.
+	if _, err := control.EnsureBucket(ctx, n.JS, cfg.Replicas, logger); err != nil {
+		return nil, err
+	}
 	if err := n.checkEnv(ctx); err != nil {
 		return nil, err
 	}
-	n.Control, err = control.Open(ctx, n.JS, n.Pool, logger, control.Options{DefaultErrorLogMode: cfg.ErrorLog.Mode})
+	n.Control, err = control.Open(ctx, n.JS, n.Pool, logger, control.Options{DefaultErrorLogMode: cfg.ErrorLog.Mode, Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, err
 	}
@@ -182,12 +194,18 @@ func (cfg *Config) validate() error {
 	if cfg.DatabaseURL == "" {
 		return errors.New("node: DatabaseURL is required")
 	}
+	if cfg.Replicas < 0 || cfg.Replicas > 5 {
+		return fmt.Errorf("node: Replicas must be 1 to 5 (0 means 1), not %d", cfg.Replicas)
+	}
 	return nil
 }
 
-// setDefaults fills the connection name, the environment, the version and
-// the heartbeat interval.
+// setDefaults fills the connection name, the environment, the version, the
+// heartbeat interval and the replicas.
 func (cfg *Config) setDefaults() {
+	cfg.Replicas = max(cfg.Replicas, 1)
+	cfg.Stream.Replicas = cmp.Or(cfg.Stream.Replicas, cfg.Replicas)
+	cfg.ErrorLog.SpillReplicas = cmp.Or(cfg.ErrorLog.SpillReplicas, cfg.Replicas)
 	if cfg.Name == "" {
 		cfg.Name = "sluice"
 	}
@@ -237,7 +255,9 @@ func (n *Node) connectNATS(ctx context.Context) (jetstream.Stream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: jetstream: %w", err)
 	}
-	return orchestrator.EnsureStream(ctx, n.JS, n.cfg.Stream)
+	sc := n.cfg.Stream
+	sc.Logger = n.log
+	return orchestrator.EnsureStream(ctx, n.JS, sc)
 }
 
 // connectPostgres opens and pings the pool, logs which Postgres answered,
@@ -476,6 +496,7 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 		},
 		IntakePaused:         intakePaused.Load,
 		IdempotencyRetention: n.cfg.IdempotencyRetention,
+		Replicas:             n.cfg.Replicas,
 	})
 	if err != nil {
 		return err

@@ -312,7 +312,7 @@ func (p *pipeline) deliveredEvent(msg jetstream.Msg, meta *jetstream.MsgMetadata
 // identify the message.
 func (p *pipeline) event(msg jetstream.Msg, meta *jetstream.MsgMetadata, a *wire.Activation, reason wire.Reason, detail string) errorlog.Event {
 	ev := errorlog.Event{Outcome: wire.OutcomeOf(reason), Reason: string(reason), Detail: detail, Time: meta.Timestamp, Channel: "unknown",
-		Seq: meta.Sequence.Stream, Redelivered: meta.NumDelivered > 1}
+		Seq: meta.Sequence.Stream}
 	if l, t, c, ok := wire.SubjectParts(msg.Subject()); ok {
 		ev.Lane, ev.Tenant, ev.Conversation = string(l), t, c
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/jsensure"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -26,6 +29,8 @@ type StreamConfig struct {
 	// MaxBytes bounds the stream's storage; publishes are refused beyond it
 	// (DiscardNew) rather than dropping queued messages. Default 8 GiB.
 	MaxBytes int64
+	// Logger receives the changes made to an existing stream. Default: discard.
+	Logger *slog.Logger
 }
 
 func (c *StreamConfig) setDefaults() {
@@ -40,10 +45,12 @@ func (c *StreamConfig) setDefaults() {
 	}
 }
 
-// EnsureStream creates SLUICE_ACTIVATIONS or updates it to cfg.
+// EnsureStream creates SLUICE_ACTIVATIONS, or updates an existing one to cfg
+// where JetStream allows (replicas, max bytes, duplicates window) and refuses
+// one whose retention or storage differ (jsensure.ErrIncompatible).
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
 	cfg.setDefaults()
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := jsensure.Stream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "sluice activations, one message per recipient",
 		// Exactly the two lanes with two tokens each: a publish to any other
@@ -57,9 +64,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		MaxBytes:   cfg.MaxBytes,
 		Discard:    jetstream.DiscardNew,
 		MaxMsgSize: 64 << 10,
-	})
+	}, cfg.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("orchestrator: ensure stream %s: %w", StreamName, err)
+		return nil, fmt.Errorf("orchestrator: ensure %w", err)
 	}
 	return s, nil
 }

@@ -35,6 +35,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", env("SLUICE_HTTP_ADDR", defaultHTTPAddr), "HTTP listen address")
 	fs.StringVar(&cfg.Env, "env", env("SLUICE_ENV", "dev"), "deployment environment: dev, test, staging or production")
 	fs.DurationVar(&cfg.IdempotencyRetention, "idempotency-retention", envDuration("SLUICE_IDEMPOTENCY_RETENTION", 0), "how long the API remembers an Idempotency-Key (default 168h; negative: forever)")
+	fs.IntVar(&cfg.Replicas, "replicas", envInt("SLUICE_REPLICAS", 1), "replicas of every JetStream stream and KV bucket: 1 on one server, 3 on a three-node cluster (existing ones are scaled at start)")
 	fs.BoolVar(&cfg.Migrate, "migrate", false, "apply pending migrations at start (otherwise run 'sluice migrate' first)")
 	keepAddrs := fs.Bool("errorlog-keep-addresses", false, "store recipient addresses in clear in the error log (default: masked)")
 	providers := fs.String("providers", env("SLUICE_PROVIDERS", providersReal), "provider set: 'real' sends through the relay and accounts configured below; 'sink' starts local protocol sinks in this process and sends there, nothing leaves the machine (only with --env dev or test, unless --allow-sink-providers)")

@@ -244,6 +244,38 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return nil
 }
 
+// Pause shuts the server down (pg_ctl stop -m fast) and keeps Dir, its lock
+// and the watchdog, so that Resume starts it again on the same port with the
+// same data: an outage, for tests of what clients do meanwhile.
+func (c *Cluster) Pause(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return errors.New("pglocal: pause after Stop")
+	}
+	if err := c.stopServer(ctx, "fast"); err != nil {
+		return fmt.Errorf("pglocal: pause: %w", err)
+	}
+	return nil
+}
+
+// Resume starts a paused server again, on the port it had, and waits until
+// it accepts connections.
+func (c *Cluster) Resume(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return errors.New("pglocal: resume after Stop")
+	}
+	configured := c.cfg.Port
+	c.cfg.Port = c.port
+	defer func() { c.cfg.Port = configured }()
+	if err := c.startServer(ctx); err != nil {
+		return err
+	}
+	return c.waitReady(ctx)
+}
+
 // release lets go of the lock and the watchdog. clean means the server is down:
 // an Ephemeral cluster's files are deleted here and the watchdog is told to exit;
 // otherwise closing its pipe makes it stop the server and delete them itself.

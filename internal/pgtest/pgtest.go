@@ -128,6 +128,42 @@ func newDB(t testing.TB, s *server) *DB {
 	return &DB{Pool: pool, URL: dbURL, Name: name}
 }
 
+// StopServer shuts down the PostgreSQL server of this test binary, which
+// every DB of the binary shares, until StartServer: a database outage for
+// tests of what clients do meanwhile. It fails the test when the server is
+// not pgtest's own (SLUICE_TEST_DATABASE_URL): a shared server is not ours
+// to stop.
+func StopServer(t testing.TB) {
+	t.Helper()
+	c := ownCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Pause(ctx); err != nil {
+		t.Fatalf("pgtest: stop server: %v", err)
+	}
+}
+
+// StartServer starts the server StopServer stopped, on the same port, and
+// waits until it accepts connections.
+func StartServer(t testing.TB) {
+	t.Helper()
+	c := ownCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Resume(ctx); err != nil {
+		t.Fatalf("pgtest: start server: %v", err)
+	}
+	current.admin.Reset() // its connections died with the server
+}
+
+func ownCluster(t testing.TB) *pglocal.Cluster {
+	t.Helper()
+	if current == nil || current.cluster == nil {
+		t.Fatalf("pgtest: the server can be stopped and started only when pgtest started it (not with %s), after New", EnvURL)
+	}
+	return current.cluster
+}
+
 // server is the database server of one test binary.
 type server struct {
 	once sync.Once

@@ -228,3 +228,29 @@ func TestRefuseProduction(t *testing.T) {
 		t.Fatalf("override: %v", err)
 	}
 }
+
+// TestStopStartServer: StopServer takes the server down (a query fails) and
+// StartServer brings it back on the same URL with the data kept. Not
+// parallel: the other tests of this binary share the server.
+func TestStopStartServer(t *testing.T) {
+	if os.Getenv(EnvURL) != "" {
+		t.Skip("the server is not pgtest's own")
+	}
+	db := New(t)
+	ctx := t.Context()
+	if _, err := db.Pool.Exec(ctx, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	StopServer(t)
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := db.Pool.Ping(qctx)
+	cancel()
+	if err == nil {
+		t.Fatal("ping succeeded while the server was stopped")
+	}
+	StartServer(t)
+	var v int
+	if err := db.Pool.QueryRow(ctx, "SELECT v FROM kept").Scan(&v); err != nil || v != 7 {
+		t.Fatalf("after restart: %d, %v; want 7", v, err)
+	}
+}

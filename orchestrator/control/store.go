@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/internal/jsensure"
 )
 
 // anonymous is the actor of a change that names none.
@@ -44,7 +45,8 @@ type Options struct {
 	// process started later with another default keeps the stored mode (and
 	// logs the difference). Default errorlog.DefaultMode (full).
 	DefaultErrorLogMode errorlog.Mode
-	// Replicas is the bucket's number of replicas in a NATS cluster. Default 1.
+	// Replicas is the bucket's number of replicas in a NATS cluster; an
+	// existing bucket is scaled to it. Default 1.
 	Replicas int
 }
 
@@ -123,15 +125,9 @@ func Open(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, logge
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      Bucket,
-		Description: "sluice control plane: error-log mode, intake, conversation and channel states",
-		History:     History,
-		Storage:     jetstream.FileStorage,
-		Replicas:    opts.Replicas,
-	})
+	kv, err := EnsureBucket(ctx, js, opts.Replicas, logger)
 	if err != nil {
-		return nil, fmt.Errorf("control: open bucket %s: %w", Bucket, err)
+		return nil, err
 	}
 	s := &Store{
 		kv:          kv,
@@ -144,6 +140,25 @@ func Open(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, logge
 		return nil, err
 	}
 	return s, nil
+}
+
+// EnsureBucket creates the control bucket with the given replicas (0: 1),
+// or brings an existing one to them (jsensure.KeyValue). A process calls it
+// before anything else opens the bucket (CheckEnv), so that a new
+// deployment's bucket is created replicated, not scaled after its first
+// writes. logger may be nil.
+func EnsureBucket(ctx context.Context, js jetstream.JetStream, replicas int, logger *slog.Logger) (jetstream.KeyValue, error) {
+	kv, err := jsensure.KeyValue(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "sluice control plane: error-log mode, intake, conversation and channel states",
+		History:     History,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("control: open %w", err)
+	}
+	return kv, nil
 }
 
 // kind describes the values of a kind of key: the default while the key is not

@@ -1,0 +1,232 @@
+//go:build fleet
+
+package fleettest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/dispatch/sink"
+	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/internal/pgtest"
+	"github.com/sluicehq/sluice/orchestrator"
+)
+
+const tenant = "acme"
+
+// fleet is a running deployment: the NATS cluster, Postgres, the SMTP sink,
+// one API process and the workers.
+type fleet struct {
+	t        *testing.T
+	nats     *cluster
+	js       jetstream.JetStream // the test's own connection
+	db       *pgtest.DB
+	smtp     *sink.SMTPServer
+	api      *proc
+	workers  []*proc
+	key      string
+	replicas int
+	client   *http.Client
+}
+
+// startFleet starts the cluster, a database, the sink, the API process and
+// the given number of worker processes (not started when workers is
+// negative: -n creates n stopped workers).
+func startFleet(t *testing.T, replicas, workers int) *fleet {
+	t.Helper()
+	f := &fleet{t: t, nats: startCluster(t), db: pgtest.New(t), replicas: replicas, client: &http.Client{Timeout: 60 * time.Second}}
+	f.js = f.nats.connect()
+	var err error
+	if f.smtp, err = sink.StartSMTP(sink.SMTPConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.smtp.Close() })
+	if f.key, _, err = api.CreateAPIKey(t.Context(), f.db.Pool, tenant, "fleet", api.AllScopes); err != nil {
+		t.Fatal(err)
+	}
+	bin := sluiceBin(t)
+	common := []string{"--nats-url", f.nats.urls(), "--database-url", f.db.URL, "--env", "test", "--replicas", strconv.Itoa(replicas)}
+	f.api = newProc(t, bin, "api", append(common, "--api")...)
+	f.api.start()
+	for i := range max(workers, -workers) {
+		w := newProc(t, bin, fmt.Sprintf("worker%d", i+1), append(common, "--worker", "--quarantine-ratio", "0",
+			"--providers", "real", "--smtp-addr", f.smtp.Addr(), "--smtp-tls", "none", "--smtp-from", "x@example.com")...)
+		if workers > 0 {
+			w.start()
+		}
+		f.workers = append(f.workers, w)
+	}
+	return f
+}
+
+// do sends one API request with the tenant's key.
+func (f *fleet) do(method, path, contentType string, body []byte, header ...string) (int, []byte, error) {
+	req, err := http.NewRequest(method, "http://"+f.api.httpAddr+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+f.key)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// campaign is what the test sent to one conversation.
+type campaign struct {
+	id              string
+	accepted, valid int64
+}
+
+func (c *campaign) invalid() int64 { return c.accepted - c.valid }
+
+// createCampaign creates an email conversation.
+func (f *fleet) createCampaign(id string) *campaign {
+	f.t.Helper()
+	body := fmt.Sprintf(`{"id":%q,"name":"fleet %s","channel":"email","lane":"bulk","template":{"subject":"Hi","text":"Hello"}}`, id, id)
+	code, resp, err := f.do(http.MethodPost, "/v1/conversations", "application/json", []byte(body))
+	if err != nil || code/100 != 2 {
+		f.t.Fatalf("create conversation %s: %d %s %v", id, code, resp, err)
+	}
+	return &campaign{id: id}
+}
+
+// rows builds n ndjson rows, one in ten valid, the rest invalid in three
+// ways, and returns how many are valid.
+func rows(prefix string, n int) ([]byte, int64) {
+	var b strings.Builder
+	var valid int64
+	bad := []string{"", "not-an-email", "a@b"}
+	for i := range n {
+		to := bad[i%len(bad)]
+		if i%10 == 0 {
+			to = fmt.Sprintf("%s-%d@example.com", prefix, i)
+			valid++
+		}
+		fmt.Fprintf(&b, "{\"to\":%q}\n", to)
+	}
+	return []byte(b.String()), valid
+}
+
+// post publishes n rows to c through the API and returns the status; on
+// 202 they are added to what c expects.
+func (f *fleet) post(c *campaign, key string, n int) (int, string) {
+	f.t.Helper()
+	body, valid := rows(c.id+"-"+key, n)
+	code, resp, err := f.do(http.MethodPost, "/v1/conversations/"+c.id+"/activations", "application/x-ndjson", body, "Idempotency-Key", key)
+	if err != nil {
+		return 0, err.Error()
+	}
+	if code == http.StatusAccepted {
+		var a api.ActivationsAccepted
+		if err := json.Unmarshal(resp, &a); err != nil || a.Accepted != int64(n) {
+			f.t.Fatalf("post %s/%s: %s (%v), want %d accepted", c.id, key, resp, err, n)
+		}
+		c.accepted += int64(n)
+		c.valid += valid
+	}
+	return code, string(resp)
+}
+
+// counts reads a conversation's counts through the API.
+func (f *fleet) counts(id string) (api.Counts, error) {
+	code, resp, err := f.do(http.MethodGet, "/v1/conversations/"+id, "", nil)
+	if err != nil {
+		return api.Counts{}, err
+	}
+	if code != http.StatusOK {
+		return api.Counts{}, fmt.Errorf("GET conversation %s: %d %s", id, code, resp)
+	}
+	var c api.Conversation
+	if err := json.Unmarshal(resp, &c); err != nil || c.Counts == nil {
+		return api.Counts{}, fmt.Errorf("GET conversation %s: %s (%v)", id, resp, err)
+	}
+	return *c.Counts, nil
+}
+
+// waitCounted waits until at least n of c's messages have an outcome.
+func (f *fleet) waitCounted(c *campaign, n int64) {
+	f.t.Helper()
+	poll(f.t, 2*time.Minute, fmt.Sprintf("%d outcomes in %s", n, c.id), func() (bool, string) {
+		k, err := f.counts(c.id)
+		if err != nil {
+			return false, err.Error()
+		}
+		done := k.Delivered + k.Invalid + k.Failed + k.Purged
+		return done >= n, fmt.Sprintf("%d counted", done)
+	})
+}
+
+// streams are every stream and bucket a fleet replicates.
+var streams = []string{orchestrator.StreamName, errorlog.SpillStream, "KV_sluice_control", "KV_" + api.ConversationsBucket}
+
+// waitReplicated waits until every stream has f.replicas replicas, a leader
+// and every follower current.
+func (f *fleet) waitReplicated(d time.Duration) {
+	f.t.Helper()
+	for _, name := range streams {
+		poll(f.t, d, name+" at full replication", func() (bool, string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			s, err := f.js.Stream(ctx, name)
+			if err != nil {
+				return false, err.Error()
+			}
+			info := s.CachedInfo()
+			if info.Config.Replicas != f.replicas {
+				return false, fmt.Sprintf("replicas %d, want %d", info.Config.Replicas, f.replicas)
+			}
+			if f.replicas == 1 {
+				return true, ""
+			}
+			if info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != f.replicas-1 {
+				return false, fmt.Sprintf("cluster %+v", info.Cluster)
+			}
+			for _, p := range info.Cluster.Replicas {
+				if !p.Current || p.Offline {
+					return false, fmt.Sprintf("replica %s current %v offline %v lag %d", p.Name, p.Current, p.Offline, p.Lag)
+				}
+			}
+			return true, ""
+		})
+	}
+}
+
+// leaderOf is the name of the node leading a stream.
+func (f *fleet) leaderOf(stream string) string {
+	f.t.Helper()
+	var leader string
+	poll(f.t, 30*time.Second, "a leader of "+stream, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		s, err := f.js.Stream(ctx, stream)
+		if err != nil {
+			return false, err.Error()
+		}
+		if c := s.CachedInfo().Cluster; c != nil {
+			leader = c.Leader
+		}
+		return leader != "", "no leader"
+	})
+	return leader
+}
