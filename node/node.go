@@ -446,7 +446,7 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 	}
 	camp, err := api.NewCampaigns(ctx, api.CampaignDeps{
 		Pool: n.Pool, JS: n.JS, Logger: n.log, Registerer: n.Registry, Env: n.cfg.Env, DevTenant: n.cfg.DevTenant,
-		Sessions:          sessions,
+		Sessions: sessions,
 		ConversationState: func(ctx context.Context, tenant, id string) (string, error) {
 			st, err := n.Control.Conversation(ctx, tenant, id)
 			return string(st.Value.State), err

@@ -276,7 +276,9 @@ type pageError struct {
 
 func (e *pageError) Error() string { return e.msg }
 
-func notFound(what string) error { return &pageError{http.StatusNotFound, what + " not found (or not yours to see)"} }
+func notFound(what string) error {
+	return &pageError{http.StatusNotFound, what + " not found (or not yours to see)"}
+}
 
 func badRequest(msg string) error { return &pageError{http.StatusBadRequest, msg} }
 
