@@ -182,7 +182,8 @@ func (b *browser) waitJS(what, expr string, timeout time.Duration) time.Time {
 			return time.Now()
 		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("timed out after %v waiting for %s (%s)", timeout, what, expr)
+			b.t.Fatalf("timed out after %v waiting for %s (%s); at %s: %.300s", timeout, what, expr,
+				eval[string](b, `location.href`), eval[string](b, `document.body ? document.body.innerText : ''`))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -176,7 +176,7 @@ func secured(h http.Handler) http.Handler {
 			"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 		hd.Set("X-Content-Type-Options", "nosniff")
 		hd.Set("X-Frame-Options", "DENY")
-		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Referrer-Policy", "same-origin") // no-referrer would make form posts send Origin: null
 		hd.Set("Cache-Control", "no-store")
 		h.ServeHTTP(w, r)
 	})
