@@ -1,11 +1,9 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/internal/apitest"
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/node"
@@ -77,42 +76,9 @@ func start(t *testing.T, env string, extraWorkers int) *deployment {
 	return d
 }
 
-// call makes an API request with key ("" for none) and returns the status
-// and body.
-func (d *deployment) call(t *testing.T, method, path, key string, body any) (int, []byte) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(t.Context(), method, d.base+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, data
-}
-
 func (d *deployment) must(t *testing.T, method, path, key string, body any, want int) []byte {
 	t.Helper()
-	code, data := d.call(t, method, path, key, body)
-	if code != want {
-		t.Fatalf("%s %s = %d, want %d: %s", method, path, code, want, data)
-	}
-	return data
+	return apitest.Must(t, d.base, method, path, key, body, want)
 }
 
 // campaign creates a conversation and sends it n activations, those for
