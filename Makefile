@@ -4,7 +4,7 @@ BIN     := bin/sluice
 # Packages with goroutines on the message path: run under the race detector.
 RACE_PKGS := ./orchestrator/... ./errorlog/... ./dispatch/... ./api/... ./node/...
 
-.PHONY: all build run test vet test-race test-rest test-accounting loadtest-smoke postgres smtp-sink curl prometheus nats-server deploy-tools deploy-check test-fleet fuzz bench clean
+.PHONY: all build run test vet test-race test-rest test-accounting test-browser console-screenshots loadtest-smoke postgres smtp-sink curl prometheus chromium nats-server deploy-tools deploy-check test-fleet fuzz bench clean
 
 all: build
 
@@ -15,8 +15,8 @@ build:
 run: postgres build
 	./$(BIN) dev
 
-## test: vet, the pipeline packages under -race (short sizes), the rest, and the full 100k accounting test
-test: postgres smtp-sink curl prometheus vet deploy-check test-race test-rest test-accounting loadtest-smoke
+## test: vet, the pipeline packages under -race (short sizes), the rest, the full 100k accounting test and the console in a real browser
+test: postgres smtp-sink curl prometheus chromium vet deploy-check test-race test-rest test-accounting test-browser loadtest-smoke
 
 vet:
 	$(GO) vet ./...
@@ -31,6 +31,16 @@ test-rest:
 # 10x cost (the race run above covers it at 10k).
 test-accounting:
 	$(GO) test -count=1 -timeout 10m -run 'TestAccountingExact$$' ./orchestrator/
+
+## test-browser: the console driven in headless Chromium against dev deployments (chromedp): a replayed
+## 20,000-message incident seen in the storm view, a stop through the page, the error-log switch, the
+## sign-in rules; fails on any browser console error. Screenshots go to the test's artifacts.
+test-browser: chromium
+	SLUICE_REQUIRE_BROWSER=1 $(GO) test -count=1 -timeout 5m -run '^TestConsole' ./api/console/
+
+## console-screenshots: the browser test, writing its screenshots to docs/console (the README's)
+console-screenshots: chromium
+	SLUICE_REQUIRE_BROWSER=1 SLUICE_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 -run '^TestConsole' ./api/console/
 
 ## loadtest-smoke: a short incident replay (200k messages, 95 % invalid, quarantine off so every
 ## invalid message goes through the error log): accounting must be exact and the transactional
@@ -47,6 +57,17 @@ postgres:
 	else \
 		echo "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found."; \
 		echo "Install them with: sudo apt-get install -y postgresql"; exit 1; \
+	fi
+
+## chromium: Debian's chromium, which the console's browser test drives headless
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "chromium not found: installing Debian's chromium"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+		echo "chromium not found (the console's browser test needs it)."; \
+		echo "Install it with: sudo apt-get install -y chromium"; exit 1; \
 	fi
 
 ## smtp-sink: postfix's smtp-sink, a real MTA's test sink the SMTP provider is also tested against

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -40,6 +41,7 @@ type AdminConfig struct {
 //	GET  /v1/admin/intake, PUT /v1/admin/intake        operator
 //	GET  /v1/admin/channels, PUT /v1/admin/channels/{name}  operator
 //	GET  /v1/admin/status                              operator
+//	GET  /v1/admin/audit                               admin (its conversations' entries) or operator (every entry)
 //
 // A tenant's admin key naming another tenant in the path is answered 404
 // (as if the conversation did not exist) and changes nothing; a tenant key
@@ -88,6 +90,7 @@ func (a *Admin) Register(s *Server) {
 		{"GET /v1/admin/channels", operator, a.listChannels},
 		{"PUT /v1/admin/channels/{name}", operator, a.putChannel},
 		{"GET /v1/admin/status", operator, a.getStatus},
+		{"GET /v1/admin/audit", tenantAdmin, a.getAudit},
 	} {
 		s.Handle(rt.pattern, a.c.Instrument(rt.pattern, a.c.auth.RequireAnyScope(rt.scopes, rt.h)))
 	}
@@ -141,13 +144,17 @@ func (a *Admin) answer(w http.ResponseWriter, r *http.Request, v any, err error)
 func (a *Admin) target(w http.ResponseWriter, r *http.Request) (tenant, id string, ok bool) {
 	p, _ := PrincipalFrom(r.Context())
 	tenant, id = r.PathValue("tenant"), r.PathValue("id")
-	if !wire.ValidToken(tenant) || !wire.ValidToken(id) || (!p.Operator() && tenant != p.Tenant) {
+	if !wire.ValidToken(tenant) || !wire.ValidToken(id) || !MayAct(p, tenant) {
 		problem(w, http.StatusNotFound, ProblemNotFound, "Conversation not found",
 			"no conversation "+truncate(tenant, 64)+"/"+truncate(id, 64)+" that this key may see")
 		return "", "", false
 	}
 	return tenant, id, true
 }
+
+// MayAct reports whether p may see and act on tenant's conversations: an
+// operator on every tenant's, a tenant's key on its own tenant's only.
+func MayAct(p Principal, tenant string) bool { return p.Operator() || tenant == p.Tenant }
 
 func (a *Admin) listConversations(w http.ResponseWriter, r *http.Request) {
 	p, _ := PrincipalFrom(r.Context())
@@ -339,4 +346,63 @@ func readSwitch(w http.ResponseWriter, r *http.Request, field string) (value, ok
 		return false, false
 	}
 	return *v, true
+}
+
+// AuditList is the body of GET /v1/admin/audit.
+type AuditList struct {
+	Entries []control.AuditEntry `json:"entries"`
+}
+
+func (a *Admin) getAudit(w http.ResponseWriter, r *http.Request) {
+	p, _ := PrincipalFrom(r.Context())
+	f, err := AuditQuery(r.URL.Query(), p, time.Now())
+	if err != nil {
+		problem(w, http.StatusBadRequest, ProblemInvalidRequest, "Invalid request", err.Error())
+		return
+	}
+	entries, err := a.ctl.Audit(r.Context(), f)
+	a.answer(w, r, AuditList{Entries: entries}, err)
+}
+
+// AuditQuery reads an audit filter from query parameters (key: a key
+// prefix, actor, since: an RFC 3339 time or a duration back from now such
+// as 1h, before: an entry id, limit), narrowed to what p may read: a
+// tenant's key reads the entries of its own tenant's conversations only.
+// The /v1/admin/audit route and the console's audit page both use it.
+func AuditQuery(q url.Values, p Principal, now time.Time) (control.AuditFilter, error) {
+	f := control.AuditFilter{KeyPrefix: q.Get("key"), Actor: q.Get("actor")}
+	if !p.Operator() {
+		f.Tenant = p.Tenant
+	}
+	if v := q.Get("since"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			f.Since = now.Add(-d)
+		} else if t, err := time.Parse(time.RFC3339, v); err == nil {
+			f.Since = t
+		} else {
+			return f, fmt.Errorf("since %q: want an RFC 3339 time or a duration such as 1h", truncate(v, 64))
+		}
+	}
+	for _, n := range []struct {
+		name string
+		to   *int64
+	}{{"before", &f.Before}, {"limit", nil}} {
+		v := q.Get(n.name)
+		if v == "" {
+			continue
+		}
+		x, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || x < 1 {
+			return f, fmt.Errorf("%s %q: want a whole number above 0", n.name, truncate(v, 32))
+		}
+		if n.to != nil {
+			*n.to = x
+		} else {
+			f.Limit = int(min(x, control.MaxAuditLimit+1))
+		}
+	}
+	if err := checkText("key", f.KeyPrefix); err != nil {
+		return f, err
+	}
+	return f, checkText("actor", f.Actor)
 }

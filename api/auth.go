@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -90,6 +91,8 @@ type Auth struct {
 	timeout   time.Duration
 	now       func() time.Time
 
+	sessions *Sessions // nil: no console sessions
+
 	mu       sync.Mutex
 	verified map[string]verifiedKey // operator keys by id
 }
@@ -107,6 +110,11 @@ type AuthConfig struct {
 	Logger *slog.Logger
 	// Registerer receives sluice_api_auth_failures_total. Default: none.
 	Registerer prometheus.Registerer
+	// Sessions, when set, opens console sessions (Auth.SignIn): a request
+	// without an Authorization header is then authenticated by its session
+	// cookie, and a change made so needs the session's CSRF token. Default:
+	// none (keys only).
+	Sessions *Sessions
 }
 
 // NewAuth returns an Auth.
@@ -118,7 +126,7 @@ func NewAuth(cfg AuthConfig) (*Auth, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &Auth{
-		pool: cfg.Pool, devTenant: cfg.DevTenant, log: cfg.Logger, timeout: 5 * time.Second,
+		pool: cfg.Pool, devTenant: cfg.DevTenant, log: cfg.Logger, timeout: 5 * time.Second, sessions: cfg.Sessions,
 		now: time.Now, verified: map[string]verifiedKey{},
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "api", Name: "auth_failures_total",
@@ -139,6 +147,7 @@ const (
 	authMalformed = "malformed"
 	authInvalid   = "invalid"
 	authScope     = "scope"
+	authCSRF      = "csrf"
 )
 
 // RequireScope returns h guarded by authentication and scope: without a
@@ -172,16 +181,24 @@ func (a *Auth) RequireAnyScope(scopes []Scope, h http.Handler) http.Handler {
 	})
 }
 
-// authenticate finds the principal of r, or writes the 401 (or 503) answer.
+// Key verification errors.
+var (
+	// ErrKeyRefused: the key is malformed, unknown, revoked, or not what its
+	// shape says (a tenant key whose row has another tenant).
+	ErrKeyRefused = errors.New("api: the API key is not valid")
+	// ErrKeyStore: the key store (PostgreSQL) could not be asked.
+	ErrKeyStore = errors.New("api: the key store is unavailable; retry shortly")
+	// errKeyMalformed is ErrKeyRefused for a key without the shape of one.
+	errKeyMalformed = fmt.Errorf("%w (malformed)", ErrKeyRefused)
+)
+
+// authenticate finds the principal of r, or writes the 401 (or 403, 503)
+// answer: an Authorization header's key, else the console's session
+// cookie (a change needing the session's CSRF token), else the dev identity.
 func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (Principal, bool) {
 	header := r.Header.Get("Authorization")
 	if header == "" {
-		if a.devTenant != "" {
-			return Principal{Tenant: a.devTenant, KeyID: "dev", Name: "dev", Scopes: append(slices.Clone(AllScopes), ScopeOperator)}, true
-		}
-		a.unauthorized(w, authMissing, `Bearer realm="sluice"`,
-			"send an API key as Authorization: Bearer <key> (sluice ctl apikey create)")
-		return Principal{}, false
+		return a.authenticateSession(w, r)
 	}
 	scheme, key, found := strings.Cut(header, " ")
 	key = strings.TrimSpace(key)
@@ -190,54 +207,133 @@ func (a *Auth) authenticate(w http.ResponseWriter, r *http.Request) (Principal, 
 			"the Authorization header must be: Bearer <key>")
 		return Principal{}, false
 	}
-	pk, ok := parseKey(key)
-	if !ok {
+	p, err := a.verify(r.Context(), key)
+	switch {
+	case errors.Is(err, ErrKeyStore):
+		unavailable(w)
+		return Principal{}, false
+	case errors.Is(err, errKeyMalformed):
 		a.unauthorized(w, authMalformed, `Bearer realm="sluice", error="invalid_token"`, "the API key is not valid")
 		return Principal{}, false
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.timeout)
-	defer cancel()
-	var (
-		rowTenant *string // NULL: an operator key
-		name      string
-		hash      []byte
-		scopes    []string
-		revoked   *time.Time
-	)
-	err := a.pool.QueryRow(ctx, `SELECT tenant, name, hash, scopes, revoked_at FROM api_keys WHERE id = $1`, pk.id).
-		Scan(&rowTenant, &name, &hash, &scopes, &revoked)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		if p, ok := a.recentOperator(pk.id, key); ok {
-			a.log.Warn("key store unreachable: accepted an operator key verified within the grace", "key_id", pk.id, "grace", OperatorKeyGrace, "err", err)
-			return p, true
-		}
-		a.log.Warn("api key lookup failed", "key_id", pk.id, "err", err)
-		w.Header().Set("Retry-After", "2")
-		problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the key store is unavailable; retry shortly")
+	case err != nil:
+		a.unauthorized(w, authInvalid, `Bearer realm="sluice", error="invalid_token"`, "the API key is not valid")
 		return Principal{}, false
 	}
+	return p, true
+}
+
+// authenticateSession is authenticate for a request without an
+// Authorization header.
+func (a *Auth) authenticateSession(w http.ResponseWriter, r *http.Request) (Principal, bool) {
+	p, ss, err := a.session(r)
+	switch {
+	case err == nil:
+		if !safeMethod(r.Method) && !a.sessions.checkCSRF(r, ss) {
+			a.failures.WithLabelValues(authCSRF).Inc()
+			problem(w, http.StatusForbidden, ProblemForbidden, "CSRF token missing or wrong",
+				"a change made with the console's session needs its CSRF token in the "+CSRFHeader+" header")
+			return Principal{}, false
+		}
+		return p, true
+	case errors.Is(err, ErrKeyStore):
+		unavailable(w)
+		return Principal{}, false
+	case a.devTenant != "":
+		return a.devPrincipal(), true
+	case errors.Is(err, ErrNoSession):
+		a.unauthorized(w, authMissing, `Bearer realm="sluice"`,
+			"send an API key as Authorization: Bearer <key> (sluice ctl apikey create)")
+	default:
+		a.unauthorized(w, authInvalid, `Bearer realm="sluice"`, err.Error())
+	}
+	return Principal{}, false
+}
+
+// devPrincipal is the keyless identity of `sluice dev`.
+func (a *Auth) devPrincipal() Principal {
+	return Principal{Tenant: a.devTenant, KeyID: "dev", Name: "dev", Scopes: append(slices.Clone(AllScopes), ScopeOperator)}
+}
+
+func unavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "2")
+	problem(w, http.StatusServiceUnavailable, ProblemUnavailable, "", "the key store is unavailable; retry shortly")
+}
+
+// keyRow is a key's api_keys row.
+type keyRow struct {
+	tenant  *string // NULL: an operator key
+	name    string
+	hash    []byte
+	scopes  []string
+	revoked *time.Time
+}
+
+// loadKey reads the row of key id; found is false for an unknown id, err
+// is the store's failure only.
+func (a *Auth) loadKey(ctx context.Context, id string) (row keyRow, found bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	err = a.pool.QueryRow(ctx, `SELECT tenant, name, hash, scopes, revoked_at FROM api_keys WHERE id = $1`, id).
+		Scan(&row.tenant, &row.name, &row.hash, &row.scopes, &row.revoked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return keyRow{}, false, nil
+	}
+	return row, err == nil, err
+}
+
+// is reports whether the row is a live key of the kind the key's shape
+// says: an operator key's row has no tenant and only the operator scope, a
+// tenant key's row the key's tenant.
+func (row keyRow) is(operator bool, tenant string) bool {
+	if row.revoked != nil {
+		return false
+	}
+	if operator {
+		return row.tenant == nil && slices.Equal(row.scopes, []string{string(ScopeOperator)})
+	}
+	return row.tenant != nil && *row.tenant == tenant
+}
+
+func (row keyRow) principal(tenant, id string) Principal {
+	p := Principal{Tenant: tenant, KeyID: id, Name: row.name, Scopes: make([]Scope, len(row.scopes))}
+	for i, s := range row.scopes {
+		p.Scopes[i] = Scope(s)
+	}
+	return p
+}
+
+// verify checks a key against the key store and returns its principal;
+// the error wraps ErrKeyRefused or ErrKeyStore. An operator key verified
+// within OperatorKeyGrace is accepted while the store cannot be asked.
+func (a *Auth) verify(ctx context.Context, key string) (Principal, error) {
+	pk, ok := parseKey(key)
+	if !ok {
+		return Principal{}, errKeyMalformed
+	}
+	row, found, err := a.loadKey(ctx, pk.id)
+	if err != nil {
+		if p, ok := a.recentOperator(pk.id, key); ok {
+			a.log.Warn("key store unreachable: accepted an operator key verified within the grace", "key_id", pk.id, "grace", OperatorKeyGrace, "err", err)
+			return p, nil
+		}
+		a.log.Warn("api key lookup failed", "key_id", pk.id, "err", err)
+		return Principal{}, fmt.Errorf("%w: %w", ErrKeyStore, err)
+	}
 	sum := sha256.Sum256([]byte(key))
+	hash := row.hash
 	if len(hash) != len(sum) {
 		hash = make([]byte, len(sum)) // unknown id: compare anyway, so timing says nothing
 	}
 	match := subtle.ConstantTimeCompare(sum[:], hash) == 1
-	// The row decides what the key is: an operator key's row has no tenant
-	// and only the operator scope, a tenant key's row the key's tenant.
-	kindOK := rowTenant != nil && *rowTenant == pk.tenant && !pk.operator ||
-		rowTenant == nil && pk.operator && slices.Equal(scopes, []string{string(ScopeOperator)})
-	if !match || revoked != nil || !kindOK {
-		a.log.Debug("api key refused", "key_id", pk.id, "known", err == nil, "revoked", revoked != nil)
-		a.unauthorized(w, authInvalid, `Bearer realm="sluice", error="invalid_token"`, "the API key is not valid")
-		return Principal{}, false
+	if !match || !row.is(pk.operator, pk.tenant) {
+		a.log.Debug("api key refused", "key_id", pk.id, "known", found, "revoked", row.revoked != nil)
+		return Principal{}, ErrKeyRefused
 	}
-	p := Principal{Tenant: pk.tenant, KeyID: pk.id, Name: name, Scopes: make([]Scope, len(scopes))}
-	for i, s := range scopes {
-		p.Scopes[i] = Scope(s)
-	}
+	p := row.principal(pk.tenant, pk.id)
 	if p.Operator() {
 		a.rememberOperator(pk.id, sum, p)
 	}
-	return p, true
+	return p, nil
 }
 
 // rememberOperator keeps an operator key the key store accepted, for
@@ -260,17 +356,31 @@ func (a *Auth) rememberOperator(id string, sum [sha256.Size]byte, p Principal) {
 	a.verified[id] = verifiedKey{sum: sum, p: p, at: a.now()}
 }
 
-// recentOperator returns the principal of an operator key that the key
-// store accepted within OperatorKeyGrace, if key is that key.
-func (a *Auth) recentOperator(id, key string) (Principal, bool) {
+// remembered returns the operator key id if the key store accepted it
+// within OperatorKeyGrace.
+func (a *Auth) remembered(id string) (verifiedKey, bool) {
 	a.mu.Lock()
 	v, ok := a.verified[id]
 	a.mu.Unlock()
+	return v, ok && a.now().Sub(v.at) <= OperatorKeyGrace
+}
+
+// recentOperator returns the principal of an operator key that the key
+// store accepted within OperatorKeyGrace, if key is that key.
+func (a *Auth) recentOperator(id, key string) (Principal, bool) {
+	v, ok := a.remembered(id)
 	sum := sha256.Sum256([]byte(key))
-	if !ok || subtle.ConstantTimeCompare(sum[:], v.sum[:]) != 1 || a.now().Sub(v.at) > OperatorKeyGrace {
+	if !ok || subtle.ConstantTimeCompare(sum[:], v.sum[:]) != 1 {
 		return Principal{}, false
 	}
 	return v.p, true
+}
+
+// recentOperatorID is recentOperator for a session, which holds the key's
+// id, not the key.
+func (a *Auth) recentOperatorID(id string) (Principal, bool) {
+	v, ok := a.remembered(id)
+	return v.p, ok
 }
 
 func (a *Auth) unauthorized(w http.ResponseWriter, reason, challenge, detail string) {

@@ -61,35 +61,49 @@ func matrixRoutes() map[string]matrixRoute {
 		"GET /v1/suppressions":                              {allowRead, "", 200},
 		"POST /v1/suppressions":                             {allowTenant, `{"address":"matrix@example.com"}`, 201},
 		"DELETE /v1/suppressions":                           {allowTenant, `{"address":"matrix@example.com"}`, 200},
+		"GET /v1/admin/audit":                               {allowAdmin, "", 200},
 	}
 }
 
 // documentedOperations returns "METHOD /path" of every operation of the
-// OpenAPI document, sorted, and the credential each one documents
-// (x-sluice-credential).
+// OpenAPI document but the console's pages (tag console, whose
+// authorization package console's tests check: they redirect to the
+// sign-in page rather than answer problems), sorted, and the credential each
+// one documents (x-sluice-credential).
 func documentedOperations(t *testing.T) ([]string, map[string]string) {
+	ops, creds, _ := documentedByTag(t)
+	return ops, creds
+}
+
+// documentedByTag is documentedOperations and, apart, the console's.
+func documentedByTag(t *testing.T) (ops []string, creds map[string]string, console []string) {
 	t.Helper()
 	var doc struct {
 		Paths map[string]map[string]struct {
-			Credential string `json:"x-sluice-credential"`
+			Credential string   `json:"x-sluice-credential"`
+			Tags       []string `json:"tags"`
 		} `json:"paths"`
 	}
 	if err := json.Unmarshal(OpenAPI(), &doc); err != nil {
 		t.Fatal(err)
 	}
-	var ops []string
-	creds := map[string]string{}
+	creds = map[string]string{}
 	for path, item := range doc.Paths {
 		for method, op := range item {
-			if slices.Contains([]string{"get", "put", "post", "delete", "patch"}, method) {
-				name := strings.ToUpper(method) + " " + path
-				ops = append(ops, name)
-				creds[name] = op.Credential
+			if !slices.Contains([]string{"get", "put", "post", "delete", "patch"}, method) {
+				continue
 			}
+			name := strings.ToUpper(method) + " " + path
+			if slices.Contains(op.Tags, "console") {
+				console = append(console, name)
+				continue
+			}
+			ops = append(ops, name)
+			creds[name] = op.Credential
 		}
 	}
 	slices.Sort(ops)
-	return ops, creds
+	return ops, creds, console
 }
 
 // documentedCredential is the x-sluice-credential of each kind of route.

@@ -54,6 +54,8 @@ type CampaignDeps struct {
 	// against `sluice dev` without a key. Requests with a key are still
 	// checked. Only with Env "dev". Default "" (a key is always required).
 	DevTenant string
+	// Sessions, when set, opens the console's sessions (AuthConfig.Sessions).
+	Sessions *Sessions
 
 	// PublishWindow is how many activations of one request may await the
 	// stream's acknowledgement. Default 1024.
@@ -159,7 +161,7 @@ func NewCampaigns(ctx context.Context, deps CampaignDeps) (*Campaigns, error) {
 		}
 		deps.KV = kv
 	}
-	auth, err := NewAuth(AuthConfig{Pool: deps.Pool, DevTenant: deps.DevTenant, Logger: deps.Logger, Registerer: deps.Registerer})
+	auth, err := NewAuth(AuthConfig{Pool: deps.Pool, DevTenant: deps.DevTenant, Logger: deps.Logger, Registerer: deps.Registerer, Sessions: deps.Sessions})
 	if err != nil {
 		return nil, err
 	}

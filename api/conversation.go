@@ -150,12 +150,20 @@ func ConversationCounts(ctx context.Context, q Querier, tenant, id string) (Coun
 	if err != nil {
 		return Counts{}, err
 	}
+	return CountsFrom(c.Accepted, c.Purged, o), nil
+}
+
+// CountsFrom assembles a conversation's Counts from the conversations
+// table's accepted and purged and the pipeline's stored outcomes, for
+// readers of many conversations at once (the console's list).
+func CountsFrom(accepted, purged int64, o errorlog.Outcomes) Counts {
+	c := Counts{Accepted: accepted, Purged: purged}
 	c.Delivered = o.Count[wire.OutcomeDelivered]
 	c.Invalid, c.Failed = o.Count[wire.OutcomeInvalid], o.Count[wire.OutcomeFailed]
 	c.Suppressed, c.Expired = o.Count[wire.OutcomeSuppressed], o.Count[wire.OutcomeExpired]
 	c.InvalidReasons, c.FailedReasons = orEmpty(o.Reasons[wire.OutcomeInvalid]), orEmpty(o.Reasons[wire.OutcomeFailed])
 	c.Pending = max(0, c.Accepted-c.Delivered-c.Invalid-c.Failed-c.Suppressed-c.Expired-c.Purged)
-	return c, nil
+	return c
 }
 
 // orEmpty returns m, or an empty map for nil, so JSON shows {} not null.

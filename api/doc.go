@@ -96,6 +96,20 @@
 // operations and says who may call each. Changes are audited with
 // [Principal.Actor]: key:<id>@<tenant>, or operator:<id> (<name>).
 //
+// # Console sessions
+//
+// [Sessions] (CampaignDeps.Sessions) lets the web console (package
+// console) sign in with a key: [Auth.SignIn] verifies an operator key or a
+// tenant key with the admin scope and sets a signed, expiring cookie
+// (HttpOnly, SameSite=Strict) holding the key's id and tenant, never the
+// key. A request without an Authorization header is then authenticated by
+// that cookie, with the admin and operator scopes of its key only (looked
+// up again on every request: revoking the key ends the session), and a
+// change made with it (POST, PUT) needs the session's CSRF token in
+// X-CSRF-Token. GET /v1/admin/audit reads the audit trail: every entry for
+// an operator, its own conversations' for a tenant's admin key
+// ([AuditQuery]).
+//
 // CampaignDeps.DevTenant (for `sluice dev` only; refused unless Env is "dev")
 // lets requests without an Authorization header act as that tenant with
 // every scope and as the operator.

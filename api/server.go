@@ -99,7 +99,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A path the mux would clean (an empty segment, "." or "..") is routed
 	// nowhere: the mux would redirect, and a redirect is no answer for an
 	// API client, which does not follow it with its body.
-	if _, pattern := s.mux.Handler(r); pattern == "" || path.Clean(r.URL.Path) != r.URL.Path {
+	if _, pattern := s.mux.Handler(r); pattern == "" || !canonical(r.URL.Path) {
 		s.unrouted(w, r)
 		return
 	}
@@ -116,6 +116,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	s.mux.ServeHTTP(rw, r)
+}
+
+// canonical reports whether p is a path the mux would not clean: no empty
+// segment, "." or ".."; a trailing slash is kept (/console/).
+func canonical(p string) bool {
+	c := path.Clean(p)
+	return c == p || c+"/" == p && c != "/"
 }
 
 // unrouted answers a request no pattern matches: 405 with the Allow header

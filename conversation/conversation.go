@@ -151,3 +151,62 @@ func MarkQuarantined(ctx context.Context, q Execer, tenant, id string) error {
 	}
 	return nil
 }
+
+// Listed is a conversation as List returns it: its row with the counts the
+// table holds.
+type Listed struct {
+	Row
+	Accepted, Purged int64
+}
+
+// ListFilter selects conversations for List.
+type ListFilter struct {
+	// Tenant keeps one tenant's conversations ("": every tenant's).
+	Tenant string
+	// Search keeps those whose id or name contains it, ignoring case.
+	Search string
+	// State keeps those in this state ("": any).
+	State string
+	// Limit is the most returned, most recently created first. Default
+	// DefaultListLimit, at most MaxListLimit.
+	Limit int
+}
+
+// Limits of List.
+const (
+	DefaultListLimit = 200
+	MaxListLimit     = 1000
+)
+
+// RowsQuerier is what List needs: *pgxpool.Pool, *pgx.Conn and pgx.Tx have
+// it.
+type RowsQuerier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// List returns the conversations f selects, most recently created first.
+func List(ctx context.Context, q RowsQuerier, f ListFilter) ([]Listed, error) {
+	if f.Limit <= 0 {
+		f.Limit = DefaultListLimit
+	}
+	f.Limit = min(f.Limit, MaxListLimit)
+	rows, err := q.Query(ctx, `SELECT tenant, id, name, channel, lane, template, template_version, state,
+			created_at, updated_at, accepted, purged
+		FROM conversations
+		WHERE ($1 = '' OR tenant = $1) AND ($2 = '' OR state = $2)
+		  AND ($3 = '' OR strpos(lower(id), lower($3)) > 0 OR strpos(lower(name), lower($3)) > 0)
+		ORDER BY created_at DESC, tenant, id LIMIT $4`, f.Tenant, f.State, f.Search, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("conversation: list: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Listed, error) {
+		var l Listed
+		err := row.Scan(&l.Tenant, &l.ID, &l.Name, &l.Channel, &l.Lane, &l.Template, &l.TemplateVersion, &l.State,
+			&l.CreatedAt, &l.UpdatedAt, &l.Accepted, &l.Purged)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("conversation: list: %w", err)
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package conversation
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/pgtest"
@@ -58,5 +59,57 @@ func TestLifecycle(t *testing.T) {
 	}
 	if a, p, err := Totals(ctx, db.Pool, "acme", "spring"); err != nil || a != 5 || p != 5 {
 		t.Errorf("Totals = %d, %d, %v; want 5 accepted, 5 purged", a, p, err)
+	}
+}
+
+// TestList: filters by tenant, state and a case-insensitive search in ids
+// and names (no LIKE pattern: "_" is literal), newest first, with counts.
+func TestList(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := t.Context()
+	for _, r := range []Row{
+		{Tenant: "acme", ID: "spring_sale", Name: "Spring <sale>"},
+		{Tenant: "acme", ID: "autumn", Name: "Autumn"},
+		{Tenant: "other", ID: "springXsale", Name: "Theirs"},
+	} {
+		r.Channel, r.Lane = "email", "bulk"
+		if _, err := Insert(ctx, db.Pool, &r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := AddAccepted(ctx, db.Pool, "acme", "autumn", 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := MarkQuarantined(ctx, db.Pool, "acme", "autumn"); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(f ListFilter) string {
+		t.Helper()
+		ls, err := List(ctx, db.Pool, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range ls {
+			out = append(out, l.Tenant+"/"+l.ID)
+			if l.ID == "autumn" && (l.Accepted != 7 || l.State != StateQuarantined) {
+				t.Errorf("autumn listed as %+v", l)
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	for f, want := range map[ListFilter]string{
+		{}:                                  "other/springXsale acme/autumn acme/spring_sale",
+		{Tenant: "acme"}:                    "acme/autumn acme/spring_sale",
+		{Search: "g_s"}:                     "acme/spring_sale",
+		{Search: "SALE>"}:                   "acme/spring_sale",
+		{State: StateQuarantined}:           "acme/autumn",
+		{Tenant: "other", Search: "autumn"}: "",
+		{Limit: 1}:                          "other/springXsale",
+	} {
+		if got := ids(f); got != want {
+			t.Errorf("List(%+v) = %q, want %q", f, got, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package errorlog
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -102,4 +103,44 @@ func Rows(ctx context.Context, q interface {
 		return 0, fmt.Errorf("errorlog: count rows: %w", err)
 	}
 	return n, nil
+}
+
+// Minute is one minute of a conversation's outcomes.
+type Minute struct {
+	Minute time.Time
+	Count  map[wire.Outcome]int64
+}
+
+// minutesQuery sums both counter tables of one conversation by minute and
+// outcome, from a minute on.
+const minutesQuery = `SELECT minute, 'delivered', sum(count)::bigint FROM delivery_counts
+	WHERE tenant = $1 AND conversation = $2 AND minute >= $3 GROUP BY minute
+UNION ALL
+SELECT minute, outcome, sum(count)::bigint FROM error_counts
+	WHERE tenant = $1 AND conversation = $2 AND minute >= $3 GROUP BY minute, outcome
+ORDER BY 1`
+
+// Minutes returns a conversation's outcomes per minute since the minute
+// that holds since, oldest first; a minute with nothing counted is absent.
+func Minutes(ctx context.Context, q Querier, tenant, conversation string, since time.Time) ([]Minute, error) {
+	rows, err := q.Query(ctx, minutesQuery, clean(tenant, maxField), clean(conversation, maxField), since.Truncate(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("errorlog: minutes: %w", err)
+	}
+	var (
+		out     []Minute
+		minute  time.Time
+		outcome string
+		n       int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&minute, &outcome, &n}, func() error {
+		if len(out) == 0 || !out[len(out)-1].Minute.Equal(minute) {
+			out = append(out, Minute{Minute: minute, Count: map[wire.Outcome]int64{}})
+		}
+		out[len(out)-1].Count[wire.Outcome(outcome)] += n
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("errorlog: minutes: %w", err)
+	}
+	return out, nil
 }

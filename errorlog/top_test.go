@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/pgtest"
+	"github.com/sluicehq/sluice/wire"
 )
 
 // seedCounts fills error_counts: minutes are relative to now.
@@ -82,5 +83,32 @@ func TestTopErrors(t *testing.T) {
 		if _, err := TopErrors(ctx, db.Pool, tc.window, tc.limit); !errors.Is(err, ErrInvalidQuery) {
 			t.Errorf("TopErrors(%v, %d) = %v, want ErrInvalidQuery", tc.window, tc.limit, err)
 		}
+	}
+}
+
+// TestMinutes: one conversation's outcomes per minute, delivered and the
+// stored outcomes together, summed over channels and reasons, from the
+// minute asked on, oldest first.
+func TestMinutes(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	seedCounts(t, db)
+	if _, err := db.Pool.Exec(t.Context(), `INSERT INTO delivery_counts (tenant, conversation, channel, minute, count) VALUES
+		('acme', 'c1', 'email', date_trunc('minute', now()), 5),
+		('acme', 'c1', 'sms', date_trunc('minute', now() - interval '2 minutes'), 3),
+		('bravo', 'c1', 'email', date_trunc('minute', now()), 1000)`); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := Minutes(t.Context(), db.Pool, "acme", "c1", time.Now().Add(-10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 2 || !ms[0].Minute.Before(ms[1].Minute) ||
+		ms[0].Count[wire.OutcomeInvalid] != 30 || ms[0].Count[wire.OutcomeDelivered] != 3 ||
+		ms[1].Count[wire.OutcomeInvalid] != 50 || ms[1].Count[wire.OutcomeDelivered] != 5 {
+		t.Fatalf("Minutes = %+v", ms)
+	}
+	if ms, err := Minutes(t.Context(), db.Pool, "acme", "c1", time.Now().Add(time.Hour)); err != nil || len(ms) != 0 {
+		t.Fatalf("Minutes from the future = %+v, %v", ms, err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sluicehq/sluice/api"
+	"github.com/sluicehq/sluice/api/console"
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/migrate"
@@ -98,6 +99,12 @@ type Config struct {
 	// Version is the build's version, which the heartbeat reports. Default
 	// "unknown".
 	Version string
+	// SessionTTL is how long a console session lasts after sign-in.
+	// Default api.DefaultSessionTTL (8h).
+	SessionTTL time.Duration
+	// ConsoleInterval is how often the console's live pages update and its
+	// charts sample. Default console.DefaultInterval (1s).
+	ConsoleInterval time.Duration
 	// HeartbeatInterval is how often the process announces itself in the
 	// control bucket. Default control.HeartbeatInterval (5s); readers count
 	// a process gone after control.HeartbeatGoneAfter (15s) whatever it is,
@@ -488,8 +495,13 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 		return err
 	}
 	n.watchers.Go(func() { top.Run(watchCtx) })
+	sessions, err := n.sessions(ctx)
+	if err != nil {
+		return err
+	}
 	camp, err := api.NewCampaigns(ctx, api.CampaignDeps{
 		Pool: n.Pool, JS: n.JS, Logger: n.log, Registerer: n.Registry, Env: n.cfg.Env, DevTenant: n.cfg.DevTenant,
+		Sessions: sessions,
 		ConversationState: func(ctx context.Context, tenant, id string) (string, error) {
 			st, err := n.Control.Conversation(ctx, tenant, id)
 			return string(st.Value.State), err
@@ -511,15 +523,16 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 			},
 			Settle: n.cfg.StopSettle,
 		},
-		Status: func(ctx context.Context) status.Report {
-			return status.Gather(ctx, status.Sources{JS: n.JS, Control: n.Control, Pool: n.Pool})
-		},
+		Status: n.status,
 	})
 	if err != nil {
 		return err
 	}
 	admin.Register(n.HTTP)
-	return n.mountSuppressions(ctx, camp)
+	if err := n.mountSuppressions(ctx, camp); err != nil {
+		return err
+	}
+	return n.mountConsole(watchCtx, camp.Auth())
 }
 
 // mountSuppressions registers /v1/suppressions, audited in the control
@@ -537,6 +550,37 @@ func (n *Node) mountSuppressions(ctx context.Context, camp *api.Campaigns) error
 		return err
 	}
 	sp.Register(n.HTTP)
+	return nil
+}
+
+// status gathers the deployment's status (GET /v1/admin/status, the
+// console's overview).
+func (n *Node) status(ctx context.Context) status.Report {
+	return status.Gather(ctx, status.Sources{JS: n.JS, Control: n.Control, Pool: n.Pool})
+}
+
+// sessions returns the console's sessions, signed with the deployment's
+// key (control.Store.SessionKey), lasting cfg.SessionTTL.
+func (n *Node) sessions(ctx context.Context) (*api.Sessions, error) {
+	key, err := n.Control.SessionKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return api.NewSessions(api.SessionConfig{Key: key, TTL: n.cfg.SessionTTL})
+}
+
+// mountConsole serves the console at /console/, its charts sampled and its
+// live pages ended with watchCtx.
+func (n *Node) mountConsole(watchCtx context.Context, auth *api.Auth) error {
+	con, err := console.New(console.Config{
+		Auth: auth, Control: n.Control, Pool: n.Pool, JS: n.JS, Status: n.status,
+		Gatherer: n.Registry, Logger: n.log, Interval: n.cfg.ConsoleInterval,
+	})
+	if err != nil {
+		return err
+	}
+	con.Register(n.HTTP)
+	n.watchers.Go(func() { con.Run(watchCtx) })
 	return nil
 }
 

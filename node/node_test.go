@@ -1,12 +1,10 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/api"
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/internal/apitest"
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/node"
@@ -123,37 +122,12 @@ func setup(t *testing.T, delay time.Duration, opts ...func(*node.Config)) *bundl
 
 func (b *bundle) do(t *testing.T, method, path string, body any) (int, http.Header, []byte) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequestWithContext(t.Context(), method, b.base+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, data
+	return apitest.Do(t, b.base, method, path, "", body)
 }
 
 func (b *bundle) must(t *testing.T, method, path string, body any, want int) []byte {
 	t.Helper()
-	code, _, data := b.do(t, method, path, body)
-	if code != want {
-		t.Fatalf("%s %s = %d, want %d: %s", method, path, code, want, data)
-	}
-	return data
+	return apitest.Must(t, b.base, method, path, "", body, want)
 }
 
 func (b *bundle) conversation(t *testing.T, id string, ch dispatch.Channel, lane wire.Lane) {

@@ -116,3 +116,27 @@ func PurgeConversation(ctx context.Context, js jetstream.JetStream, tenant, conv
 	}
 	return total, nil
 }
+
+// QueuedConversation returns how many activations of a conversation the
+// stream holds, in both lanes: what a stop would purge now (less what the
+// workers finish meanwhile).
+func QueuedConversation(ctx context.Context, js jetstream.JetStream, tenant, conversation string) (uint64, error) {
+	if !wire.ValidToken(tenant) || !wire.ValidToken(conversation) {
+		return 0, fmt.Errorf("orchestrator: queued: invalid tenant or conversation id %q/%q", tenant, conversation)
+	}
+	s, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		return 0, fmt.Errorf("orchestrator: queued: %w", err)
+	}
+	var total uint64
+	for _, lane := range []wire.Lane{wire.LaneTransactional, wire.LaneBulk} {
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(wire.Subject(lane, tenant, conversation)))
+		if err != nil {
+			return 0, fmt.Errorf("orchestrator: queued %s: %w", wire.Subject(lane, tenant, conversation), err)
+		}
+		for _, n := range info.State.Subjects {
+			total += n
+		}
+	}
+	return total, nil
+}

@@ -149,6 +149,7 @@ sluice dev is up.
   NATS JetStream  %s  (store %s)
   Postgres        %s  (%s)
   HTTP            %s  (/healthz /readyz /metrics)
+  console         %s/console/  (no key needed under sluice dev)
   providers       local sinks, real protocols: %s
 
 Send a first activation:
@@ -157,7 +158,7 @@ then see it counted:
   curl -s %s/metrics | grep '^sluice_messages_total'
 
 Ctrl-C drains in-flight messages and stops everything.
-`, natsURL, natsDir, redact.URL(dbURL), pgWhere, base, local, base)
+`, natsURL, natsDir, redact.URL(dbURL), pgWhere, base, base, local, base)
 }
 
 // loadOrCreateKey returns the HMAC key that masks addresses in the error log,

@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/sluicehq/sluice/wire"
 )
@@ -119,8 +118,8 @@ type ConversationUpdate struct {
 // is delivered as active.
 func (s *Store) WatchConversations(ctx context.Context, fn func(ConversationUpdate), synced func()) error {
 	return watch(ctx, s, conversationKind, conversationPrefix+">", func(key string, st Setting[ConversationStatus], _ bool) {
-		tenant, conversation, ok := strings.Cut(strings.TrimPrefix(key, conversationPrefix), ".")
-		if !ok || !wire.ValidToken(tenant) || !wire.ValidToken(conversation) {
+		tenant, conversation, ok := ConversationOfKey(key)
+		if !ok {
 			s.log.Warn("control: skipping a malformed conversation key", "key", key)
 			return
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/conversation"
@@ -241,8 +240,8 @@ func (s *Store) Conversations(ctx context.Context, tenant string, want Conversat
 	}
 	out := []ConversationInfo{}
 	for _, key := range keys {
-		t, id, ok := strings.Cut(strings.TrimPrefix(key, conversationPrefix), ".")
-		if !ok || !wire.ValidToken(t) || !wire.ValidToken(id) {
+		t, id, ok := ConversationOfKey(key)
+		if !ok {
 			continue
 		}
 		st, err := get(ctx, s, conversationKind, key)
