@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/internal/metrictest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -324,6 +325,9 @@ func TestDeliveredCountedOnceNoRows(t *testing.T) {
 			}
 			if got := scalar[int](t, b.db.Pool, "SELECT count(*) FROM error_log"); got != 0 {
 				t.Errorf("error_log rows = %d, want none for deliveries", got)
+			}
+			if got, _ := metrictest.Value(t, b.reg, "sluice_errorlog_recounted_total", map[string]string{"outcome": "delivered"}); got != 10 {
+				t.Errorf("recounted{delivered} = %v, want the 10 redeliveries (duplicate sends)", got)
 			}
 			o, err := Counts(t.Context(), b.db.Pool, "acme", "c1")
 			if err != nil || o.Count[wire.OutcomeDelivered] != 51 || len(o.Reasons) != 0 {

@@ -4,12 +4,13 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sluicehq/sluice/wire"
 )
 
 type metrics struct {
 	written, duplicate, sampledOut, spilled, drained, rejected, failed prometheus.Counter
 	counted                                                            prometheus.Counter
-	dropped                                                            *prometheus.CounterVec
+	dropped, recounted                                                 *prometheus.CounterVec
 	mode                                                               *prometheus.GaugeVec
 	breakerState                                                       prometheus.Gauge
 	flushDuration                                                      prometheus.Histogram
@@ -35,6 +36,10 @@ func newMetrics(reg prometheus.Registerer, depth func() float64) (*metrics, erro
 			Namespace: ns, Subsystem: sub, Name: "counted_total",
 			Help: "Events added to the exact counters in Postgres (redeliveries already counted excluded).",
 		}),
+		recounted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "recounted_total",
+			Help: "Events of messages whose outcome was already counted (a redelivery after a lost ack, a crash or a NATS node's rollback), left out of the counts, by outcome; for delivered, a duplicate send (the same idempotency key sent again).",
+		}, []string{"outcome"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "dropped_total",
 			Help: "Detail rows dropped, by reason; their counters are kept.",
@@ -63,6 +68,9 @@ func newMetrics(reg prometheus.Registerer, depth func() float64) (*metrics, erro
 		}),
 	}
 	m.dropped.WithLabelValues("buffer_full")
+	for _, o := range []wire.Outcome{wire.OutcomeDelivered, wire.OutcomeInvalid, wire.OutcomeFailed, wire.OutcomeSuppressed, wire.OutcomeExpired} {
+		m.recounted.WithLabelValues(string(o))
+	}
 	bufferDepth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: ns, Subsystem: sub, Name: "buffer_depth",
 		Help: "Events waiting for their batch to be written.",
@@ -70,7 +78,7 @@ func newMetrics(reg prometheus.Registerer, depth func() float64) (*metrics, erro
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{events, m.counted, m.dropped, m.mode, m.breakerState, m.flushDuration, m.flushErrors, m.batchRows, bufferDepth} {
+	for _, c := range []prometheus.Collector{events, m.counted, m.dropped, m.recounted, m.mode, m.breakerState, m.flushDuration, m.flushErrors, m.batchRows, bufferDepth} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("errorlog: register metrics: %w", err)
 		}

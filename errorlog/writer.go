@@ -259,7 +259,10 @@ func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) err
 	for _, e := range b.events {
 		if e.seq != 0 {
 			if _, dup := inBatch[e.seq]; dup || seen.has(e.seq) {
-				continue // the same sequence twice in one batch counts once
+				// Counted already (earlier in this batch, or by an earlier
+				// one): a redelivery, never a second outcome.
+				l.m.recounted.WithLabelValues(string(b.keys[e.key].Outcome)).Inc()
+				continue
 			}
 			inBatch[e.seq] = struct{}{}
 			fresh = append(fresh, e.seq)
