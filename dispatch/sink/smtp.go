@@ -238,6 +238,7 @@ func (ss *smtpSession) Data(r io.Reader) error {
 	}
 	m.Body, m.HTML = decodeBody(msg)
 	ss.s.ledger.Add(m)
+	ss.s.faults.holdReply()
 	return nil
 }
 
