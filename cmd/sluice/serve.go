@@ -41,6 +41,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	laneFlags(fs, &cfg.Pipeline)
 	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
 	quarantineFlags(fs, &cfg.Quarantine)
+	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("SLUICE_PUBLIC_URL"), "base URL recipients reach the API at, e.g. https://mail.example.com; bulk email carries List-Unsubscribe links under it (empty: no List-Unsubscribe headers)")
+	feedbackFlags(fs, &cfg.Feedback)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -60,6 +62,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			return errors.New("serve: SLUICE_ERRORLOG_MASK_KEY must hold at least 16 bytes as hex (masks addresses in the error log, hashes suppressed addresses), or pass --errorlog-keep-addresses")
 		}
 		cfg.ErrorLog.MaskKey = key
+	}
+	if raw := os.Getenv("SLUICE_UNSUBSCRIBE_KEY"); raw != "" {
+		key, err := hex.DecodeString(raw)
+		if err != nil || len(key) < 16 {
+			return errors.New("serve: SLUICE_UNSUBSCRIBE_KEY must hold at least 16 bytes as hex (signs unsubscribe links; unset: derived from SLUICE_ERRORLOG_MASK_KEY)")
+		}
+		cfg.UnsubscribeKey = key
 	}
 	logger := newLogger(stderr)
 	var provs *providerset.Set
