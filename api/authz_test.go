@@ -62,6 +62,9 @@ func matrixRoutes() map[string]matrixRoute {
 		"POST /v1/suppressions":                             {allowTenant, `{"address":"matrix@example.com"}`, 201},
 		"DELETE /v1/suppressions":                           {allowTenant, `{"address":"matrix@example.com"}`, 200},
 		"GET /v1/admin/audit":                               {allowAdmin, "", 200},
+		"GET /u/{token}":                                    {allowPublic, "", 200},
+		"POST /u/{token}":                                   {allowPublic, "", 200},
+		"POST /v1/feedback":                                 {allowTenant, `{"events":[{"type":"bounce","bounce_type":"soft","address":"matrix@example.com"}]}`, 200},
 	}
 }
 
@@ -243,7 +246,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		method, tmpl, _ := strings.Cut(op, " ")
 		conv := fmt.Sprintf("a-%02d", i) // a conversation of A's for this row alone
 		f.conversation(sendA, conv)
-		path := strings.NewReplacer("{tenant}", "tenant-a", "{id}", conv, "{name}", "sms").Replace(tmpl)
+		path := strings.NewReplacer("{tenant}", "tenant-a", "{id}", conv, "{name}", "sms",
+			"{token}", f.unsub.Token("tenant-a", conv, "unsubscribed@example.com")).Replace(tmpl)
 		for _, c := range callers {
 			want := expect(rt, c, strings.Contains(tmpl, "{tenant}"))
 			before := f.world()

@@ -24,6 +24,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	c.Register(s)
 	(&Admin{c: c, ctl: &control.Store{}}).Register(s)
 	(&Suppressions{c: c}).Register(s)
+	(&Unsubscribe{c: c}).Register(s)
+	(&Feedback{c: c}).Register(s)
 	if n := len(s.Routes()); n < 7 {
 		t.Fatalf("only %d routes: %v", n, s.Routes())
 	}

@@ -17,12 +17,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/feedback"
 	"github.com/sluicehq/sluice/internal/natstest"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
 	"github.com/sluicehq/sluice/status"
 	"github.com/sluicehq/sluice/suppression"
+	"github.com/sluicehq/sluice/unsubscribe"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -39,6 +41,7 @@ type fixture struct {
 	srv    *Server
 	reg    *prometheus.Registry
 	supp   *suppression.Store
+	unsub  *unsubscribe.Signer
 }
 
 func setup(t *testing.T, tune ...func(*CampaignDeps)) *fixture {
@@ -97,6 +100,19 @@ func setup(t *testing.T, tune ...func(*CampaignDeps)) *fixture {
 		t.Fatal(err)
 	}
 	sp.Register(f.srv)
+	if f.unsub, err = unsubscribe.New([]byte("test-unsubscribe-key-0123"), h, "https://mail.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := NewUnsubscribe(f.c, UnsubscribeConfig{Store: f.supp, Signer: f.unsub, Audit: f.ctl.RecordChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Register(f.srv)
+	fb, err := NewFeedback(f.c, FeedbackConfig{Store: f.supp, Counts: feedback.NewStore(f.db.Pool), Pause: f.ctl.Quarantine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb.Register(f.srv)
 	if err := f.srv.Start(); err != nil {
 		t.Fatal(err)
 	}

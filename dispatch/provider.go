@@ -36,6 +36,11 @@ type Message struct {
 	// HTML is the rendered HTML body, used by email only; empty means a
 	// plain-text email.
 	HTML string
+	// Headers are further headers, used by email only (List-Unsubscribe and
+	// List-Unsubscribe-Post on bulk email). A header the provider writes
+	// itself (From, To, Subject, Message-ID, ...) or a value unfit for one
+	// header line is left out.
+	Headers map[string]string
 }
 
 // SubjectOrDefault returns m.Subject, or a fixed default when it is empty.

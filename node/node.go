@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,11 +30,13 @@ import (
 	"github.com/sluicehq/sluice/api/console"
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/feedback"
 	"github.com/sluicehq/sluice/internal/migrate"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
 	"github.com/sluicehq/sluice/status"
 	"github.com/sluicehq/sluice/suppression"
+	"github.com/sluicehq/sluice/unsubscribe"
 )
 
 // Config configures a Node.
@@ -87,6 +90,19 @@ type Config struct {
 	// Quarantine configures automatic quarantine in the worker role; its
 	// zero value (Ratio 0) turns it off.
 	Quarantine orchestrator.QuarantineConfig
+	// PublicURL is the base URL recipients reach the API at
+	// ("https://mail.example.com"); bulk email carries List-Unsubscribe
+	// links under it (PublicURL/u/<token>). Default "": no
+	// List-Unsubscribe headers.
+	PublicURL string
+	// UnsubscribeKey signs the unsubscribe links (at least 16 bytes).
+	// Default: a key derived from ErrorLog.MaskKey. Changing it (or the
+	// mask key) invalidates the links already sent.
+	UnsubscribeKey []byte
+	// Feedback are the thresholds of POST /v1/feedback's pause; zero
+	// fields take feedback's defaults (complaints 0.3 %, hard bounces 5 %,
+	// over at least 1000 delivered).
+	Feedback feedback.Thresholds
 	// Collectors are registered on the node's registry (provider breakers).
 	Collectors []prometheus.Collector
 	// TopErrors configures the API role's export of the conversations
@@ -204,7 +220,17 @@ func (cfg *Config) validate() error {
 	if cfg.Replicas < 0 || cfg.Replicas > 5 {
 		return fmt.Errorf("node: Replicas must be 1 to 5 (0 means 1), not %d", cfg.Replicas)
 	}
-	return nil
+	if len(cfg.UnsubscribeKey) > 0 && len(cfg.UnsubscribeKey) < unsubscribe.MinKeyBytes {
+		return fmt.Errorf("node: UnsubscribeKey: want at least %d bytes", unsubscribe.MinKeyBytes)
+	}
+	if cfg.PublicURL != "" {
+		if u, err := url.Parse(cfg.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("node: PublicURL %q: want an absolute http(s) URL", cfg.PublicURL)
+		}
+	}
+	fb := cfg.Feedback
+	fb.SetDefaults()
+	return fb.Validate()
 }
 
 // setDefaults fills the connection name, the environment, the version, the
@@ -384,7 +410,25 @@ func (n *Node) startSuppressions(ctx context.Context) error {
 	}
 	n.Suppressions = m
 	n.Service.SetSuppressions(m)
+	if signer := n.unsubscribeSigner(h); signer != nil && n.cfg.PublicURL != "" {
+		n.Service.SetUnsubscribe(signer)
+	}
 	return nil
+}
+
+// unsubscribeSigner returns the signer of unsubscribe links, or nil (and
+// says so) when it cannot be made.
+func (n *Node) unsubscribeSigner(h *suppression.Hasher) *unsubscribe.Signer {
+	key := n.cfg.UnsubscribeKey
+	if len(key) == 0 {
+		key = unsubscribe.DeriveKey(n.cfg.ErrorLog.MaskKey)
+	}
+	s, err := unsubscribe.New(key, h, n.cfg.PublicURL)
+	if err != nil {
+		n.log.Error("unsubscribe links are off", "err", err)
+		return nil
+	}
+	return s
 }
 
 // newPipeline creates the worker pipeline, its lanes not yet started, with
@@ -550,6 +594,20 @@ func (n *Node) mountSuppressions(ctx context.Context, camp *api.Campaigns) error
 		return err
 	}
 	sp.Register(n.HTTP)
+	var signer *unsubscribe.Signer
+	if h := n.suppressionHasher(); h != nil {
+		signer = n.unsubscribeSigner(h)
+	}
+	u, err := api.NewUnsubscribe(camp, api.UnsubscribeConfig{Store: store, Signer: signer, Audit: n.Control.RecordChange})
+	if err != nil {
+		return err
+	}
+	u.Register(n.HTTP)
+	fb, err := api.NewFeedback(camp, api.FeedbackConfig{Store: store, Counts: feedback.NewStore(n.Pool), Thresholds: n.cfg.Feedback, Pause: n.Control.Quarantine})
+	if err != nil {
+		return err
+	}
+	fb.Register(n.HTTP)
 	return nil
 }
 

@@ -51,8 +51,16 @@ type pipeline struct {
 	// recipient is never sent to, and a provider's permanent refusal puts
 	// the recipient on the list.
 	supp Suppressions
+	// unsub, when set, gives the unsubscribe headers of bulk email.
+	unsub Unsubscribe
 	// now is the clock expiry is checked against.
 	now func() time.Time
+}
+
+// Unsubscribe gives the List-Unsubscribe headers of a bulk email to one
+// recipient (unsubscribe.Signer), nil when it has none.
+type Unsubscribe interface {
+	Headers(tenant, conversation, address string) map[string]string
 }
 
 // Suppressions is the tenants' suppression lists as the pipeline uses them
@@ -140,6 +148,9 @@ func (p *pipeline) send(ctx context.Context, lane wire.Lane, msg jetstream.Msg, 
 	m := &dispatch.Message{ID: a.ID, Tenant: a.Tenant, Conversation: a.Conversation, Channel: ch, To: a.To, Vars: a.Vars}
 	if p.tpl != nil {
 		err = p.tpl.render(m)
+	}
+	if p.unsub != nil && lane == wire.LaneBulk && ch == dispatch.ChannelEmail {
+		m.Headers = p.unsub.Headers(a.Tenant, a.Conversation, a.To)
 	}
 	if err == nil {
 		sendCtx, cancel := context.WithTimeout(ctx, p.cfg.SendTimeout)

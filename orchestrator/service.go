@@ -231,6 +231,11 @@ func (s *Service) Load() []LaneLoad {
 // refusals to them. Call it before Start; nil turns the check off.
 func (s *Service) SetSuppressions(supp Suppressions) { s.pipe.supp = supp }
 
+// SetUnsubscribe has the pipeline add the headers u gives (List-Unsubscribe
+// and List-Unsubscribe-Post, unsubscribe.Signer) to every bulk-lane email.
+// Call it before Start; nil sends bulk email without them.
+func (s *Service) SetUnsubscribe(u Unsubscribe) { s.pipe.unsub = u }
+
 // Controls returns the live control state the service's lanes consult;
 // the caller keeps it current (node feeds it from the control plane's
 // watches). Every conversation is active and every channel enabled until

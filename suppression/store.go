@@ -18,6 +18,11 @@ import (
 const (
 	SourceProvider = "provider"
 	SourceAPI      = "api"
+	// SourceUnsubscribe is a recipient's own unsubscribe (List-Unsubscribe).
+	SourceUnsubscribe = "unsubscribe"
+	// SourceFeedback is a hard bounce or complaint reported to the feedback
+	// endpoint.
+	SourceFeedback = "feedback"
 )
 
 // ReasonManual is the reason of an entry added through the API without one.
@@ -58,6 +63,12 @@ func (s *Store) Add(ctx context.Context, tenant, address, reason, source string)
 	if err != nil {
 		return Entry{}, false, err
 	}
+	return s.addHash(ctx, tenant, sum, kind, reason, source)
+}
+
+// AddHash is Add for an address known only by its hash (an unsubscribe
+// link carries the hash, never the address).
+func (s *Store) AddHash(ctx context.Context, tenant string, sum [32]byte, kind, reason, source string) (Entry, bool, error) {
 	return s.addHash(ctx, tenant, sum, kind, reason, source)
 }
 

@@ -68,6 +68,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	cfg.NATSURL = ns.ClientURL()
 	cfg.DatabaseURL = dbURL
 	cfg.HTTPAddr = f.httpAddr
+	cfg.PublicURL = env("SLUICE_PUBLIC_URL", "http://"+f.httpAddr) // unsubscribe links point at this process
 	cfg.Worker, cfg.API, cfg.Migrate = true, true, true
 	cfg.ErrorLog.MaskKey = key
 	cfg.Providers = provs.Providers()

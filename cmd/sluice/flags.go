@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/errorlog"
+	"github.com/sluicehq/sluice/feedback"
 	"github.com/sluicehq/sluice/orchestrator"
 )
 
@@ -57,6 +58,14 @@ func laneFlags(fs *flag.FlagSet, cfg *orchestrator.Config) {
 func quarantineFlags(fs *flag.FlagSet, q *orchestrator.QuarantineConfig) {
 	fs.Float64Var(&q.Ratio, "quarantine-ratio", envFloat("SLUICE_QUARANTINE_RATIO", 0.5), "quarantine a conversation whose invalid-address share over its last --quarantine-window messages passes this (0: off)")
 	fs.IntVar(&q.Window, "quarantine-window", envInt("SLUICE_QUARANTINE_WINDOW", 1000), "messages per conversation the quarantine ratio is taken over")
+}
+
+// feedbackFlags registers the thresholds at which POST /v1/feedback
+// pauses a conversation for its complaints or hard bounces.
+func feedbackFlags(fs *flag.FlagSet, t *feedback.Thresholds) {
+	fs.Float64Var(&t.ComplaintRatio, "feedback-complaint-ratio", envFloat("SLUICE_FEEDBACK_COMPLAINT_RATIO", feedback.ComplaintRatioDefault), "pause a conversation whose complaints pass this share of its delivered messages (negative: off)")
+	fs.Float64Var(&t.HardBounceRatio, "feedback-hard-bounce-ratio", envFloat("SLUICE_FEEDBACK_HARD_BOUNCE_RATIO", feedback.HardBounceRatioDefault), "pause a conversation whose hard bounces pass this share of its delivered messages (negative: off)")
+	fs.Int64Var(&t.MinDelivered, "feedback-min-delivered", int64(envInt("SLUICE_FEEDBACK_MIN_DELIVERED", feedback.MinDeliveredDefault)), "delivered messages a conversation needs before its feedback shares are judged")
 }
 
 func envFloat(name string, def float64) float64 {

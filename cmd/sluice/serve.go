@@ -15,11 +15,9 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/dispatch"
-	"github.com/sluicehq/sluice/dispatch/email"
 	"github.com/sluicehq/sluice/dispatch/providerset"
 	"github.com/sluicehq/sluice/dispatch/push"
 	"github.com/sluicehq/sluice/dispatch/sink"
-	"github.com/sluicehq/sluice/dispatch/sms"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/orchestrator/control"
 )
@@ -44,6 +42,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	laneFlags(fs, &cfg.Pipeline)
 	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
 	quarantineFlags(fs, &cfg.Quarantine)
+	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("SLUICE_PUBLIC_URL"), "base URL recipients reach the API at, e.g. https://mail.example.com; bulk email carries List-Unsubscribe links under it (empty: no List-Unsubscribe headers)")
+	feedbackFlags(fs, &cfg.Feedback)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -63,6 +63,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 			return errors.New("serve: SLUICE_ERRORLOG_MASK_KEY must hold at least 16 bytes as hex (masks addresses in the error log, hashes suppressed addresses), or pass --errorlog-keep-addresses")
 		}
 		cfg.ErrorLog.MaskKey = key
+	}
+	if raw := os.Getenv("SLUICE_UNSUBSCRIBE_KEY"); raw != "" {
+		key, err := hex.DecodeString(raw)
+		if err != nil || len(key) < 16 {
+			return errors.New("serve: SLUICE_UNSUBSCRIBE_KEY must hold at least 16 bytes as hex (signs unsubscribe links; unset: derived from SLUICE_ERRORLOG_MASK_KEY)")
+		}
+		cfg.UnsubscribeKey = key
 	}
 	logger := newLogger(stderr)
 	var provs *providerset.Set
@@ -205,15 +212,15 @@ type providerSettings struct {
 
 func providerFlags(fs *flag.FlagSet) *providerSettings {
 	p := &providerSettings{}
-	fs.StringVar(&p.smtpAddr, "smtp-addr", os.Getenv("SLUICE_SMTP_ADDR"), "SMTP relay host:port; enables email (password in SLUICE_SMTP_PASSWORD)")
+	fs.StringVar(&p.smtpAddr, "smtp-addr", os.Getenv("SLUICE_SMTP_ADDR"), "SMTP relay host:port; enables email (password in SLUICE_SMTP_PASSWORD). A comma-separated list is a failover chain tried in order (the n-th relay's password in SLUICE_SMTP_PASSWORD_<n> if set)")
 	fs.StringVar(&p.smtpFrom, "smtp-from", os.Getenv("SLUICE_SMTP_FROM"), "sender address, e.g. 'Acme <noreply@acme.example>'")
 	fs.StringVar(&p.smtpTLS, "smtp-tls", env("SLUICE_SMTP_TLS", "starttls"), "starttls (required), tls (implicit, port 465) or none (trusted local relay only)")
-	fs.StringVar(&p.smtpUser, "smtp-username", os.Getenv("SLUICE_SMTP_USERNAME"), "AUTH PLAIN user name (empty: no AUTH)")
+	fs.StringVar(&p.smtpUser, "smtp-username", os.Getenv("SLUICE_SMTP_USERNAME"), "AUTH PLAIN user name (empty: no AUTH); one for every relay, or a comma-separated list, one per relay")
 	fs.IntVar(&p.smtpMaxConns, "smtp-max-conns", envInt("SLUICE_SMTP_MAX_CONNS", 0), "connections to the relay at most (default 4)")
-	fs.StringVar(&p.twilioBase, "twilio-base-url", os.Getenv("SLUICE_TWILIO_BASE_URL"), "Twilio API root (default https://api.twilio.com)")
-	fs.StringVar(&p.twilioSID, "twilio-account-sid", os.Getenv("SLUICE_TWILIO_ACCOUNT_SID"), "Twilio account SID; enables SMS (token in SLUICE_TWILIO_AUTH_TOKEN)")
-	fs.StringVar(&p.twilioFrom, "twilio-from", os.Getenv("SLUICE_TWILIO_FROM"), "sending number or alphanumeric sender ID")
-	fs.StringVar(&p.twilioService, "twilio-messaging-service-sid", os.Getenv("SLUICE_TWILIO_MESSAGING_SERVICE_SID"), "messaging service SID (instead of --twilio-from)")
+	fs.StringVar(&p.twilioBase, "twilio-base-url", os.Getenv("SLUICE_TWILIO_BASE_URL"), "Twilio API root (default https://api.twilio.com); one, or one per account")
+	fs.StringVar(&p.twilioSID, "twilio-account-sid", os.Getenv("SLUICE_TWILIO_ACCOUNT_SID"), "Twilio account SID; enables SMS (token in SLUICE_TWILIO_AUTH_TOKEN). A comma-separated list is a failover chain of accounts tried in order (the n-th account's token in SLUICE_TWILIO_AUTH_TOKEN_<n>)")
+	fs.StringVar(&p.twilioFrom, "twilio-from", os.Getenv("SLUICE_TWILIO_FROM"), "sending number or alphanumeric sender ID; one for every account, or a comma-separated list, one per account")
+	fs.StringVar(&p.twilioService, "twilio-messaging-service-sid", os.Getenv("SLUICE_TWILIO_MESSAGING_SERVICE_SID"), "messaging service SID (instead of --twilio-from); one, or one per account")
 	fs.StringVar(&p.fcmBase, "fcm-base-url", os.Getenv("SLUICE_FCM_BASE_URL"), "FCM API root (default https://fcm.googleapis.com)")
 	fs.StringVar(&p.fcmCredentials, "fcm-credentials-file", os.Getenv("SLUICE_FCM_CREDENTIALS_FILE"), "service account key JSON; enables FCM push")
 	fs.StringVar(&p.fcmProject, "fcm-project-id", os.Getenv("SLUICE_FCM_PROJECT_ID"), "Firebase project (default: the credentials' project_id)")
@@ -260,17 +267,8 @@ func parseRates(v string) (map[string]float64, error) {
 // from the environment and key files from disk.
 func (p *providerSettings) build() (providerset.Config, error) {
 	var c providerset.Config
-	if p.smtpAddr != "" {
-		c.Email = &email.Config{
-			Addr: p.smtpAddr, From: p.smtpFrom, TLS: email.TLSMode(p.smtpTLS),
-			Username: p.smtpUser, Password: os.Getenv("SLUICE_SMTP_PASSWORD"), MaxConns: p.smtpMaxConns,
-		}
-	}
-	if p.twilioSID != "" {
-		c.SMS = &sms.Config{
-			BaseURL: p.twilioBase, AccountSID: p.twilioSID, AuthToken: os.Getenv("SLUICE_TWILIO_AUTH_TOKEN"),
-			From: p.twilioFrom, MessagingServiceSID: p.twilioService,
-		}
+	if err := p.buildChains(&c); err != nil {
+		return c, err
 	}
 	if p.fcmCredentials != "" {
 		b, err := os.ReadFile(p.fcmCredentials)

@@ -3,10 +3,12 @@ package email
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,6 +126,11 @@ func compose(m *dispatch.Message, fromHeader, domain string, now time.Time) []by
 	if v, ok := headerSafe(m.Conversation); ok {
 		h(HeaderConversation, v)
 	}
+	for _, k := range slices.Sorted(maps.Keys(m.Headers)) {
+		if v, ok := extraHeader(k, m.Headers[k]); ok {
+			h(k, v)
+		}
+	}
 	text := m.BodyOrDefault()
 	if m.HTML == "" {
 		h("Content-Type", "text/plain; charset=utf-8")
@@ -196,4 +203,32 @@ func headerSafe(v string) (string, bool) {
 		}
 	}
 	return v, true
+}
+
+// composed are the headers compose writes itself; Message.Headers cannot
+// replace them.
+var composed = map[string]bool{
+	"Date": true, "From": true, "To": true, "Subject": true, "Message-Id": true, "Mime-Version": true,
+	"Content-Type": true, "Content-Transfer-Encoding": true, "Cc": true, "Bcc": true,
+	textproto.CanonicalMIMEHeaderKey(HeaderTenant): true, textproto.CanonicalMIMEHeaderKey(HeaderConversation): true,
+}
+
+// extraHeader returns v if k is a header name compose does not write itself
+// and v is printable ASCII short enough for one line (List-Unsubscribe
+// carries a signed URL of a few hundred bytes).
+func extraHeader(k, v string) (string, bool) {
+	if k == "" || len(k) > 64 || composed[textproto.CanonicalMIMEHeaderKey(k)] || len(v) > 900 {
+		return "", false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; c <= ' ' || c > '~' || c == ':' {
+			return "", false
+		}
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return "", false
+		}
+	}
+	return v, v != ""
 }

@@ -238,8 +238,30 @@ func (e *stageError) Unwrap() error { return e.err }
 
 var enhancedRE = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}\b`)
 
-// classify maps a failure to the dispatch outcome.
+// classify maps a failure to the dispatch outcome, marking with
+// dispatch.NotSent the transient failures that prove the relay did not take
+// the message: every failure before DATA (connect, greeting, EHLO,
+// STARTTLS, AUTH, MAIL, RCPT, a wait for a pooled connection), and a 4xx
+// reply to DATA or after the final dot. A network error or timeout during
+// or after DATA leaves the message in doubt: the relay may have queued it.
 func (p *Provider) classify(ctx context.Context, err error) error {
+	out := p.classifyReply(ctx, err)
+	if out == nil || errors.Is(out, dispatch.ErrRejected) || errors.Is(out, dispatch.ErrUnavailable) || errors.Is(out, context.Canceled) {
+		return out
+	}
+	stage := "connect"
+	if se, ok := errors.AsType[*stageError](err); ok {
+		stage = se.stage
+	}
+	_, replied := errors.AsType[*textproto.Error](err)
+	if stage != "data" || replied {
+		return dispatch.NotSent(out)
+	}
+	return out
+}
+
+// classifyReply maps a failure to the dispatch outcome.
+func (p *Provider) classifyReply(ctx context.Context, err error) error {
 	stage := "connect"
 	var se *stageError
 	if errors.As(err, &se) {

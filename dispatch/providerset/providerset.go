@@ -40,9 +40,61 @@ type Config struct {
 	// and Burst are set per provider. Zero fields take the defaults of
 	// dispatch.GuardConfig.
 	Breaker dispatch.GuardConfig
-	// Rates maps a provider name (SMTP, Twilio, FCM, APNs) to its rate limit
-	// in messages per second; an absent name or 0 means unlimited.
+	// Rates maps a provider name (SMTP, Twilio, FCM, APNs, or a fallback's
+	// name such as smtp_2) to its rate limit in messages per second; an
+	// absent name or 0 means unlimited.
 	Rates map[string]float64
+
+	// EmailFallbacks are further SMTP relays, tried in order when the ones
+	// before did not take a message (dispatch.Failover). They need Email.
+	// Their providers are named smtp_2, smtp_3, ... (FallbackName).
+	EmailFallbacks []email.Config
+	// SMSFallbacks are further Twilio accounts, tried in order after SMS;
+	// named twilio_2, twilio_3, ... They need SMS.
+	SMSFallbacks []sms.Config
+	// Failover configures the chains of channels with fallbacks.
+	Failover dispatch.FailoverConfig
+}
+
+// FallbackName is the provider name of the i-th provider (0-based) of the
+// chain whose first provider is named base: base itself for i 0, else
+// base_<i+1> ("smtp_2").
+func FallbackName(base string, i int) string {
+	if i == 0 {
+		return base
+	}
+	return fmt.Sprintf("%s_%d", base, i+1)
+}
+
+// names returns the provider names cfg builds, for checking Rates.
+func (cfg *Config) names() map[string]bool {
+	out := map[string]bool{SMTP: true, Twilio: true, FCM: true, APNs: true}
+	for i := range cfg.EmailFallbacks {
+		out[FallbackName(SMTP, i+1)] = true
+	}
+	for i := range cfg.SMSFallbacks {
+		out[FallbackName(Twilio, i+1)] = true
+	}
+	return out
+}
+
+func (cfg *Config) validate() error {
+	switch {
+	case len(cfg.EmailFallbacks) > 0 && cfg.Email == nil:
+		return errors.New("providerset: Config.EmailFallbacks needs Config.Email, the first relay")
+	case len(cfg.SMSFallbacks) > 0 && cfg.SMS == nil:
+		return errors.New("providerset: Config.SMSFallbacks needs Config.SMS, the first account")
+	}
+	known := cfg.names()
+	for name, r := range cfg.Rates {
+		if !known[name] {
+			return fmt.Errorf("providerset: Config.Rates: unknown provider %q (want one of %s, %s, %s, %s or a configured fallback such as %s)", name, SMTP, Twilio, FCM, APNs, FallbackName(SMTP, 1))
+		}
+		if r < 0 {
+			return fmt.Errorf("providerset: Config.Rates[%s] = %v: must not be negative", name, r)
+		}
+	}
+	return nil
 }
 
 // Set is a built set of providers. It is a prometheus.Collector of every
@@ -50,21 +102,15 @@ type Config struct {
 type Set struct {
 	providers map[dispatch.Channel]dispatch.Provider
 	guards    []*dispatch.Guarded
+	failovers []*dispatch.Failover
 	closers   []io.Closer
 }
 
 // New builds the providers of cfg. logger may be nil. reg may be nil: then
 // register the Set itself once a registry exists.
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Set, error) {
-	for name, r := range cfg.Rates {
-		switch name {
-		case SMTP, Twilio, FCM, APNs:
-		default:
-			return nil, fmt.Errorf("providerset: Config.Rates: unknown provider %q (want %s, %s, %s or %s)", name, SMTP, Twilio, FCM, APNs)
-		}
-		if r < 0 {
-			return nil, fmt.Errorf("providerset: Config.Rates[%s] = %v: must not be negative", name, r)
-		}
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	s := &Set{providers: make(map[dispatch.Channel]dispatch.Provider)}
 	guard := func(name string, p dispatch.Provider, c io.Closer) (*dispatch.Guarded, error) {
@@ -83,26 +129,32 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Set, erro
 		return nil, err
 	}
 	if cfg.Email != nil {
-		p, err := email.New(*cfg.Email)
+		relays := append([]email.Config{*cfg.Email}, cfg.EmailFallbacks...)
+		p, err := s.chain(SMTP, len(relays), cfg.Failover, func(i int) (*dispatch.Guarded, error) {
+			p, err := email.New(relays[i])
+			if err != nil {
+				return nil, fmt.Errorf("providerset: %s: %w", FallbackName(SMTP, i), err)
+			}
+			return guard(FallbackName(SMTP, i), p, p)
+		})
 		if err != nil {
 			return fail(err)
 		}
-		g, err := guard(SMTP, p, p)
-		if err != nil {
-			return fail(err)
-		}
-		s.providers[dispatch.ChannelEmail] = g
+		s.providers[dispatch.ChannelEmail] = p
 	}
 	if cfg.SMS != nil {
-		p, err := sms.New(*cfg.SMS)
+		accounts := append([]sms.Config{*cfg.SMS}, cfg.SMSFallbacks...)
+		p, err := s.chain(Twilio, len(accounts), cfg.Failover, func(i int) (*dispatch.Guarded, error) {
+			p, err := sms.New(accounts[i])
+			if err != nil {
+				return nil, fmt.Errorf("providerset: %s: %w", FallbackName(Twilio, i), err)
+			}
+			return guard(FallbackName(Twilio, i), p, p)
+		})
 		if err != nil {
 			return fail(err)
 		}
-		g, err := guard(Twilio, p, p)
-		if err != nil {
-			return fail(err)
-		}
-		s.providers[dispatch.ChannelSMS] = g
+		s.providers[dispatch.ChannelSMS] = p
 	}
 	var router push.Router
 	if cfg.FCM != nil {
@@ -134,11 +186,34 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Set, erro
 	return s, nil
 }
 
+// chain builds the n guarded providers of one channel: the guard itself
+// when n is 1, else a dispatch.Failover over them.
+func (s *Set) chain(base string, n int, fc dispatch.FailoverConfig, build func(i int) (*dispatch.Guarded, error)) (dispatch.Provider, error) {
+	gs := make([]*dispatch.Guarded, n)
+	for i := range gs {
+		g, err := build(i)
+		if err != nil {
+			return nil, err
+		}
+		gs[i] = g
+	}
+	if n == 1 {
+		return gs[0], nil
+	}
+	f, err := dispatch.NewFailover(gs, fc)
+	if err != nil {
+		return nil, fmt.Errorf("providerset: %s failover: %w", base, err)
+	}
+	s.failovers = append(s.failovers, f)
+	return f, nil
+}
+
 // Providers returns the provider of each configured channel, for
-// node.Config.Providers. Email and SMS are *dispatch.Guarded, push a
-// *push.Router over guarded FCM and APNs providers; all three have an
-// Open() bool method that reports an open breaker (for push: every
-// configured backend's).
+// node.Config.Providers. Email and SMS are *dispatch.Guarded, or a
+// *dispatch.Failover over several when fallbacks are configured; push a
+// *push.Router over guarded FCM and APNs providers; all have an Open() bool
+// method that reports an open breaker (for a chain and for push: every
+// provider's).
 func (s *Set) Providers() map[dispatch.Channel]dispatch.Provider {
 	out := make(map[dispatch.Channel]dispatch.Provider, len(s.providers))
 	for ch, p := range s.providers {
@@ -147,7 +222,8 @@ func (s *Set) Providers() map[dispatch.Channel]dispatch.Provider {
 	return out
 }
 
-// Guards returns the guarded providers, one per provider name.
+// Guards returns the guarded providers, one per provider name, fallbacks
+// included.
 func (s *Set) Guards() []*dispatch.Guarded { return append([]*dispatch.Guarded(nil), s.guards...) }
 
 // Describe implements prometheus.Collector.
@@ -155,12 +231,18 @@ func (s *Set) Describe(ch chan<- *prometheus.Desc) {
 	for _, g := range s.guards {
 		g.Describe(ch)
 	}
+	for _, f := range s.failovers {
+		f.Describe(ch)
+	}
 }
 
 // Collect implements prometheus.Collector.
 func (s *Set) Collect(ch chan<- prometheus.Metric) {
 	for _, g := range s.guards {
 		g.Collect(ch)
+	}
+	for _, f := range s.failovers {
+		f.Collect(ch)
 	}
 }
 

@@ -19,6 +19,11 @@ type Faults struct {
 	// Hang holds every request unanswered until the client gives up, the
 	// faults change or the sink stops: a timeout, for the client.
 	Hang bool
+	// HangAfterData (SMTP only) accepts each message into the ledger after
+	// the final dot, then holds the reply until the client gives up, the
+	// faults change or the sink stops: the client cannot tell whether the
+	// message was taken, the in-doubt case of a failover.
+	HangAfterData bool
 	// RetryAfter, when > 0, throttles every request: HTTP 429 with a
 	// Retry-After header of RetryAfter in whole seconds, rounded up (APNs
 	// sends no Retry-After, but the sink adds it so that a proxy's can be
@@ -116,4 +121,17 @@ func (b *faultBox) apply(ctx context.Context) (verdict, Faults) {
 // retryAfterSeconds is d in whole seconds, rounded up, at least 1.
 func retryAfterSeconds(d time.Duration) int {
 	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// holdReply waits, when HangAfterData is set, until the faults change or
+// the sink stops.
+func (b *faultBox) holdReply() {
+	f, changed := b.get()
+	if !f.HangAfterData {
+		return
+	}
+	select {
+	case <-changed:
+	case <-b.stop:
+	}
 }

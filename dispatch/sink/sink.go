@@ -151,3 +151,16 @@ func (r *Recorder) Send(ctx context.Context, m *dispatch.Message) error {
 	r.Ledger.Add(m)
 	return nil
 }
+
+// Find returns a kept copy of an accepted message for which match holds
+// (see Message), if any.
+func (l *Ledger) Find(match func(dispatch.Message) bool) (dispatch.Message, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range l.recent {
+		if match(m) {
+			return m, true
+		}
+	}
+	return dispatch.Message{}, false
+}

@@ -232,14 +232,27 @@ func (ss *smtpSession) Data(r io.Reader) error {
 		Channel:      dispatch.ChannelEmail,
 		To:           ss.rcpt,
 	}
+	for _, k := range ledgerHeaders {
+		if v := msg.Header.Get(k); v != "" {
+			if m.Headers == nil {
+				m.Headers = map[string]string{}
+			}
+			m.Headers[k] = v
+		}
+	}
 	dec := new(mime.WordDecoder)
 	if subj, err := dec.DecodeHeader(msg.Header.Get("Subject")); err == nil {
 		m.Subject = subj
 	}
 	m.Body, m.HTML = decodeBody(msg)
 	ss.s.ledger.Add(m)
+	ss.s.faults.holdReply()
 	return nil
 }
+
+// ledgerHeaders are the headers the SMTP sink keeps in its ledger's copy
+// of a message (Message.Headers), for tests to check.
+var ledgerHeaders = []string{"List-Unsubscribe", "List-Unsubscribe-Post"}
 
 func (ss *smtpSession) Reset()        { ss.rcpt = "" }
 func (ss *smtpSession) Logout() error { return nil }

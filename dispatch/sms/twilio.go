@@ -17,7 +17,11 @@
 //   - 429 (Twilio code 20429): [dispatch.UnavailableError] with RetryAfter
 //     from the Retry-After header, else Config.ThrottleRetryAfter;
 //   - 5xx, any other 4xx (authentication 20003, a bad From 21606, ...),
-//     connection errors and timeouts: transient errors. Other 4xx codes
+//     connection errors and timeouts: transient errors. Those that prove
+//     the message was not created (a failed dial, a 5xx other than 504)
+//     match dispatch.ErrNotSent, so a failover chain passes the message on
+//     to the next account at once; a timeout after the request was
+//     written, or a 504, leaves it in doubt. Other 4xx codes
 //     are configuration or account problems that fixing the account cures,
 //     so the message is kept and retried rather than terminated.
 //
@@ -161,7 +165,11 @@ func (p *Provider) Send(ctx context.Context, m *dispatch.Message) error {
 	httpc.SetIdentity(req.Header, IdempotencyHeader, m.ID, m.Tenant, m.Conversation)
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("sms: post message: %w", httpc.UnwrapURL(err))
+		err = fmt.Errorf("sms: post message: %w", httpc.UnwrapURL(err))
+		if httpc.DialFailed(err) {
+			return dispatch.NotSent(err)
+		}
+		return err
 	}
 	body := httpc.ReadBody(resp, 64<<10)
 	if resp.StatusCode/100 == 2 {
@@ -178,8 +186,12 @@ func (p *Provider) Send(ctx context.Context, m *dispatch.Message) error {
 			RetryAfter: dispatch.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), p.cfg.ThrottleRetryAfter),
 			Cause:      errors.New("sms: " + detail),
 		}
-	case resp.StatusCode >= 500:
+	case resp.StatusCode == http.StatusGatewayTimeout:
+		// A proxy gave up waiting: the API may have created the message.
 		return errors.New("sms: " + detail)
+	case resp.StatusCode >= 500:
+		// The API answered that it did not create the message.
+		return dispatch.NotSent(errors.New("sms: " + detail))
 	}
 	if reason, ok := rejections[te.Code]; ok {
 		return &dispatch.RejectedError{Reason: reason, Detail: fmt.Sprintf("twilio error %d", te.Code)}

@@ -67,3 +67,15 @@ func ReadBody(resp *http.Response, limit int64) []byte {
 	resp.Body.Close()
 	return b
 }
+
+// DialFailed reports whether err is a failure to open the connection
+// (refused, unreachable, DNS, a dial timeout): the request was never
+// written, so the server cannot have acted on it.
+func DialFailed(err error) bool {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return true
+	}
+	var de *net.DNSError
+	return errors.As(err, &de)
+}
