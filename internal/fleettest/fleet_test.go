@@ -47,6 +47,7 @@ func TestFleet(t *testing.T) {
 		f.atRest(all)
 		t.Logf("%s: exact at rest after %v", fault.name, time.Since(phase).Round(time.Millisecond))
 	}
+	f.checkStatus()
 	t.Logf("fleet test: %v in all", time.Since(start).Round(time.Millisecond))
 }
 
