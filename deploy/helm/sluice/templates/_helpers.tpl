@@ -41,6 +41,8 @@ app.kubernetes.io/component: {{ .role }}
 - {{ $v.natsURL | quote }}
 - --env
 - {{ $v.env | quote }}
+- --replicas
+- {{ $v.replicas | quote }}
 {{- if eq .role "worker" }}
 - --providers
 - {{ $v.worker.providers | quote }}
