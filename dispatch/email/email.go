@@ -183,10 +183,14 @@ func (p *Provider) Send(ctx context.Context, m *dispatch.Message) error {
 			return nil
 		}
 		if attempt == 0 && c.reused && clean && ctx.Err() == nil && staleSession(err) {
-			// The relay dropped the idle session, and likely the other
-			// idle ones with it (a restart, an idle timeout): dial anew.
+			// The relay ended the session: dial anew. A 421 ends this one
+			// (the relay's cap on a session); a dead connection likely
+			// means the other idle ones died with it (a restart, an idle
+			// timeout).
 			p.pool.put(c, false)
-			p.pool.dropIdle()
+			if _, replied := errors.AsType[*textproto.Error](err); !replied {
+				p.pool.dropIdle()
+			}
 			continue
 		}
 		out := p.classify(ctx, err)
