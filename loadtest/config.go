@@ -22,7 +22,14 @@ const (
 const (
 	SinksRecorder = "recorder"
 	SinksProtocol = "protocol"
+	// SinksSMTPSink is postfix's smtp-sink on loopback behind the real SMTP
+	// provider (no TLS, no AUTH) for email, the recorder for SMS and push;
+	// the run also measures smtp-source into the same sink.
+	SinksSMTPSink = "smtp-sink"
 )
+
+// SMTPConnsDefault is the default of Config.SMTPConns.
+const SMTPConnsDefault = 20
 
 // Config configures a run. Zero values take the documented defaults.
 type Config struct {
@@ -71,6 +78,15 @@ type Config struct {
 	// Sinks is recorder (in-process, default) or protocol (SMTP, Twilio,
 	// FCM, APNs sinks on loopback).
 	Sinks string
+	// SMTPConns is, with Sinks smtp-sink, the email provider's MaxConns and
+	// smtp-source's parallel sessions. Default SMTPConnsDefault.
+	SMTPConns int
+	// SMTPMessagesPerConn is, with Sinks smtp-sink, the email provider's
+	// MaxMessagesPerConn. Default 0: the provider's default.
+	SMTPMessagesPerConn int
+	// SMTPSinkPath and SMTPSourcePath are postfix's test programs, with
+	// Sinks smtp-sink. Default SMTPSinkPathDefault, SMTPSourcePathDefault.
+	SMTPSinkPath, SMTPSourcePath string
 	// DataDir holds the self-contained stack's NATS store and Postgres.
 	// Default a new directory under os.TempDir(), removed at the end.
 	DataDir string
@@ -170,6 +186,15 @@ func (c *Config) setDefaults() {
 	if c.Sinks == "" {
 		c.Sinks = SinksRecorder
 	}
+	if c.SMTPConns == 0 {
+		c.SMTPConns = SMTPConnsDefault
+	}
+	if c.SMTPSinkPath == "" {
+		c.SMTPSinkPath = SMTPSinkPathDefault
+	}
+	if c.SMTPSourcePath == "" {
+		c.SMTPSourcePath = SMTPSourcePathDefault
+	}
 	if c.QuarantineRatio == 0 {
 		c.QuarantineRatio = 0.5
 	}
@@ -197,8 +222,14 @@ func (c *Config) validate() error {
 		return errors.New("loadtest: PublishRate must not be negative (0: full speed)")
 	case c.SyncMessages < 1:
 		return errors.New("loadtest: SyncMessages must be at least 1")
-	case c.Sinks != SinksRecorder && c.Sinks != SinksProtocol:
-		return fmt.Errorf("loadtest: Sinks %q: want recorder or protocol", c.Sinks)
+	case c.Sinks != SinksRecorder && c.Sinks != SinksProtocol && c.Sinks != SinksSMTPSink:
+		return fmt.Errorf("loadtest: Sinks %q: want recorder, protocol or smtp-sink", c.Sinks)
+	case c.SMTPConns < 1:
+		return errors.New("loadtest: SMTPConns must be at least 1")
+	case c.SMTPMessagesPerConn < 0:
+		return errors.New("loadtest: SMTPMessagesPerConn must not be negative (0: the provider's default)")
+	case c.Sinks == SinksSMTPSink && c.NATSURL != "":
+		return errors.New("loadtest: Sinks smtp-sink needs the self-contained stack; drop NATSURL")
 	case c.Compare && c.NATSURL != "":
 		return errors.New("loadtest: Compare needs the self-contained stack (fresh databases per mode); drop NATSURL")
 	case c.NATSURL != "" && len(c.Modes) > 1:

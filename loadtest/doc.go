@@ -24,7 +24,11 @@
 // throwaway local Postgres (pglocal, in a temporary directory), a sluice node
 // with the worker and API roles, and the sinks that stand in for the
 // providers: the in-process recorder (Sinks "recorder", the default) or the
-// real-protocol SMTP, Twilio, FCM and APNs sinks (Sinks "protocol"). Each
+// real-protocol SMTP, Twilio, FCM and APNs sinks (Sinks "protocol"), or
+// postfix's smtp-sink behind the real SMTP provider (Sinks "smtp-sink":
+// after the modes, smtp-source pushes as many messages into the same sink
+// with as many sessions, and each mode reports its ratio to it and the
+// stack's CPU per 1,000 delivered, this process plus Postgres). Each
 // mode of a comparison gets a fresh NATS server (fresh streams and control
 // bucket) and a fresh database in the same Postgres cluster.
 //

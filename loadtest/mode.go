@@ -60,6 +60,15 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 	if mr.DrainSeconds > 0 {
 		mr.ErrorRowsPerSec = float64(mr.ErrorRowsWritten) / mr.DrainSeconds
 	}
+	if m.cpuOK {
+		var delivered int64
+		for _, a := range mr.Accounting {
+			if a.Conversation != sc.trickle {
+				delivered += a.Delivered
+			}
+		}
+		mr.CPU = cpuReport(m.cpu0, m.cpu1, delivered)
+	}
 	return mr, nil
 }
 
@@ -103,6 +112,8 @@ type modeRun struct {
 	lastRows      float64
 
 	burstStart time.Time
+	cpu0, cpu1 cpuSample // at the burst's start and at its drain
+	cpuOK      bool
 	qevents    []QuarantineEvent
 	purged     map[string]int64 // by conversation
 }
@@ -300,12 +311,14 @@ func (m *modeRun) sample(ctx context.Context, now time.Time) {
 func (m *modeRun) burst(ctx context.Context) error {
 	m.setPhase("burst")
 	m.burstStart = time.Now()
+	m.cpu0, m.cpuOK = m.sys.cpu()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.publishBurst(gctx) })
 	g.Go(func() error { return m.watchDrain(gctx) })
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("burst: %w", err)
 	}
+	m.cpu1, _ = m.sys.cpu()
 	m.mr.Quarantine = m.qevents
 	if m.mr.DrainSeconds > 0 {
 		m.mr.MsgsPerSec = float64(m.n) / m.mr.DrainSeconds

@@ -40,6 +40,26 @@ func WriteReport(dir string, rep *Report) error {
 	return f.Close()
 }
 
+// smtpSummary prints smtp-source's rates, each mode's ratios to them and
+// the stack's CPU per 1,000 delivered.
+func smtpSummary(w io.Writer, rep *Report) {
+	for _, src := range []*SMTPSourceReport{rep.SMTPSource, rep.SMTPSourceKeep} {
+		if src != nil {
+			fmt.Fprintf(w, "smtp-source %s: %.0f msgs/s (%d messages, %.1fs, %.2f CPU s)\n", strings.Join(src.Args, " "), src.MsgsPerSec, src.Messages, src.Seconds, src.CPUSeconds)
+		}
+	}
+	for _, m := range rep.Modes {
+		if m.RatioToSMTPSource > 0 {
+			fmt.Fprintf(w, "%s: %.0f msgs/s over %d SMTP connections = %.2f of smtp-source (new connection per message), %.2f of smtp-source -d (connections kept)\n",
+				m.Mode, m.MsgsPerSec, rep.SMTPConns, m.RatioToSMTPSource, m.RatioToSMTPSourceKeep)
+		}
+		if c := m.CPU; c != nil {
+			fmt.Fprintf(w, "%s: CPU %.2fs (process %.2fs, postgres %.2fs) = %.3f s per 1,000 delivered\n",
+				m.Mode, c.TotalSeconds, c.ProcessSeconds, c.PostgresSeconds, c.PerThousandDelivered)
+		}
+	}
+}
+
 // Summary writes the short text summary of rep.
 func Summary(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "sluice loadtest: scenario %s, %d messages (%.0f%% invalid), %d conversations, trickle %.0f/s, seed %d\n",
@@ -74,6 +94,7 @@ func Summary(w io.Writer, rep *Report) {
 			m.Mode, m.Messages, m.DrainSeconds, m.MsgsPerSec, ratio, fmtMs(m.TransactionalP50Ms), fmtMs(m.TransactionalP99Ms), base, after,
 			m.ErrorRowsWritten, float64(m.PeakRSSBytes)/(1<<20), acc)
 	}
+	smtpSummary(w, rep)
 	for _, m := range rep.Modes {
 		for _, q := range m.Quarantine {
 			fmt.Fprintf(w, "%s: %s quarantined %.1fs after activation, %d processed before, %d purged\n",

@@ -30,6 +30,15 @@ type Report struct {
 	CeilingMessages   int          `json:"ceiling_messages"`
 	CeilingSeconds    float64      `json:"ceiling_seconds"`
 	Modes             []ModeReport `json:"modes"`
+	// SMTPSource is postfix's smtp-source pushing Messages into the same
+	// smtp-sink in the same run, one connection per message as in the
+	// issue's reference figures (Sinks smtp-sink only); SMTPSourceKeep the
+	// same with its connections kept (-d).
+	SMTPSource     *SMTPSourceReport `json:"smtp_source,omitempty"`
+	SMTPSourceKeep *SMTPSourceReport `json:"smtp_source_keep,omitempty"`
+	// SMTPConns is the email provider's connections to smtp-sink and
+	// smtp-source's sessions (Sinks smtp-sink only).
+	SMTPConns int `json:"smtp_conns,omitempty"`
 	// AccountingExact holds when every mode's accounting is exact.
 	AccountingExact bool     `json:"accounting_exact"`
 	Notes           []string `json:"notes,omitempty"`
@@ -78,19 +87,26 @@ type ModeReport struct {
 	// DuplicateSends is how many sends the sinks received for an activation
 	// they had already accepted (delivery is at least once; a duplicate is
 	// counted here, never in delivered); -1 against a running target.
-	DuplicateSends       int64             `json:"duplicate_sends"`
-	ErrorRowsPerSec      float64           `json:"error_rows_per_sec"`
-	ErrorLogWriteSeconds *float64          `json:"errorlog_write_seconds"`
-	ErrorLogFlushes      int64             `json:"errorlog_flushes"`
-	PeakRSSBytes         int64             `json:"peak_rss_bytes"`
-	PeakRSSReset         bool              `json:"peak_rss_reset"`
-	PeakGoroutines       int               `json:"peak_goroutines"`
-	AccountingExact      bool              `json:"accounting_exact"`
-	Accounting           []Account         `json:"accounting"`
-	Throughput           []Point           `json:"throughput"`
-	ErrorRowRate         []Point           `json:"error_row_rate"`
-	Latency              []LatencyPoint    `json:"latency"`
-	Quarantine           []QuarantineEvent `json:"quarantine_events,omitempty"`
+	DuplicateSends       int64    `json:"duplicate_sends"`
+	ErrorRowsPerSec      float64  `json:"error_rows_per_sec"`
+	ErrorLogWriteSeconds *float64 `json:"errorlog_write_seconds"`
+	ErrorLogFlushes      int64    `json:"errorlog_flushes"`
+	PeakRSSBytes         int64    `json:"peak_rss_bytes"`
+	// CPU is the stack's CPU time from the burst's first publish to its
+	// drain; nil against a running target.
+	CPU *CPUReport `json:"cpu,omitempty"`
+	// RatioToSMTPSource and RatioToSMTPSourceKeep are MsgsPerSec over
+	// Report.SMTPSource's and Report.SMTPSourceKeep's rates.
+	RatioToSMTPSource     float64           `json:"ratio_to_smtp_source,omitempty"`
+	RatioToSMTPSourceKeep float64           `json:"ratio_to_smtp_source_keep,omitempty"`
+	PeakRSSReset          bool              `json:"peak_rss_reset"`
+	PeakGoroutines        int               `json:"peak_goroutines"`
+	AccountingExact       bool              `json:"accounting_exact"`
+	Accounting            []Account         `json:"accounting"`
+	Throughput            []Point           `json:"throughput"`
+	ErrorRowRate          []Point           `json:"error_row_rate"`
+	Latency               []LatencyPoint    `json:"latency"`
+	Quarantine            []QuarantineEvent `json:"quarantine_events,omitempty"`
 }
 
 // Account is one conversation's accounting at rest.
@@ -135,4 +151,28 @@ type QuarantineEvent struct {
 	AfterSeconds    float64 `json:"after_seconds"`
 	ProcessedBefore int64   `json:"processed_before"`
 	Purged          int64   `json:"purged"`
+}
+
+// CPUReport is the self-contained stack's CPU time over a burst: this
+// process (the node, the embedded NATS server, the load generator) and the
+// local Postgres cluster's processes. The sinks' CPU is not included.
+type CPUReport struct {
+	ProcessSeconds  float64 `json:"process_seconds"`
+	PostgresSeconds float64 `json:"postgres_seconds"`
+	TotalSeconds    float64 `json:"total_seconds"`
+	// PerThousandDelivered is TotalSeconds per 1,000 burst messages.
+	PerThousandDelivered float64 `json:"per_thousand_delivered"`
+}
+
+// SMTPSourceReport is one run of postfix's smtp-source.
+type SMTPSourceReport struct {
+	Command          string   `json:"command"`
+	Args             []string `json:"args"`
+	Messages         int      `json:"messages"`
+	Sessions         int      `json:"sessions"`
+	KeepsConnections bool     `json:"keeps_connections"`
+	Seconds          float64  `json:"seconds"`
+	MsgsPerSec       float64  `json:"msgs_per_sec"`
+	// CPUSeconds is smtp-source's own user + system time.
+	CPUSeconds float64 `json:"cpu_seconds"`
 }

@@ -91,6 +91,12 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 		st.close(sctx)
 	}()
 	rep.Machine.Postgres = postgresVersion(ctx, st.pg.AdminURL("postgres"))
+	if cfg.Sinks == SinksSMTPSink {
+		if st.smtpSink, err = startPostfixSink(ctx, cfg.SMTPSinkPath); err != nil {
+			return err
+		}
+		rep.SMTPConns = cfg.SMTPConns
+	}
 	if cfg.Compare || cfg.Ceiling {
 		if err := runCeiling(ctx, cfg, rep, st); err != nil {
 			return err
@@ -127,6 +133,30 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 			return fmt.Errorf("loadtest: mode %s: %w", m, err)
 		}
 	}
+	if st.smtpSink != nil {
+		return compareSMTPSource(ctx, cfg, rep, st.smtpSink.addr)
+	}
+	return nil
+}
+
+// compareSMTPSource runs smtp-source into the sink the modes sent to, with
+// as many sessions as the provider had connections, first one connection
+// per message (the reference), then with connections kept, and
+// sets each mode's ratios to them.
+func compareSMTPSource(ctx context.Context, cfg *Config, rep *Report, addr string) error {
+	var err error
+	if rep.SMTPSource, err = runSMTPSource(ctx, cfg.SMTPSourcePath, addr, cfg.Messages, cfg.SMTPConns, false); err != nil {
+		return err
+	}
+	if rep.SMTPSourceKeep, err = runSMTPSource(ctx, cfg.SMTPSourcePath, addr, cfg.Messages, cfg.SMTPConns, true); err != nil {
+		return err
+	}
+	for i := range rep.Modes {
+		m := &rep.Modes[i]
+		m.RatioToSMTPSource = m.MsgsPerSec / rep.SMTPSource.MsgsPerSec
+		m.RatioToSMTPSourceKeep = m.MsgsPerSec / rep.SMTPSourceKeep.MsgsPerSec
+	}
+	rep.Notes = append(rep.Notes, fmt.Sprintf("smtp-sink: the email provider sent over %d connections to postfix's smtp-sink; then smtp-source pushed the same number of messages (-l %d) with %d sessions into the same sink, once with a new connection per message and once with connections kept (-d); cpu is this process's (node, embedded NATS, load generator) plus the Postgres cluster's, from the burst's first publish to its drain, per 1,000 delivered burst messages; the sink's and smtp-source's CPU are not included", cfg.SMTPConns, SMTPSourceMessageLength, cfg.SMTPConns))
 	return nil
 }
 
@@ -211,6 +241,8 @@ type system interface {
 	// usage samples the workers' resident memory (bytes, the peak so far
 	// where the system knows it) and goroutines; ok is false when unknown.
 	usage() (rss int64, goroutines int, ok bool)
+	// cpu samples the system's CPU time; ok is false when unknown.
+	cpu() (cpuSample, bool)
 }
 
 func (ms *modeStack) db() *pgxpool.Pool                { return ms.node.Pool }
@@ -249,6 +281,7 @@ func accountWait(sys system) time.Duration {
 }
 
 func (t *targetDB) db() *pgxpool.Pool           { return t.pool }
+func (t *targetDB) cpu() (cpuSample, bool)      { return cpuSample{}, false }
 func (t *targetDB) deliveredCount(string) int64 { return -1 }
 func (t *targetDB) duplicateSends() int64       { return -1 }
 

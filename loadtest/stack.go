@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/dispatch/email"
 	"github.com/sluicehq/sluice/dispatch/providerset"
 	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/errorlog"
@@ -31,6 +32,9 @@ type stack struct {
 	pg      *pglocal.Cluster
 	log     *slog.Logger
 	next    int
+	// smtpSink is postfix's smtp-sink with Sinks smtp-sink, shared by the
+	// modes and smtp-source.
+	smtpSink *postfixSink
 }
 
 func startStack(ctx context.Context, dataDir string, logger *slog.Logger) (_ *stack, err error) {
@@ -49,7 +53,7 @@ func startStack(ctx context.Context, dataDir string, logger *slog.Logger) (_ *st
 	} else if err := os.MkdirAll(s.dir, 0o711); err != nil {
 		return nil, fmt.Errorf("loadtest: data dir: %w", err)
 	}
-	s.pg, err = pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(s.dir, "pg"), Fast: true, Ephemeral: true, Logger: logger})
+	s.pg, err = pglocal.Start(ctx, pglocal.Config{Dir: s.pgDir(), Fast: true, Ephemeral: true, Logger: logger})
 	if err != nil {
 		s.close(context.Background())
 		return nil, fmt.Errorf("loadtest: postgres: %w", err)
@@ -57,7 +61,13 @@ func startStack(ctx context.Context, dataDir string, logger *slog.Logger) (_ *st
 	return s, nil
 }
 
+// pgDir is the Postgres cluster's data directory.
+func (s *stack) pgDir() string { return filepath.Join(s.dir, "pg") }
+
 func (s *stack) close(ctx context.Context) {
+	if s.smtpSink != nil {
+		s.smtpSink.stop()
+	}
 	if s.pg != nil {
 		if err := s.pg.Stop(ctx); err != nil {
 			s.log.Warn("stop postgres", "err", err)
@@ -76,6 +86,8 @@ type modeStack struct {
 	rec    *sink.Recorder
 	local  *sink.Local
 	provs  *providerset.Set
+	email  *email.Provider // Sinks smtp-sink
+	pgDir  string
 	dbURL  string
 	dbName string
 	lat    *latency
@@ -84,7 +96,7 @@ type modeStack struct {
 // startMode starts a fresh NATS server and database and a node in mode m.
 func (s *stack) startMode(ctx context.Context, cfg *Config, m errorlog.ModeName, lat *latency) (_ *modeStack, err error) {
 	s.next++
-	ms := &modeStack{lat: lat, dbName: fmt.Sprintf("loadtest_%d_%s", s.next, m)}
+	ms := &modeStack{lat: lat, dbName: fmt.Sprintf("loadtest_%d_%s", s.next, m), pgDir: s.pgDir()}
 	defer func() {
 		if err != nil {
 			ms.stop(context.Background(), s.log)
@@ -100,20 +112,9 @@ func (s *stack) startMode(ctx context.Context, cfg *Config, m errorlog.ModeName,
 	}
 	ms.dbURL = s.pg.AdminURL(ms.dbName)
 
-	var provs map[dispatch.Channel]dispatch.Provider
-	if cfg.Sinks == SinksProtocol {
-		ms.local, err = sink.StartLocal(ctx, sink.LocalConfig{Logger: s.log})
-		if err != nil {
-			return nil, fmt.Errorf("loadtest: sinks: %w", err)
-		}
-		ms.provs, err = providerset.New(ms.local.Config(), s.log, nil)
-		if err != nil {
-			return nil, fmt.Errorf("loadtest: providers: %w", err)
-		}
-		provs = ms.provs.Providers()
-	} else {
-		ms.rec = sink.NewRecorder()
-		provs = map[dispatch.Channel]dispatch.Provider{dispatch.ChannelEmail: ms.rec, dispatch.ChannelSMS: ms.rec, dispatch.ChannelPush: ms.rec}
+	provs, err := ms.startProviders(ctx, cfg, s)
+	if err != nil {
+		return nil, err
 	}
 	timed := make(map[dispatch.Channel]dispatch.Provider, len(provs))
 	for ch, p := range provs {
@@ -145,6 +146,42 @@ func (s *stack) startMode(ctx context.Context, cfg *Config, m errorlog.ModeName,
 	return ms, nil
 }
 
+// startProviders starts the mode's sinks and the providers that send to
+// them.
+func (ms *modeStack) startProviders(ctx context.Context, cfg *Config, s *stack) (_ map[dispatch.Channel]dispatch.Provider, err error) {
+	switch cfg.Sinks {
+	case SinksProtocol:
+		ms.local, err = sink.StartLocal(ctx, sink.LocalConfig{Logger: s.log})
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: sinks: %w", err)
+		}
+		ms.provs, err = providerset.New(ms.local.Config(), s.log, nil)
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: providers: %w", err)
+		}
+		return ms.provs.Providers(), nil
+	case SinksSMTPSink:
+		ms.rec = sink.NewRecorder()
+		ms.email, err = email.New(email.Config{
+			Addr: s.smtpSink.addr, From: "Sluice <noreply@example.com>", TLS: email.TLSNone, HeloName: "loadtest.example",
+			MaxConns: cfg.SMTPConns, MaxMessagesPerConn: cfg.SMTPMessagesPerConn,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: email provider: %w", err)
+		}
+		ep := ledgerProvider{next: ms.email, ledger: ms.rec.Ledger}
+		return map[dispatch.Channel]dispatch.Provider{dispatch.ChannelEmail: ep, dispatch.ChannelSMS: ms.rec, dispatch.ChannelPush: ms.rec}, nil
+	default:
+		ms.rec = sink.NewRecorder()
+		return map[dispatch.Channel]dispatch.Provider{dispatch.ChannelEmail: ms.rec, dispatch.ChannelSMS: ms.rec, dispatch.ChannelPush: ms.rec}, nil
+	}
+}
+
+// cpu samples the stack's CPU time.
+func (ms *modeStack) cpu() (cpuSample, bool) {
+	return cpuSample{Process: processCPU(), Postgres: postgresCPU(ms.pgDir)}, true
+}
+
 // delivered returns how many distinct messages of the conversation the
 // sinks accepted.
 func (ms *modeStack) delivered(conversation string) int64 {
@@ -173,6 +210,9 @@ func (ms *modeStack) stop(ctx context.Context, logger *slog.Logger) {
 	}
 	if ms.provs != nil {
 		_ = ms.provs.Close()
+	}
+	if ms.email != nil {
+		_ = ms.email.Close()
 	}
 	if ms.local != nil {
 		_ = ms.local.Close()

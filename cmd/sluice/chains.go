@@ -58,7 +58,7 @@ func (p *providerSettings) buildChains(c *providerset.Config) error {
 			return err
 		}
 		ec := email.Config{Addr: addr, From: p.smtpFrom, TLS: email.TLSMode(p.smtpTLS),
-			Username: user, Password: secret("SLUICE_SMTP_PASSWORD", i), MaxConns: p.smtpMaxConns}
+			Username: user, Password: secret("SLUICE_SMTP_PASSWORD", i), MaxConns: p.smtpMaxConns, MaxMessagesPerConn: p.smtpMaxMsgsPerConn}
 		if i == 0 {
 			c.Email = &ec
 		} else {

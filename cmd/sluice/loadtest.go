@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/sluicehq/sluice/loadtest"
@@ -48,7 +49,10 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	modes := fs.String("modes", "", "error-log modes, comma-separated (default with --compare: full,sample,off,sync; without: full)")
 	fs.IntVar(&cfg.SyncMessages, "sync-messages", 0, "burst size of the sync mode under --compare (default the smaller of --messages and 100000)")
 	fs.BoolVar(&cfg.Ceiling, "ceiling", false, "measure the raw JetStream ceiling without --compare")
-	fs.StringVar(&cfg.Sinks, "sinks", loadtest.SinksRecorder, "providers of the self-contained stack: recorder (in process) or protocol (SMTP, Twilio, FCM and APNs sinks on loopback)")
+	fs.StringVar(&cfg.Sinks, "sinks", loadtest.SinksRecorder, "providers of the self-contained stack: recorder (in process), protocol (SMTP, Twilio, FCM and APNs sinks on loopback) or smtp-sink (postfix's smtp-sink behind the real SMTP provider, then smtp-source into the same sink for comparison)")
+	fs.IntVar(&cfg.SMTPConns, "smtp-conns", loadtest.SMTPConnsDefault, "with --sinks smtp-sink: the SMTP provider's connections and smtp-source's sessions")
+	fs.IntVar(&cfg.SMTPMessagesPerConn, "smtp-messages-per-conn", 0, "with --sinks smtp-sink: messages per SMTP connection before it is replaced (0: the provider's default)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the whole self-contained stack but Postgres) to this file")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the stack's NATS store and Postgres (default a temporary directory, removed at the end)")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "target a running sluice at this NATS URL instead of starting a stack (SLUICE_NATS_URL is deliberately not read)")
 	metricsURLs := fs.String("metrics-url", "", "the running sluice's workers' /metrics URLs, comma-separated (with --nats-url): transactional latency, error-log writes, RSS and goroutines are read from them")
@@ -92,6 +96,13 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	cfg.Progress = newProgress(stdout, isTerminal(stdout))
 
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("loadtest: --cpuprofile: %w", err)
+		}
+		defer stop()
+	}
 	rep, runErr := loadtest.Run(ctx, cfg, logger)
 	if errors.Is(runErr, loadtest.ErrProduction) {
 		return runErr
@@ -111,18 +122,38 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if !rep.AccountingExact {
 		return errors.New("loadtest: accounting is not exact (see the report)")
 	}
-	if *maxP99 > 0 {
-		bound := float64(*maxP99) / float64(time.Millisecond)
-		for _, m := range rep.Modes {
-			if m.TransactionalP99Ms == nil {
-				return fmt.Errorf("loadtest: --max-tx-p99: mode %s has no transactional latency measured", m.Mode)
-			}
-			if *m.TransactionalP99Ms > bound {
-				return fmt.Errorf("loadtest: mode %s: transactional p99 %.1fms during the burst exceeds --max-tx-p99 %v", m.Mode, *m.TransactionalP99Ms, *maxP99)
-			}
+	return checkTxP99(rep, *maxP99)
+}
+
+// checkTxP99 fails when a mode's transactional p99 during the burst exceeds
+// maxP99 (0: no bound).
+func checkTxP99(rep *loadtest.Report, maxP99 time.Duration) error {
+	if maxP99 <= 0 {
+		return nil
+	}
+	bound := float64(maxP99) / float64(time.Millisecond)
+	for _, m := range rep.Modes {
+		if m.TransactionalP99Ms == nil {
+			return fmt.Errorf("loadtest: --max-tx-p99: mode %s has no transactional latency measured", m.Mode)
+		}
+		if *m.TransactionalP99Ms > bound {
+			return fmt.Errorf("loadtest: mode %s: transactional p99 %.1fms during the burst exceeds --max-tx-p99 %v", m.Mode, *m.TransactionalP99Ms, maxP99)
 		}
 	}
 	return nil
+}
+
+// startCPUProfile profiles the process's CPU into path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // isTerminal reports whether w is a character device (a terminal).

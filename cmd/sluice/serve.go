@@ -196,7 +196,7 @@ func buildProviders(ctx context.Context, which string, pcfg *providerSettings, l
 // from the environment only, never from flags, which ps shows.
 type providerSettings struct {
 	smtpAddr, smtpFrom, smtpTLS, smtpUser string
-	smtpMaxConns                          int
+	smtpMaxConns, smtpMaxMsgsPerConn      int
 
 	twilioBase, twilioSID, twilioFrom, twilioService string
 
@@ -217,6 +217,7 @@ func providerFlags(fs *flag.FlagSet) *providerSettings {
 	fs.StringVar(&p.smtpTLS, "smtp-tls", env("SLUICE_SMTP_TLS", "starttls"), "starttls (required), tls (implicit, port 465) or none (trusted local relay only)")
 	fs.StringVar(&p.smtpUser, "smtp-username", os.Getenv("SLUICE_SMTP_USERNAME"), "AUTH PLAIN user name (empty: no AUTH); one for every relay, or a comma-separated list, one per relay")
 	fs.IntVar(&p.smtpMaxConns, "smtp-max-conns", envInt("SLUICE_SMTP_MAX_CONNS", 0), "connections to the relay at most (default 4)")
+	fs.IntVar(&p.smtpMaxMsgsPerConn, "smtp-max-messages-per-conn", envInt("SLUICE_SMTP_MAX_MESSAGES_PER_CONN", 0), "messages one relay connection carries before it is replaced (default 0: no cap, as long as the relay keeps it)")
 	fs.StringVar(&p.twilioBase, "twilio-base-url", os.Getenv("SLUICE_TWILIO_BASE_URL"), "Twilio API root (default https://api.twilio.com); one, or one per account")
 	fs.StringVar(&p.twilioSID, "twilio-account-sid", os.Getenv("SLUICE_TWILIO_ACCOUNT_SID"), "Twilio account SID; enables SMS (token in SLUICE_TWILIO_AUTH_TOKEN). A comma-separated list is a failover chain of accounts tried in order (the n-th account's token in SLUICE_TWILIO_AUTH_TOKEN_<n>)")
 	fs.StringVar(&p.twilioFrom, "twilio-from", os.Getenv("SLUICE_TWILIO_FROM"), "sending number or alphanumeric sender ID; one for every account, or a comma-separated list, one per account")

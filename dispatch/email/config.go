@@ -47,9 +47,15 @@ type Config struct {
 	// beyond it waits for a free connection (or its context). Default 4.
 	MaxConns int
 	// MaxMessagesPerConn is how many messages one connection carries before
-	// it is closed and replaced (relays cap it, Postfix at 100 by default
-	// as smtpd_client_message_rate_limit and friends). Default 100.
+	// it is closed and replaced, for relays that cap it. Default 0: no cap;
+	// a connection carries messages for as long as the relay keeps it (a
+	// relay that has had enough answers 421 or closes, and the next send
+	// dials anew).
 	MaxMessagesPerConn int
+	// DisablePipelining sends MAIL FROM, RCPT TO and DATA one at a time even
+	// when the relay advertises PIPELINING (RFC 2920). Default false: a
+	// relay that offers pipelining gets the three commands in one write.
+	DisablePipelining bool
 	// IdleTimeout closes a pooled connection unused for that long instead of
 	// reusing it (relays drop idle clients after a few minutes). Default 30s.
 	IdleTimeout time.Duration
@@ -101,9 +107,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 4
-	}
-	if c.MaxMessagesPerConn == 0 {
-		c.MaxMessagesPerConn = 100
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 30 * time.Second

@@ -18,6 +18,15 @@
 //     configuration problem, not the message's), connection and TLS errors,
 //     timeouts: transient errors.
 //
+// # Pipelining and connections
+//
+// Where the relay advertises PIPELINING (RFC 2920), MAIL FROM, RCPT TO and
+// DATA go out together and their replies are read in order, each mapped as
+// above by its own command; the message follows the 354. A connection
+// carries messages until Config.MaxMessagesPerConn (default no cap) or
+// until the relay ends it (421, or a closed connection found at the next
+// MAIL, which is retried once on a fresh connection).
+//
 // Error texts carry the reply code and enhanced status code, never the
 // relay's free text, which often quotes the recipient address.
 //
@@ -133,6 +142,14 @@ func (p *Provider) handshake(c *conn) error {
 			return &stageError{stage: "auth", err: err}
 		}
 	}
+	c.pipelining, _ = c.c.Extension("PIPELINING")
+	c.pipelining = c.pipelining && !p.cfg.DisablePipelining
+	if ok, _ := c.c.Extension("8BITMIME"); ok {
+		c.mailParams += " BODY=8BITMIME"
+	}
+	if ok, _ := c.c.Extension("SMTPUTF8"); ok {
+		c.mailParams += " SMTPUTF8"
+	}
 	return nil
 }
 
@@ -156,7 +173,7 @@ func (p *Provider) Send(ctx context.Context, m *dispatch.Message) error {
 		clean := unbind()
 		if err == nil && clean {
 			c.sent++
-			p.pool.put(c, c.sent < p.cfg.MaxMessagesPerConn)
+			p.pool.put(c, !c.broken && (p.cfg.MaxMessagesPerConn == 0 || c.sent < p.cfg.MaxMessagesPerConn))
 			return nil
 		}
 		if err == nil {
@@ -166,20 +183,27 @@ func (p *Provider) Send(ctx context.Context, m *dispatch.Message) error {
 			return nil
 		}
 		if attempt == 0 && c.reused && clean && ctx.Err() == nil && staleSession(err) {
-			// The relay dropped the idle session, and likely the other
-			// idle ones with it (a restart, an idle timeout): dial anew.
+			// The relay ended the session: dial anew. A 421 ends this one
+			// (the relay's cap on a session); a dead connection likely
+			// means the other idle ones died with it (a restart, an idle
+			// timeout).
 			p.pool.put(c, false)
-			p.pool.dropIdle()
+			if _, replied := errors.AsType[*textproto.Error](err); !replied {
+				p.pool.dropIdle()
+			}
 			continue
 		}
 		out := p.classify(ctx, err)
-		p.pool.put(c, clean && p.recover(ctx, c, err))
+		p.pool.put(c, clean && !c.broken && p.recover(ctx, c, err))
 		return out
 	}
 }
 
-// transact runs one mail transaction.
+// transact runs one mail transaction, pipelined where the relay allows.
 func (p *Provider) transact(c *conn, to string, msg []byte) error {
+	if c.pipelining {
+		return p.transactPipelined(c, to, msg)
+	}
 	if err := c.c.Mail(p.envFrom); err != nil {
 		return &stageError{stage: "mail", err: err}
 	}

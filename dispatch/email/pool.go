@@ -16,6 +16,14 @@ type conn struct {
 	sent     int
 	reused   bool
 	lastUsed time.Time
+	// pipelining is set when the relay advertises PIPELINING (RFC 2920).
+	pipelining bool
+	// mailParams are the MAIL FROM parameters the relay's extensions call
+	// for (" BODY=8BITMIME", " SMTPUTF8"), as net/smtp sends them.
+	mailParams string
+	// broken is set when the session is out of step with the relay and
+	// must not carry another transaction.
+	broken bool
 }
 
 // bind makes ctx bound every read and write on c until the returned func is
