@@ -38,7 +38,7 @@
 // events or BatchWait, signs the request per the Standard Webhooks
 // specification (webhook-id, webhook-timestamp, webhook-signature
 // v1,<base64 HMAC-SHA256 of "id.timestamp.body">), posts it with a
-// timeout, and acks the batch (AckAll) on a 2xx. Before sending, it writes
+// timeout, and acks the batch's events on a 2xx. Before sending, it writes
 // the batch (its webhook-id and stream sequences) to the bucket: a process
 // that takes an endpoint over after a crash sends the same events again
 // under the same webhook-id, so a receiver that deduplicates by

@@ -86,10 +86,11 @@ func (r *Replayer) Replay(ctx context.Context, tenant, id string, from, to time.
 		return Endpoint{}, ErrReplayBusy
 	}
 	r.running[id] = true
+	target := ep // with its secret; ep is returned without
 	r.wg.Go(func() {
 		defer func() { r.mu.Lock(); delete(r.running, id); r.mu.Unlock() }()
 		result := "done"
-		if err := r.run(r.ctx, stream, ep, from, to); err != nil {
+		if err := r.run(r.ctx, stream, target, from, to); err != nil {
 			result = "failed"
 			r.log.Warn("webhook replay abandoned", "endpoint", id, "err", err)
 		}
@@ -108,23 +109,10 @@ func (r *Replayer) run(ctx context.Context, stream jetstream.Stream, ep Endpoint
 		return err
 	}
 	for done := false; !done; {
-		batch, err := cons.Fetch(r.cfg.BatchMax, jetstream.FetchMaxWait(r.cfg.BatchWait), jetstream.FetchContext(ctx))
+		var events []Event
+		events, done, err = r.fetch(ctx, cons, to)
 		if err != nil {
 			return err
-		}
-		var events []Event
-		done = true
-		for msg := range batch.Messages() {
-			meta, err := msg.Metadata()
-			if err != nil || meta.Timestamp.After(to) {
-				done = true
-				break
-			}
-			var ev Event
-			if json.Unmarshal(msg.Data(), &ev) == nil {
-				events = append(events, ev)
-			}
-			done = meta.NumPending == 0
 		}
 		if len(events) > 0 {
 			if err := r.deliver(ctx, ep, events); err != nil {
@@ -133,6 +121,31 @@ func (r *Replayer) run(ctx context.Context, stream jetstream.Stream, ep Endpoint
 		}
 	}
 	return nil
+}
+
+// fetch returns the next events stored up to to, and whether they are the
+// last.
+func (r *Replayer) fetch(ctx context.Context, cons jetstream.Consumer, to time.Time) ([]Event, bool, error) {
+	fctx, cancel := context.WithTimeout(ctx, r.cfg.BatchWait)
+	defer cancel()
+	batch, err := cons.Fetch(r.cfg.BatchMax, jetstream.FetchContext(fctx))
+	if err != nil {
+		return nil, false, err
+	}
+	var events []Event
+	done := true
+	for msg := range batch.Messages() {
+		meta, err := msg.Metadata()
+		if err != nil || meta.Timestamp.After(to) {
+			return events, true, nil
+		}
+		var ev Event
+		if json.Unmarshal(msg.Data(), &ev) == nil {
+			events = append(events, ev)
+		}
+		done = meta.NumPending == 0
+	}
+	return events, done, nil
 }
 
 // deliver sends one replayed batch, retrying under its id.

@@ -64,7 +64,7 @@ func (d *Dispatcher) run(ctx context.Context, ep Endpoint, rev uint64) {
 	}()
 	cons, err := d.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: ConsumerName(ep.ID), Description: "webhook endpoint " + ep.ID + " of " + ep.Tenant,
-		FilterSubjects: filters(ep), AckPolicy: jetstream.AckAllPolicy, AckWait: d.cfg.AckWait,
+		FilterSubjects: filters(ep), AckPolicy: jetstream.AckExplicitPolicy, AckWait: d.cfg.AckWait,
 		MaxAckPending: 10 * d.cfg.BatchMax, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &ep.CreatedAt,
 	})
 	if err != nil {
@@ -89,16 +89,21 @@ func (r *runner) next(ctx context.Context) ([]held, string) {
 	if e, err := kv.Get(ctx, journalKey(r.ep.ID)); err == nil && json.Unmarshal(e.Value(), &j) == nil && len(j.Seqs) > 0 {
 		pending = true
 	}
-	deadline := time.Now().Add(2 * r.d.cfg.AckWait)
+	// Every unacknowledged event of the journal's batch is redelivered
+	// within AckWait of its last owner's last word.
+	deadline := time.Now().Add(r.d.cfg.AckWait + r.d.cfg.BatchWait)
 	for ctx.Err() == nil {
 		r.fill(ctx, pending)
 		if !pending {
 			break
 		}
-		if b, ok := r.take(j.Seqs); ok {
+		if b := r.take(j.Seqs, time.Now().After(deadline)); len(b) > 0 {
+			// The whole batch, or after the deadline what is left of it
+			// (the rest was acked, so the endpoint took the batch: it
+			// drops this copy by its webhook-id).
 			return b, j.ID
 		}
-		if len(r.carry) > 0 && r.carry[0].seq > slices.Max(j.Seqs) || time.Now().After(deadline) {
+		if r.acked(ctx, slices.Max(j.Seqs)) || time.Now().After(deadline) {
 			// Acked before its journal was cleared, or its events are
 			// gone from the stream: nothing of it is left to send.
 			pending = false
@@ -123,6 +128,12 @@ func (r *runner) next(ctx context.Context) ([]held, string) {
 	return batch, j.ID
 }
 
+// acked reports whether the consumer's ack floor has reached seq.
+func (r *runner) acked(ctx context.Context, seq uint64) bool {
+	info, err := r.cons.Info(ctx)
+	return err == nil && info.AckFloor.Stream >= seq
+}
+
 func newMessageID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
@@ -141,7 +152,9 @@ func (r *runner) fill(ctx context.Context, awaiting bool) {
 	if want <= 0 {
 		return
 	}
-	batch, err := r.cons.Fetch(want, jetstream.FetchMaxWait(r.d.cfg.BatchWait), jetstream.FetchContext(ctx))
+	fctx, cancel := context.WithTimeout(ctx, r.d.cfg.BatchWait)
+	defer cancel()
+	batch, err := r.cons.Fetch(want, jetstream.FetchContext(fctx))
 	if err != nil {
 		if ctx.Err() == nil {
 			r.d.log.Warn("webhook fetch failed", "endpoint", r.ep.ID, "err", err)
@@ -178,19 +191,19 @@ func cmpSeq(a, b uint64) int {
 }
 
 // take removes and returns the events of seqs from carry if every one of
-// them is there.
-func (r *runner) take(seqs []uint64) ([]held, bool) {
+// them is there, or if partial those that are.
+func (r *runner) take(seqs []uint64, partial bool) []held {
 	var out []held
 	for _, h := range r.carry {
 		if slices.Contains(seqs, h.seq) {
 			out = append(out, h)
 		}
 	}
-	if len(out) != len(seqs) {
-		return nil, false
+	if len(out) != len(seqs) && !partial {
+		return nil
 	}
 	r.carry = slices.DeleteFunc(r.carry, func(h held) bool { return slices.Contains(seqs, h.seq) })
-	return out, true
+	return out
 }
 
 // touch tells the server that batch and carry are still being worked on.
@@ -235,9 +248,14 @@ func (r *runner) deliver(ctx context.Context, id string, batch []held) bool {
 	}
 }
 
-// delivered acks batch (AckAll on its last event), clears the journal and
+// delivered acks batch, clears the journal and
 // ends a failure streak.
 func (r *runner) delivered(ctx context.Context, batch []held, events int, wasFailing bool) {
+	for _, h := range batch[:len(batch)-1] {
+		_ = h.msg.Ack()
+	}
+	// Acks travel in order on one connection: the last one's confirmation
+	// says the server has them all.
 	if err := batch[len(batch)-1].msg.DoubleAck(ctx); err != nil {
 		r.d.log.Warn("webhook batch delivered but not acked; it is sent again under the same webhook-id", "endpoint", r.ep.ID, "err", err)
 		return
