@@ -42,12 +42,12 @@ type Event struct {
 	// conversation's.
 	ID string `json:"id"`
 	// Type is the event name (EventDelivered ...).
-	Type         string    `json:"type"`
-	Tenant       string    `json:"tenant"`
-	Conversation string    `json:"conversation"`
-	Activation   string    `json:"activation,omitempty"`
-	Channel      string    `json:"channel,omitempty"`
-	Reason       string    `json:"reason,omitempty"`
+	Type         string `json:"type"`
+	Tenant       string `json:"tenant"`
+	Conversation string `json:"conversation"`
+	Activation   string `json:"activation,omitempty"`
+	Channel      string `json:"channel,omitempty"`
+	Reason       string `json:"reason,omitempty"`
 	// Count is the number of messages a purge removed.
 	Count uint64    `json:"count,omitempty"`
 	At    time.Time `json:"at"`

@@ -42,7 +42,7 @@ type Publisher struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the reload and publish loops
 	ackWG  sync.WaitGroup // ackLoop
-	seq    atomic.Uint64 // for the ids of conversation events
+	seq    atomic.Uint64  // for the ids of conversation events
 }
 
 // NewPublisher returns a Publisher over js and store's table, with a queue

@@ -315,4 +315,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
