@@ -40,6 +40,7 @@ type Publisher struct {
 	queue  chan Event
 	acks   chan publishing // futures of events published, awaited by ackLoop
 	cancel context.CancelFunc
+	stop   sync.Once
 	wg     sync.WaitGroup // the reload and publish loops
 	ackWG  sync.WaitGroup // ackLoop
 	seq    atomic.Uint64  // for the ids of conversation events
@@ -214,20 +215,23 @@ func (p *Publisher) ackLoop() {
 	}
 }
 
-// Stop stops following changes, publishes what is queued (until ctx
-// ends) and waits for the stream's answers.
+// Stop stops following changes, publishes what is queued and waits for
+// the stream's answers until ctx ends. Calls after the first do nothing.
 func (p *Publisher) Stop(ctx context.Context) {
-	if p.cancel == nil {
-		return
+	if p.cancel != nil {
+		p.stop.Do(func() { p.stopOnce(ctx) })
 	}
+}
+
+func (p *Publisher) stopOnce(ctx context.Context) {
 	p.cancel()
 	p.wg.Wait()
+	// Publishing is asynchronous and the queue bounded: it is drained
+	// whole; only the stream's answers are awaited until ctx ends.
 	for drained := false; !drained; {
 		select {
 		case ev := <-p.queue:
 			p.publish(ev)
-		case <-ctx.Done():
-			drained = true
 		default:
 			drained = true
 		}
