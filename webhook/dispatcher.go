@@ -11,8 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/jsensure"
 )
 
 // Defaults of a Dispatcher's Config.
@@ -113,15 +114,9 @@ type Dispatcher struct {
 
 // NewDispatcher returns a Dispatcher over js and store's endpoints.
 func NewDispatcher(js jetstream.JetStream, store *Store, cfg DispatcherConfig, m *Metrics, logger *slog.Logger) (*Dispatcher, error) {
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	logger, m, err := prepare(&cfg, m, logger)
+	if err != nil {
 		return nil, err
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m, _ = NewMetrics(nil)
 	}
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
@@ -129,12 +124,28 @@ func NewDispatcher(js jetstream.JetStream, store *Store, cfg DispatcherConfig, m
 		owner: hex.EncodeToString(b), running: map[string]context.CancelFunc{}}, nil
 }
 
+// prepare sets cfg's defaults and checks it, and gives a logger and
+// metrics that may be nil ones that are not.
+func prepare(cfg *DispatcherConfig, m *Metrics, logger *slog.Logger) (*slog.Logger, *Metrics, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m, _ = NewMetrics(nil) // unregistered: cannot fail
+	}
+	return logger, m, nil
+}
+
 // EnsureBucket creates the dispatchers' KV bucket if it is missing.
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := jsensure.KeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: BucketName, Description: "sluice webhook dispatch: endpoint leases and the batch in flight per endpoint",
-		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
-	})
+		History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
+	}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("webhook: bucket %s: %w", BucketName, err)
 	}
@@ -150,13 +161,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if d.kv, err = EnsureBucket(ctx, d.js, d.cfg.Replicas); err != nil {
 		return err
 	}
-	changed := make(chan struct{}, 1)
-	sub, err := d.js.Conn().Subscribe(ChangedSubject, func(*nats.Msg) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	})
+	changed, sub, err := subscribeChanges(d.js.Conn())
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/jsensure"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -82,17 +83,11 @@ func checkToken(tenant string) error {
 	return nil
 }
 
-// EnsureStream creates the stream of events if it is missing, with
-// replicas (0: 1); an existing stream is used as it is.
+// EnsureStream creates the stream of events if it is missing, or brings
+// an existing one to its configuration (jsensure.Stream), with replicas
+// (0: 1).
 func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
-	st, err := js.Stream(ctx, StreamName)
-	if err == nil {
-		return st, nil
-	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("webhook: stream %s: %w", StreamName, err)
-	}
-	st, err = js.CreateStream(ctx, jetstream.StreamConfig{
+	st, err := jsensure.Stream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "sluice delivery-status events for webhooks (sluice.webhook.<tenant>.<event>)",
 		Subjects:    []string{subjectPrefix + "*.*"},
@@ -100,13 +95,10 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int) (je
 		MaxAge:      StreamMaxAge,
 		Duplicates:  StreamDuplicates,
 		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	})
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		st, err = js.Stream(ctx, StreamName)
-	}
+		Replicas:    replicas,
+	}, nil)
 	if err != nil {
-		return nil, fmt.Errorf("webhook: create stream %s: %w", StreamName, err)
+		return nil, fmt.Errorf("webhook: %w", err)
 	}
 	return st, nil
 }

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -112,13 +113,7 @@ func (p *Publisher) Start(ctx context.Context) error {
 	if err := p.load(ctx); err != nil {
 		return err
 	}
-	changed := make(chan struct{}, 1)
-	sub, err := p.js.Conn().Subscribe(ChangedSubject, func(*nats.Msg) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	})
+	changed, sub, err := subscribeChanges(p.js.Conn())
 	if err != nil {
 		return err
 	}
@@ -137,7 +132,24 @@ func (p *Publisher) Start(ctx context.Context) error {
 	return nil
 }
 
-// reloadLoop calls reload on every tick and every change until ctx ends.
+// subscribeChanges returns a channel that holds a signal whenever a Store
+// announces a change, and the subscription feeding it.
+func subscribeChanges(nc *nats.Conn) (<-chan struct{}, *nats.Subscription, error) {
+	changed := make(chan struct{}, 1)
+	sub, err := nc.Subscribe(ChangedSubject, func(*nats.Msg) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("webhook: follow changes: %w", err)
+	}
+	return changed, sub, nil
+}
+
+// reloadLoop calls reload on every tick and every change (changed may be
+// nil) until ctx ends.
 func reloadLoop(ctx context.Context, every time.Duration, changed <-chan struct{}, reload func()) {
 	t := time.NewTicker(every)
 	defer t.Stop()

@@ -48,15 +48,9 @@ type Replayer struct {
 // NewReplayer returns a Replayer delivering as cfg says (batch size and
 // wait, timeout, backoff, internal addresses).
 func NewReplayer(js jetstream.JetStream, store *Store, cfg DispatcherConfig, m *Metrics, logger *slog.Logger) (*Replayer, error) {
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	logger, m, err := prepare(&cfg, m, logger)
+	if err != nil {
 		return nil, err
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	if m == nil {
-		m, _ = NewMetrics(nil)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Replayer{js: js, store: store, cfg: cfg, send: newSender(cfg.Timeout, cfg.AllowInternal, m), m: m, log: logger,

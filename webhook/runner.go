@@ -44,24 +44,17 @@ func (d *Dispatcher) run(ctx context.Context, ep Endpoint, rev uint64) {
 	defer func() { d.releaseLease(ep.ID, leaseRev.Load()) }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { // renews the lease; losing it ends the runner
-		t := time.NewTicker(d.cfg.LeaseTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			r, err := d.renewLease(ctx, ep.ID, leaseRev.Load())
-			if err != nil {
+	go reloadLoop(ctx, d.cfg.LeaseTTL/3, nil, func() { // renews the lease; losing it ends the runner
+		r, err := d.renewLease(ctx, ep.ID, leaseRev.Load())
+		if err != nil {
+			if ctx.Err() == nil {
 				d.log.Warn("webhook lease lost; another process delivers this endpoint", "endpoint", ep.ID, "err", err)
-				cancel()
-				return
 			}
-			leaseRev.Store(r)
+			cancel()
+			return
 		}
-	}()
+		leaseRev.Store(r)
+	})
 	cons, err := d.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: ConsumerName(ep.ID), Description: "webhook endpoint " + ep.ID + " of " + ep.Tenant,
 		FilterSubjects: filters(ep), AckPolicy: jetstream.AckExplicitPolicy, AckWait: d.cfg.AckWait,
