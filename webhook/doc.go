@@ -42,8 +42,10 @@
 // the batch (its webhook-id and stream sequences) to the bucket: a process
 // that takes an endpoint over after a crash sends the same events again
 // under the same webhook-id, so a receiver that deduplicates by
-// webhook-id sees each event once. Failures are retried with exponential
-// backoff (RetryBase doubling to RetryMax) under the same webhook-id; an
+// webhook-id sees each event once. A failed batch, and the events held
+// behind it, are NakWithDelay'd by an exponential backoff (RetryBase
+// doubled per delivery, up to RetryMax) and sent again under the same
+// webhook-id when they come back, ahead of later events; an
 // endpoint failing continuously for DisableAfter (default 3 days) is
 // disabled and its undelivered events stay in its consumer until the
 // stream's MaxAge.

@@ -169,7 +169,7 @@ func (r *runner) fill(ctx context.Context, awaiting bool) {
 		}
 	}
 	if awaiting {
-		r.touch(nil)
+		r.touch()
 	}
 }
 
@@ -199,16 +199,20 @@ func (r *runner) take(seqs []uint64, partial bool) []held {
 	return out
 }
 
-// touch tells the server that batch and carry are still being worked on.
-func (r *runner) touch(batch []held) {
-	for _, h := range append(slices.Clone(batch), r.carry...) {
+// touch tells the server that the events held are still being worked on.
+func (r *runner) touch() {
+	for _, h := range r.carry {
 		_ = h.msg.InProgress()
 	}
 }
 
-// deliver sends batch as message id until the endpoint takes it, retrying
-// with backoff under the same id. It returns false if the runner must end
-// (ctx ended, the endpoint disabled).
+// deliver sends batch as message id. On a 2xx it acks the batch. On a
+// failure it NakWithDelays the batch and every event held behind it by the
+// backoff (RetryBase doubled per delivery of the batch, capped at
+// RetryMax) and waits as long: the batch comes back then, and next sends
+// it again under the same webhook-id from the journal, ahead of the rest
+// (a process that dies meanwhile holds nothing). It returns false if the
+// runner must end (ctx ended, the endpoint disabled).
 func (r *runner) deliver(ctx context.Context, id string, batch []held) bool {
 	events := make([]Event, 0, len(batch))
 	for _, h := range batch {
@@ -221,29 +225,28 @@ func (r *runner) deliver(ctx context.Context, id string, batch []held) bool {
 	if err != nil {
 		return false
 	}
-	failed := r.ep.FailingSince != nil
-	for attempt := 1; ; attempt++ {
-		err := r.d.send.send(ctx, r.ep, id, data)
-		if err == nil {
-			r.delivered(ctx, batch, len(events), failed)
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		failed = true
-		if r.failing(ctx, err) {
-			return false
-		}
-		if !r.wait(ctx, backoff(attempt, r.d.cfg.RetryBase, r.d.cfg.RetryMax), batch) {
-			return false
-		}
+	err = r.d.send.send(ctx, r.ep, id, data)
+	if err == nil {
+		r.delivered(ctx, batch, len(events))
+		return true
 	}
+	if ctx.Err() != nil || r.failing(ctx, err) {
+		return false
+	}
+	attempt := 1
+	if meta, merr := batch[0].msg.Metadata(); merr == nil {
+		attempt = int(min(meta.NumDelivered, 64))
+	}
+	delay := backoff(attempt, r.d.cfg.RetryBase, r.d.cfg.RetryMax)
+	for _, h := range append(batch, r.carry...) {
+		_ = h.msg.NakWithDelay(delay)
+	}
+	r.carry = nil
+	return sleep(ctx, delay)
 }
 
-// delivered acks batch, clears the journal and
-// ends a failure streak.
-func (r *runner) delivered(ctx context.Context, batch []held, events int, wasFailing bool) {
+// delivered acks batch, clears the journal and ends a failure streak.
+func (r *runner) delivered(ctx context.Context, batch []held, events int) {
 	for _, h := range batch[:len(batch)-1] {
 		_ = h.msg.Ack()
 	}
@@ -255,7 +258,7 @@ func (r *runner) delivered(ctx context.Context, batch []held, events int, wasFai
 	}
 	_ = r.d.kv.Delete(ctx, journalKey(r.ep.ID))
 	r.d.m.events.Add(float64(events))
-	if wasFailing {
+	if r.ep.FailingSince != nil {
 		if err := r.d.store.recovered(ctx, r.ep.ID); err != nil {
 			r.d.log.Warn("webhook recovery not recorded", "endpoint", r.ep.ID, "err", err)
 		}
@@ -268,6 +271,10 @@ func (r *runner) delivered(ctx context.Context, batch []held, events int, wasFai
 func (r *runner) failing(ctx context.Context, cause error) bool {
 	r.d.log.Debug("webhook delivery failed; retried", "endpoint", r.ep.ID, "err", cause)
 	streak, err := r.d.store.failing(ctx, r.ep.ID, cause.Error())
+	if err == nil {
+		since := time.Now().Add(-streak)
+		r.ep.FailingSince = &since
+	}
 	if err != nil || streak < r.d.cfg.DisableAfter {
 		return false
 	}
@@ -279,22 +286,6 @@ func (r *runner) failing(ctx context.Context, cause error) bool {
 	r.d.log.Warn("webhook endpoint disabled: failing for too long", "endpoint", r.ep.ID, "tenant", r.ep.Tenant,
 		"failing_for", streak.Round(time.Second), "last_error", cause.Error())
 	return true
-}
-
-// wait waits d, keeping batch and carry from redelivery; false if ctx
-// ended.
-func (r *runner) wait(ctx context.Context, d time.Duration, batch []held) bool {
-	until := time.Now().Add(d)
-	for {
-		r.touch(batch)
-		left := time.Until(until)
-		if left <= 0 {
-			return true
-		}
-		if !sleep(ctx, min(left, r.d.cfg.AckWait/3)) {
-			return false
-		}
-	}
 }
 
 // sleep waits d or until ctx ends, reporting whether it waited.
