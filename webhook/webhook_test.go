@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -299,4 +300,20 @@ func logger(t *testing.T) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// TestCreateRefusesInternal: outside dev and test, registering a URL that
+// resolves to a loopback or private address is refused and stores nothing.
+func TestCreateRefusesInternal(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	prod := webhook.NewStore(b.db.Pool, b.nc, false, nil)
+	for _, url := range []string{"http://127.0.0.1:8080/hook", "http://localhost/hook", "http://10.0.0.7/hook"} {
+		if _, err := prod.Create(t.Context(), "acme", url, []string{webhook.EventDelivered}); !errors.Is(err, webhook.ErrInvalid) {
+			t.Errorf("Create(%s) = %v, want ErrInvalid", url, err)
+		}
+	}
+	if list, err := prod.List(t.Context(), "acme"); err != nil || len(list) != 0 {
+		t.Fatalf("stored %v, %v", list, err)
+	}
 }
