@@ -182,12 +182,7 @@ func (d *Dispatcher) Stop(ctx context.Context) {
 		return
 	}
 	d.cancel()
-	done := make(chan struct{})
-	go func() { d.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	waitUntil(ctx, &d.wg)
 }
 
 // Owned returns the ids of the endpoints this process delivers to.

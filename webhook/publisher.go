@@ -249,10 +249,5 @@ func (p *Publisher) stopOnce(ctx context.Context) {
 		}
 	}
 	close(p.acks)
-	done := make(chan struct{})
-	go func() { p.ackWG.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	waitUntil(ctx, &p.ackWG)
 }

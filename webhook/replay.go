@@ -164,10 +164,5 @@ func (r *Replayer) deliver(ctx context.Context, ep Endpoint, events []Event) err
 // Stop ends running replays (waiting until ctx ends at most).
 func (r *Replayer) Stop(ctx context.Context) {
 	r.cancel()
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	waitUntil(ctx, &r.wg)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -286,6 +287,16 @@ func (r *runner) failing(ctx context.Context, cause error) bool {
 	r.d.log.Warn("webhook endpoint disabled: failing for too long", "endpoint", r.ep.ID, "tenant", r.ep.Tenant,
 		"failing_for", streak.Round(time.Second), "last_error", cause.Error())
 	return true
+}
+
+// waitUntil waits for wg, or until ctx ends.
+func waitUntil(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // sleep waits d or until ctx ends, reporting whether it waited.
