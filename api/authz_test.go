@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/orchestrator/control"
 )
@@ -20,6 +21,7 @@ const (
 	allowAdmin    = "admin"        // tenant admin key of the tenant in the path, or operator
 	allowOperator = "operator"     // operator key only
 	allowTenant   = "tenant-admin" // tenant key with admin, acting on its own tenant (no operator)
+	allowOwn      = "tenant-own"   // tenant key with admin, on one of its tenant's resources ({webhook}: tenant A's)
 )
 
 // matrixRoute is what the matrix test needs to call one route of the
@@ -34,13 +36,20 @@ type matrixRoute struct {
 // matrixRoutes has a row for every operation of api/openapi.json; the test
 // fails on an operation without one, so a new route cannot be left out.
 // Paths are the document's: {tenant} is tenant A, {id} a conversation of
-// A's made for the row, {name} the sms channel.
+// A's made for the row, {name} the sms channel, {webhook} an endpoint of
+// A's made for the row.
 func matrixRoutes() map[string]matrixRoute {
+	replay := fmt.Sprintf(`{"from":%q,"to":%q}`, time.Now().Add(-time.Hour).Format(time.RFC3339), time.Now().Format(time.RFC3339))
 	return map[string]matrixRoute{
-		"GET /healthz":         {allowPublic, "", 200},
-		"GET /readyz":          {allowPublic, "", 200},
-		"GET /metrics":         {allowPublic, "", 200},
-		"GET /v1/openapi.json": {allowPublic, "", 200},
+		"POST /v1/webhooks":                  {allowTenant, `{"url":"http://127.0.0.1:9/hook","events":["delivered","quarantined"]}`, 201},
+		"GET /v1/webhooks":                   {allowTenant, "", 200},
+		"GET /v1/webhooks/{webhook}":         {allowOwn, "", 200},
+		"DELETE /v1/webhooks/{webhook}":      {allowOwn, "", 200},
+		"POST /v1/webhooks/{webhook}/replay": {allowOwn, replay, 202},
+		"GET /healthz":                       {allowPublic, "", 200},
+		"GET /readyz":                        {allowPublic, "", 200},
+		"GET /metrics":                       {allowPublic, "", 200},
+		"GET /v1/openapi.json":               {allowPublic, "", 200},
 		"POST /v1/conversations": {allowSend, `{"id":"made-by-matrix","name":"m","channel":"email","lane":"bulk",` +
 			`"template":{"subject":"s","text":"t"}}`, 201},
 		"GET /v1/conversations/{id}":                        {allowRead, "", 200},
@@ -113,7 +122,7 @@ func documentedByTag(t *testing.T) (ops []string, creds map[string]string, conso
 func documentedCredential(allow string) string {
 	return map[string]string{
 		allowPublic: "none", allowSend: "tenant:send", allowRead: "tenant:read",
-		allowAdmin: "tenant:admin or operator", allowOperator: "operator", allowTenant: "tenant:admin",
+		allowAdmin: "tenant:admin or operator", allowOperator: "operator", allowTenant: "tenant:admin", allowOwn: "tenant:admin",
 	}[allow]
 }
 
@@ -142,6 +151,10 @@ func expect(rt matrixRoute, c caller, namesA bool) int {
 		return http.StatusNotFound // another tenant's conversation: as if it did not exist
 	case rt.allow == allowTenant && c.scope == ScopeAdmin:
 		return rt.ok // on the key's own tenant's list, whichever tenant it is
+	case rt.allow == allowOwn && c.scope == ScopeAdmin && c.tenant == "tenant-a":
+		return rt.ok
+	case rt.allow == allowOwn && c.scope == ScopeAdmin:
+		return http.StatusNotFound // another tenant's endpoint: as if it did not exist
 	case string(c.scope) == rt.allow && (c.tenant == "tenant-a" || c.scope == ScopeOperator):
 		return rt.ok
 	}
@@ -152,10 +165,11 @@ func expect(rt matrixRoute, c caller, namesA bool) int {
 func (f *fixture) world() string {
 	f.t.Helper()
 	ctx := context.Background()
-	var rows, audit, suppressed int
+	var rows, audit, suppressed, hooks int
 	var accepted, purged int64
 	if err := f.db.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(accepted), 0), coalesce(sum(purged), 0),
-		(SELECT count(*) FROM control_audit), (SELECT count(*) FROM suppressions) FROM conversations`).Scan(&rows, &accepted, &purged, &audit, &suppressed); err != nil {
+		(SELECT count(*) FROM control_audit), (SELECT count(*) FROM suppressions), (SELECT count(*) FROM webhooks)
+		FROM conversations`).Scan(&rows, &accepted, &purged, &audit, &suppressed, &hooks); err != nil {
 		f.t.Fatal(err)
 	}
 	var states []string
@@ -171,7 +185,7 @@ func (f *fixture) world() string {
 			f.t.Fatal(err)
 		}
 	}
-	b, _ := json.Marshal([]any{rows, accepted, purged, audit, suppressed, states, f.streamMsgs(), convs, mode, intake, channels})
+	b, _ := json.Marshal([]any{rows, accepted, purged, audit, suppressed, hooks, states, f.streamMsgs(), convs, mode, intake, channels})
 	return string(b)
 }
 
@@ -246,8 +260,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 		method, tmpl, _ := strings.Cut(op, " ")
 		conv := fmt.Sprintf("a-%02d", i) // a conversation of A's for this row alone
 		f.conversation(sendA, conv)
+		hook := ""
+		if strings.Contains(tmpl, "{webhook}") {
+			hook = f.webhook("tenant-a")
+		}
 		path := strings.NewReplacer("{tenant}", "tenant-a", "{id}", conv, "{name}", "sms",
-			"{token}", f.unsub.Token("tenant-a", conv, "unsubscribed@example.com")).Replace(tmpl)
+			"{token}", f.unsub.Token("tenant-a", conv, "unsubscribed@example.com"), "{webhook}", hook).Replace(tmpl)
 		for _, c := range callers {
 			want := expect(rt, c, strings.Contains(tmpl, "{tenant}"))
 			before := f.world()

@@ -26,6 +26,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	(&Suppressions{c: c}).Register(s)
 	(&Unsubscribe{c: c}).Register(s)
 	(&Feedback{c: c}).Register(s)
+	(&Webhooks{c: c}).Register(s)
 	if n := len(s.Routes()); n < 7 {
 		t.Fatalf("only %d routes: %v", n, s.Routes())
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/status"
 	"github.com/sluicehq/sluice/suppression"
 	"github.com/sluicehq/sluice/unsubscribe"
+	"github.com/sluicehq/sluice/webhook"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -42,6 +43,7 @@ type fixture struct {
 	reg    *prometheus.Registry
 	supp   *suppression.Store
 	unsub  *unsubscribe.Signer
+	hooks  *webhook.Store
 }
 
 func setup(t *testing.T, tune ...func(*CampaignDeps)) *fixture {
@@ -113,6 +115,7 @@ func setup(t *testing.T, tune ...func(*CampaignDeps)) *fixture {
 		t.Fatal(err)
 	}
 	fb.Register(f.srv)
+	f.mountWebhooks(t, js, logger)
 	if err := f.srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +126,27 @@ func setup(t *testing.T, tune ...func(*CampaignDeps)) *fixture {
 	})
 	f.base = "http://" + f.srv.Addr()
 	return f
+}
+
+// mountWebhooks registers /v1/webhooks over a store that admits
+// loopback URLs (the test environment), with replays.
+func (f *fixture) mountWebhooks(t *testing.T, js jetstream.JetStream, logger *slog.Logger) {
+	t.Helper()
+	if _, err := webhook.EnsureStream(t.Context(), js, 1); err != nil {
+		t.Fatal(err)
+	}
+	f.hooks = webhook.NewStore(f.db.Pool, js.Conn(), true, logger)
+	rp, err := webhook.NewReplayer(js, f.hooks, webhook.DispatcherConfig{AllowInternal: true, Timeout: time.Second, BatchWait: 100 * time.Millisecond}, nil, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rp.Stop(context.Background()) })
+	wh, err := NewWebhooks(f.c, WebhooksConfig{Store: f.hooks, Replayer: rp, Audit: f.ctl.RecordChange,
+		DeleteConsumer: func(ctx context.Context, id string) error { return webhook.DeleteConsumer(ctx, js, id) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh.Register(f.srv)
 }
 
 // testWriter sends log lines to t.Log while the test runs.
@@ -328,4 +352,14 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// webhook registers an endpoint of tenant's and returns its id.
+func (f *fixture) webhook(tenant string) string {
+	f.t.Helper()
+	ep, err := f.hooks.Create(f.t.Context(), tenant, "http://127.0.0.1:9/hook", []string{webhook.EventDelivered})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return ep.ID
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/sluicehq/sluice/status"
 	"github.com/sluicehq/sluice/suppression"
 	"github.com/sluicehq/sluice/unsubscribe"
+	"github.com/sluicehq/sluice/webhook"
 )
 
 // Config configures a Node.
@@ -126,6 +127,15 @@ type Config struct {
 	// a process gone after control.HeartbeatGoneAfter (15s) whatever it is,
 	// so only tests shorten it.
 	HeartbeatInterval time.Duration
+	// Webhooks configures the delivery of delivery-status webhooks (the
+	// worker role's dispatcher, the API role's replays). Its AllowInternal
+	// is forced on in the dev and test environments and off elsewhere:
+	// endpoints on loopback or private addresses are refused outside them.
+	Webhooks webhook.DispatcherConfig
+	// WebhookQueue is how many events wait to be published to the webhook
+	// events stream; more are dropped and counted
+	// (sluice_webhook_events_dropped_total). Default webhook.QueueDefault.
+	WebhookQueue int
 }
 
 // Node is one running sluice process.
@@ -143,6 +153,14 @@ type Node struct {
 	Suppressions *suppression.Mirror
 	HTTP         *api.Server
 	Control      *control.Store
+	// WebhookEvents produces delivery-status events (both roles);
+	// Webhooks delivers them (worker role).
+	WebhookEvents *webhook.Publisher
+	Webhooks      *webhook.Dispatcher
+
+	webhookStore   *webhook.Store
+	webhookMetrics *webhook.Metrics
+	replayer       *webhook.Replayer
 
 	systemID      string             // the PostgreSQL cluster's system identifier, checked at start
 	stopWatch     context.CancelFunc // ends the control-plane watchers
@@ -190,7 +208,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Node, err e
 	if err := n.checkEnv(ctx); err != nil {
 		return nil, err
 	}
-	n.Control, err = control.Open(ctx, n.JS, n.Pool, logger, control.Options{DefaultErrorLogMode: cfg.ErrorLog.Mode, Replicas: cfg.Replicas})
+	if err := n.startWebhookEvents(ctx); err != nil {
+		return nil, err
+	}
+	n.Control, err = control.Open(ctx, n.JS, n.Pool, logger, control.Options{DefaultErrorLogMode: cfg.ErrorLog.Mode, Replicas: cfg.Replicas,
+		Events: n.WebhookEvents})
 	if err != nil {
 		return nil, err
 	}
@@ -251,6 +273,8 @@ func (cfg *Config) setDefaults() {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = control.HeartbeatInterval
 	}
+	cfg.Webhooks.AllowInternal = cfg.Env == control.EnvDev || cfg.Env == control.EnvTest
+	cfg.Webhooks.Replicas = cmp.Or(cfg.Webhooks.Replicas, cfg.Replicas)
 }
 
 // registerMetrics registers the Go and process collectors and the
@@ -348,6 +372,10 @@ func (n *Node) startWorker(ctx, watchCtx context.Context, stream jetstream.Strea
 		return err
 	}
 	if err := n.startSuppressions(ctx); err != nil {
+		return err
+	}
+	n.Service.SetNotifier(n.WebhookEvents)
+	if err := n.startWebhookDispatcher(ctx); err != nil {
 		return err
 	}
 	// The lanes start once the current states are known, so that a
@@ -608,7 +636,7 @@ func (n *Node) mountSuppressions(ctx context.Context, camp *api.Campaigns) error
 		return err
 	}
 	fb.Register(n.HTTP)
-	return nil
+	return n.mountWebhooks(camp)
 }
 
 // status gathers the deployment's status (GET /v1/admin/status, the
@@ -701,8 +729,18 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.Suppressions != nil {
 		n.Suppressions.Stop(ctx)
 	}
+	if n.Webhooks != nil {
+		n.Webhooks.Stop(ctx)
+	}
+	if n.replayer != nil {
+		n.replayer.Stop(ctx)
+	}
 	if n.ErrorLog != nil {
 		errs = append(errs, n.ErrorLog.Stop(ctx))
+	}
+	// After the error log, whose last acks hand their outcomes over.
+	if n.WebhookEvents != nil {
+		n.WebhookEvents.Stop(ctx)
 	}
 	if n.NC != nil {
 		if err := n.NC.FlushTimeout(5 * time.Second); err != nil && n.NC.IsConnected() {

@@ -55,6 +55,16 @@ type pipeline struct {
 	unsub Unsubscribe
 	// now is the clock expiry is checked against.
 	now func() time.Time
+	// notify, when set, hears every outcome once its count is durable
+	// (delivery-status webhooks).
+	notify Notifier
+}
+
+// Notifier hears each message's outcome once its count has committed
+// (webhook.Publisher). Notify is called on the error log's writer
+// goroutine: it must not block.
+type Notifier interface {
+	Notify(ev errorlog.Event)
 }
 
 // Unsubscribe gives the List-Unsubscribe headers of a bulk email to one
@@ -307,6 +317,9 @@ func (p *pipeline) record(lane wire.Lane, msg jetstream.Msg, meta *jetstream.Msg
 			p.log.Warn("ack after recording failed; the message will be redelivered and deduplicated by the error log", "err", aerr)
 		}
 		p.m.messages.WithLabelValues(string(lane), ev.Channel, string(ev.Outcome)).Inc()
+		if p.notify != nil {
+			p.notify.Notify(ev)
+		}
 	})
 }
 

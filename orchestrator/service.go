@@ -231,6 +231,10 @@ func (s *Service) Load() []LaneLoad {
 // refusals to them. Call it before Start; nil turns the check off.
 func (s *Service) SetSuppressions(supp Suppressions) { s.pipe.supp = supp }
 
+// SetNotifier has every recorded outcome told to n once its count is
+// durable. Call it before Start.
+func (s *Service) SetNotifier(n Notifier) { s.pipe.notify = n }
+
 // SetUnsubscribe has the pipeline add the headers u gives (List-Unsubscribe
 // and List-Unsubscribe-Post, unsubscribe.Signer) to every bulk-lane email.
 // Call it before Start; nil sends bulk email without them.

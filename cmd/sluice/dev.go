@@ -115,6 +115,7 @@ func parseDevFlags(args []string, stderr io.Writer) (devFlags, node.Config, erro
 	laneFlags(fs, &cfg.Pipeline)
 	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
 	quarantineFlags(fs, &cfg.Quarantine)
+	webhookFlags(fs, &cfg.Webhooks)
 	err := parse(fs, args)
 	return f, cfg, err
 }

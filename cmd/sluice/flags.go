@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/feedback"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/webhook"
 )
 
 // errUsage is returned after a flag set has already printed its usage.
@@ -58,6 +59,12 @@ func laneFlags(fs *flag.FlagSet, cfg *orchestrator.Config) {
 func quarantineFlags(fs *flag.FlagSet, q *orchestrator.QuarantineConfig) {
 	fs.Float64Var(&q.Ratio, "quarantine-ratio", envFloat("SLUICE_QUARANTINE_RATIO", 0.5), "quarantine a conversation whose invalid-address share over its last --quarantine-window messages passes this (0: off)")
 	fs.IntVar(&q.Window, "quarantine-window", envInt("SLUICE_QUARANTINE_WINDOW", 1000), "messages per conversation the quarantine ratio is taken over")
+}
+
+// webhookFlags registers the delivery of delivery-status webhooks.
+func webhookFlags(fs *flag.FlagSet, c *webhook.DispatcherConfig) {
+	fs.DurationVar(&c.DisableAfter, "webhook-disable-after", envDuration("SLUICE_WEBHOOK_DISABLE_AFTER", webhook.DisableAfterDefault), "disable a webhook endpoint that has failed continuously for this long")
+	fs.DurationVar(&c.Timeout, "webhook-timeout", envDuration("SLUICE_WEBHOOK_TIMEOUT", webhook.TimeoutDefault), "bound on one webhook request")
 }
 
 // feedbackFlags registers the thresholds at which POST /v1/feedback

@@ -42,6 +42,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	laneFlags(fs, &cfg.Pipeline)
 	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
 	quarantineFlags(fs, &cfg.Quarantine)
+	webhookFlags(fs, &cfg.Webhooks)
 	fs.StringVar(&cfg.PublicURL, "public-url", os.Getenv("SLUICE_PUBLIC_URL"), "base URL recipients reach the API at, e.g. https://mail.example.com; bulk email carries List-Unsubscribe links under it (empty: no List-Unsubscribe headers)")
 	feedbackFlags(fs, &cfg.Feedback)
 	if err := parse(fs, args); err != nil {

@@ -176,6 +176,9 @@ func (s *Store) StopConversation(ctx context.Context, tenant, id, reason, actor 
 		s.log.Error("stop: purge or count failed; repeat the stop", "tenant", tenant, "conversation", id, "purged", n, "err", err)
 		return ConversationInfo{}, fmt.Errorf("stopped, but the purge did not complete (%d removed and counted so far); repeat the stop: %w", n, err)
 	}
+	if s.events != nil {
+		s.events.Purged(tenant, id, n)
+	}
 	return s.changed(ctx, tenant, id, old, &n, auditErr)
 }
 
@@ -365,6 +368,9 @@ func (s *Store) Quarantine(ctx context.Context, tenant, conv, reason string) (bo
 			s.log.Warn("quarantine applied but not recorded in Postgres", "tenant", tenant, "conv", conv, "err", perr)
 		}
 	}
+	if s.events != nil {
+		s.events.Quarantined(tenant, conv, reason)
+	}
 	return true, err
 }
 
@@ -385,6 +391,9 @@ func (s *Store) SweepStopped(ctx context.Context, tenant, conversation string, m
 	if n > 0 && s.pool != nil {
 		if rerr := s.record(ctx, tenant, conversation, StateStopped, n); rerr != nil {
 			return n, errors.Join(err, fmt.Errorf("control: %d purged from %s/%s but not counted: %w", n, tenant, conversation, rerr))
+		}
+		if s.events != nil {
+			s.events.Purged(tenant, conversation, n)
 		}
 	}
 	return n, err

@@ -48,6 +48,19 @@ type Options struct {
 	// Replicas is the bucket's number of replicas in a NATS cluster; an
 	// existing bucket is scaled to it. Default 1.
 	Replicas int
+	// Events, when set, hears each quarantine and each purge of a stopped
+	// conversation's messages once it is recorded (webhook.Publisher). Its
+	// methods must not block.
+	Events Events
+}
+
+// Events hears what happens to conversations (delivery-status webhooks).
+type Events interface {
+	// Quarantined: the conversation was quarantined for reason.
+	Quarantined(tenant, conversation, reason string)
+	// Purged: n queued messages of the stopped conversation were purged
+	// and counted.
+	Purged(tenant, conversation string, n uint64)
 }
 
 func (o Options) withDefaults() Options {
@@ -91,6 +104,7 @@ type Store struct {
 	log         *slog.Logger
 	defaultMode errorlog.Mode
 	now         func() time.Time
+	events      Events // nil: nobody hears quarantines and purges
 
 	// beforeWrite, when set by tests, runs between reading a key and
 	// writing its new revision.
@@ -135,6 +149,7 @@ func Open(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, logge
 		log:         logger.With("component", "control"),
 		defaultMode: opts.DefaultErrorLogMode,
 		now:         time.Now,
+		events:      opts.Events,
 	}
 	if err := s.initErrorLogMode(ctx); err != nil {
 		return nil, err
