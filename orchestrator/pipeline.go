@@ -62,9 +62,13 @@ type pipeline struct {
 
 // Notifier hears each message's outcome once its count has committed
 // (webhook.Publisher). Notify is called on the error log's writer
-// goroutine: it must not block.
+// goroutine: it must not block. It calls then, which acks the message,
+// once the outcome's event is stored (or at once when nobody wants it, or
+// when it cannot be stored, counted), so that a process killed before the
+// event is stored leaves the message unacked: redelivered, counted once,
+// and its event published again (stored once, by its id).
 type Notifier interface {
-	Notify(ev errorlog.Event)
+	Notify(ev errorlog.Event, then func())
 }
 
 // Unsubscribe gives the List-Unsubscribe headers of a bulk email to one
@@ -307,19 +311,23 @@ func (p *pipeline) record(lane wire.Lane, msg jetstream.Msg, meta *jetstream.Msg
 			p.m.messages.WithLabelValues(string(lane), ev.Channel, string(wire.OutcomeRetried)).Inc()
 			return
 		}
-		var aerr error
-		if how == ackTerm {
-			aerr = msg.TermWithReason(ev.Reason)
-		} else {
-			aerr = msg.Ack()
+		acked := func() {
+			var aerr error
+			if how == ackTerm {
+				aerr = msg.TermWithReason(ev.Reason)
+			} else {
+				aerr = msg.Ack()
+			}
+			if aerr != nil {
+				p.log.Warn("ack after recording failed; the message will be redelivered and deduplicated by the error log", "err", aerr)
+			}
+			p.m.messages.WithLabelValues(string(lane), ev.Channel, string(ev.Outcome)).Inc()
 		}
-		if aerr != nil {
-			p.log.Warn("ack after recording failed; the message will be redelivered and deduplicated by the error log", "err", aerr)
-		}
-		p.m.messages.WithLabelValues(string(lane), ev.Channel, string(ev.Outcome)).Inc()
 		if p.notify != nil {
-			p.notify.Notify(ev)
+			p.notify.Notify(ev, acked)
+			return
 		}
+		acked()
 	})
 }
 

@@ -38,7 +38,7 @@ type Publisher struct {
 	reload time.Duration
 
 	wanted atomic.Pointer[map[string]map[string]bool] // tenant → event → wanted
-	queue  chan Event
+	queue  chan queued
 	acks   chan publishing // futures of events published, awaited by ackLoop
 	cancel context.CancelFunc
 	stop   sync.Once
@@ -56,7 +56,7 @@ func NewPublisher(js jetstream.JetStream, store *Store, queue int, logger *slog.
 	if queue <= 0 {
 		queue = QueueDefault
 	}
-	p := &Publisher{js: js, store: store, log: logger, reload: ReloadIntervalDefault, queue: make(chan Event, queue),
+	p := &Publisher{js: js, store: store, log: logger, reload: ReloadIntervalDefault, queue: make(chan queued, queue),
 		acks: make(chan publishing, 4096)}
 	empty := map[string]map[string]bool{}
 	p.wanted.Store(&empty)
@@ -71,19 +71,20 @@ func (p *Publisher) Wants(tenant, event string) bool { return (*p.wanted.Load())
 // Notify publishes the event of a message's outcome, recorded and durable
 // (orchestrator's Notifier). It is called on the error log's writer
 // goroutine and costs a map lookup for a tenant without endpoints.
-func (p *Publisher) Notify(ev errorlog.Event) {
+func (p *Publisher) Notify(ev errorlog.Event, then func()) {
 	t := string(ev.Outcome)
 	if !p.Wants(ev.Tenant, t) {
+		runThen(then)
 		return
 	}
 	p.enqueue(Event{ID: ev.ID + ":" + t, Type: t, Tenant: ev.Tenant, Conversation: ev.Conversation,
-		Activation: ev.ID, Channel: ev.Channel, Reason: ev.Reason, At: time.Now().UTC()})
+		Activation: ev.ID, Channel: ev.Channel, Reason: ev.Reason, At: time.Now().UTC()}, then)
 }
 
 // Quarantined publishes a conversation's quarantine.
 func (p *Publisher) Quarantined(tenant, conversation, reason string) {
 	if p.Wants(tenant, EventQuarantined) {
-		p.enqueue(Event{ID: p.uniqueID(), Type: EventQuarantined, Tenant: tenant, Conversation: conversation, Reason: reason, At: time.Now().UTC()})
+		p.enqueue(Event{ID: p.uniqueID(), Type: EventQuarantined, Tenant: tenant, Conversation: conversation, Reason: reason, At: time.Now().UTC()}, nil)
 	}
 }
 
@@ -91,7 +92,7 @@ func (p *Publisher) Quarantined(tenant, conversation, reason string) {
 // purged.
 func (p *Publisher) Purged(tenant, conversation string, n uint64) {
 	if p.Wants(tenant, EventPurged) {
-		p.enqueue(Event{ID: p.uniqueID(), Type: EventPurged, Tenant: tenant, Conversation: conversation, Count: n, At: time.Now().UTC()})
+		p.enqueue(Event{ID: p.uniqueID(), Type: EventPurged, Tenant: tenant, Conversation: conversation, Count: n, At: time.Now().UTC()}, nil)
 	}
 }
 
@@ -99,11 +100,27 @@ func (p *Publisher) uniqueID() string {
 	return "evt_" + strconv.FormatInt(time.Now().UnixNano(), 36) + strconv.FormatUint(p.seq.Add(1), 36)
 }
 
-func (p *Publisher) enqueue(ev Event) {
+// queued is an event waiting to be published, and what to run once it is
+// stored or given up (nil for events of no message).
+type queued struct {
+	ev   Event
+	then func()
+}
+
+// enqueue queues ev; when the queue is full the event is dropped, counted,
+// and then runs at once (the message is not held for its event).
+func (p *Publisher) enqueue(ev Event, then func()) {
 	select {
-	case p.queue <- ev:
+	case p.queue <- queued{ev: ev, then: then}:
 	default:
 		p.m.dropped.WithLabelValues("queue_full").Inc()
+		runThen(then)
+	}
+}
+
+func runThen(then func()) {
+	if then != nil {
+		then()
 	}
 }
 
@@ -186,16 +203,18 @@ func (p *Publisher) publishLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case ev := <-p.queue:
-			p.publish(ev)
+		case q := <-p.queue:
+			p.publish(q)
 		}
 	}
 }
 
-func (p *Publisher) publish(ev Event) {
+func (p *Publisher) publish(q queued) {
+	ev := q.ev
 	data, err := json.Marshal(ev)
 	if err != nil {
 		p.m.dropped.WithLabelValues("publish_failed").Inc()
+		runThen(q.then)
 		return
 	}
 	f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: Subject(ev.Tenant, ev.Type), Data: data},
@@ -203,15 +222,17 @@ func (p *Publisher) publish(ev Event) {
 	if err != nil {
 		p.m.dropped.WithLabelValues("publish_failed").Inc()
 		p.log.Warn("webhook event not published", "tenant", ev.Tenant, "type", ev.Type, "err", err)
+		runThen(q.then)
 		return
 	}
-	p.acks <- publishing{f: f, tenant: ev.Tenant, typ: ev.Type}
+	p.acks <- publishing{f: f, tenant: ev.Tenant, typ: ev.Type, then: q.then}
 }
 
 // publishing is an event published, waiting for the stream's answer.
 type publishing struct {
 	f           jetstream.PubAckFuture
 	tenant, typ string
+	then        func()
 }
 
 // ackLoop counts the stream's answers until acks is closed.
@@ -224,6 +245,7 @@ func (p *Publisher) ackLoop() {
 			p.m.dropped.WithLabelValues("publish_failed").Inc()
 			p.log.Warn("webhook event not stored", "tenant", a.tenant, "type", a.typ, "err", err)
 		}
+		runThen(a.then)
 	}
 }
 
@@ -242,8 +264,8 @@ func (p *Publisher) stopOnce(ctx context.Context) {
 	// whole; only the stream's answers are awaited until ctx ends.
 	for drained := false; !drained; {
 		select {
-		case ev := <-p.queue:
-			p.publish(ev)
+		case q := <-p.queue:
+			p.publish(q)
 		default:
 			drained = true
 		}

@@ -26,14 +26,17 @@ func TestPublisherNeverBlocks(t *testing.T) {
 	ev := func(tenant string, out wire.Outcome, i int) errorlog.Event {
 		return errorlog.Event{Outcome: out, ID: fmt.Sprint("act-", i), Tenant: tenant, Conversation: "c", Time: time.Now()}
 	}
-	p.Notify(ev("other", wire.OutcomeDelivered, 0))
-	p.Notify(ev("acme", wire.OutcomeInvalid, 0))
-	if len(p.queue) != 0 {
-		t.Fatalf("%d events queued for nobody", len(p.queue))
+	var acked int
+	then := func() { acked++ }
+	p.Notify(ev("other", wire.OutcomeDelivered, 0), then)
+	p.Notify(ev("acme", wire.OutcomeInvalid, 0), then)
+	if len(p.queue) != 0 || acked != 2 {
+		t.Fatalf("%d events queued for nobody, %d acked; want none queued, both acked at once", len(p.queue), acked)
 	}
+	acked = 0
 	start := time.Now()
 	for i := range 10000 {
-		p.Notify(ev("acme", wire.OutcomeDelivered, i))
+		p.Notify(ev("acme", wire.OutcomeDelivered, i), then)
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("10000 notifications with a full queue took %v", took)
@@ -42,10 +45,10 @@ func TestPublisherNeverBlocks(t *testing.T) {
 	if err := p.m.dropped.WithLabelValues("queue_full").Write(&m); err != nil {
 		t.Fatal(err)
 	}
-	if dropped := m.GetCounter().GetValue(); len(p.queue) != 2 || dropped != 9998 {
-		t.Fatalf("queued %d, dropped %v; want 2 and 9998", len(p.queue), dropped)
+	if dropped := m.GetCounter().GetValue(); len(p.queue) != 2 || dropped != 9998 || acked != 9998 {
+		t.Fatalf("queued %d, dropped %v, acked %d; want 2 queued (their messages held until stored), 9998 dropped and acked at once", len(p.queue), dropped, acked)
 	}
-	if got := <-p.queue; got.ID != "act-0:delivered" || got.Activation != "act-0" || got.Type != EventDelivered {
+	if got := (<-p.queue).ev; got.ID != "act-0:delivered" || got.Activation != "act-0" || got.Type != EventDelivered {
 		t.Fatalf("event %+v", got)
 	}
 }

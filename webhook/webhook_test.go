@@ -96,8 +96,8 @@ func (b *bundle) outcomes(tenant string, from, n int) {
 			out = wire.OutcomeInvalid
 		}
 		ev := errorlog.Event{Outcome: out, ID: fmt.Sprintf("act-%d", i), Tenant: tenant, Conversation: "spring", Channel: "email", Time: time.Now()}
-		b.pub.Notify(ev)
-		b.pub.Notify(ev)
+		b.pub.Notify(ev, nil)
+		b.pub.Notify(ev, nil)
 	}
 }
 
