@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
+	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/feedback"
 	"github.com/sluicehq/sluice/suppression"
 )
@@ -100,6 +102,27 @@ func (f *Feedback) post(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// judge returns why a conversation's feedback over the thresholds' window
+// should pause it, or "" (also for a conversation that does not exist:
+// its feedback is counted, it is never paused).
+func (f *Feedback) judge(ctx context.Context, tenant, conversation string) (string, error) {
+	if _, err := ConversationCounts(ctx, f.c.pool, tenant, conversation); errors.Is(err, ErrConversationNotFound) {
+		return "", nil
+	} else if err != nil {
+		return "", err
+	}
+	since := time.Now().Add(-f.cfg.Thresholds.Window)
+	c, err := f.cfg.Counts.Since(ctx, tenant, conversation, since)
+	if err != nil {
+		return "", err
+	}
+	delivered, err := errorlog.DeliveredSince(ctx, f.c.pool, tenant, conversation, since)
+	if err != nil {
+		return "", err
+	}
+	return f.cfg.Thresholds.Exceeded(c, delivered), nil
+}
+
 // apply suppresses, counts and pauses for evs.
 func (f *Feedback) apply(ctx context.Context, tenant string, evs []feedback.Event) (feedbackResult, error) {
 	res := feedbackResult{Events: len(evs), Paused: []string{}}
@@ -113,18 +136,17 @@ func (f *Feedback) apply(ctx context.Context, tenant string, evs []feedback.Even
 		} else {
 			res.SoftBounces++
 		}
-		c, err := f.cfg.Counts.Add(ctx, tenant, e)
-		if err != nil {
+		if err := f.cfg.Counts.Add(ctx, tenant, e); err != nil {
 			return res, err
 		}
 		if e.Conversation == "" || paused[e.Conversation] {
 			continue
 		}
-		counts, err := ConversationCounts(ctx, f.c.pool, tenant, e.Conversation)
+		why, err := f.judge(ctx, tenant, e.Conversation)
 		if err != nil {
-			continue // an unknown conversation: counted, never paused
+			return res, err
 		}
-		if why := f.cfg.Thresholds.Exceeded(c, counts.Delivered); why != "" {
+		if why != "" {
 			ok, err := f.cfg.Pause(ctx, tenant, e.Conversation, why)
 			if err != nil {
 				return res, err

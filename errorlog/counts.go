@@ -144,3 +144,18 @@ func Minutes(ctx context.Context, q Querier, tenant, conversation string, since 
 	}
 	return out, nil
 }
+
+// DeliveredSince returns how many of a conversation's messages were
+// delivered in the minutes from the one that holds since on.
+func DeliveredSince(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, tenant, conversation string, since time.Time) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, `SELECT coalesce(sum(count), 0)::bigint FROM delivery_counts
+		WHERE tenant = $1 AND conversation = $2 AND minute >= date_trunc('minute', $3::timestamptz)`,
+		clean(tenant, maxField), clean(conversation, maxField), since).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("errorlog: delivered since: %w", err)
+	}
+	return n, nil
+}

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -203,18 +204,18 @@ type Counts struct {
 	Complaints  int64 `json:"complaints"`
 }
 
-// Store counts feedback per conversation in feedback_counts. Safe for
-// concurrent use.
+// Store counts feedback per conversation and minute in feedback_counts.
+// Safe for concurrent use.
 type Store struct{ pool *pgxpool.Pool }
 
 // NewStore returns a Store over pool.
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// Add counts e against its conversation and returns the conversation's
-// totals. An event without a conversation is not counted (zero Counts).
-func (s *Store) Add(ctx context.Context, tenant string, e Event) (Counts, error) {
+// Add counts e against its conversation in the current minute. An event
+// without a conversation is not counted.
+func (s *Store) Add(ctx context.Context, tenant string, e Event) error {
 	if e.Conversation == "" {
-		return Counts{}, nil
+		return nil
 	}
 	var hard, soft, compl int64
 	switch {
@@ -225,14 +226,26 @@ func (s *Store) Add(ctx context.Context, tenant string, e Event) (Counts, error)
 	default:
 		soft = 1
 	}
-	var c Counts
-	err := s.pool.QueryRow(ctx, `INSERT INTO feedback_counts AS f (tenant, conversation, hard_bounces, soft_bounces, complaints)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (tenant, conversation) DO UPDATE SET hard_bounces = f.hard_bounces + $3,
-			soft_bounces = f.soft_bounces + $4, complaints = f.complaints + $5
-		RETURNING hard_bounces, soft_bounces, complaints`, tenant, e.Conversation, hard, soft, compl).Scan(&c.HardBounces, &c.SoftBounces, &c.Complaints)
+	_, err := s.pool.Exec(ctx, `INSERT INTO feedback_counts AS f (tenant, conversation, minute, hard_bounces, soft_bounces, complaints)
+		VALUES ($1, $2, date_trunc('minute', now()), $3, $4, $5)
+		ON CONFLICT (tenant, conversation, minute) DO UPDATE SET hard_bounces = f.hard_bounces + $3,
+			soft_bounces = f.soft_bounces + $4, complaints = f.complaints + $5`, tenant, e.Conversation, hard, soft, compl)
 	if err != nil {
-		return Counts{}, fmt.Errorf("feedback: count: %w", err)
+		return fmt.Errorf("feedback: count: %w", err)
+	}
+	return nil
+}
+
+// Since returns a conversation's feedback counted in the minutes from the
+// one that holds since on.
+func (s *Store) Since(ctx context.Context, tenant, conversation string, since time.Time) (Counts, error) {
+	var c Counts
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(hard_bounces), 0)::bigint, coalesce(sum(soft_bounces), 0)::bigint,
+			coalesce(sum(complaints), 0)::bigint
+		FROM feedback_counts WHERE tenant = $1 AND conversation = $2 AND minute >= date_trunc('minute', $3::timestamptz)`,
+		tenant, conversation, since).Scan(&c.HardBounces, &c.SoftBounces, &c.Complaints)
+	if err != nil {
+		return Counts{}, fmt.Errorf("feedback: counts: %w", err)
 	}
 	return c, nil
 }

@@ -72,7 +72,8 @@ func webhookFlags(fs *flag.FlagSet, c *webhook.DispatcherConfig) {
 func feedbackFlags(fs *flag.FlagSet, t *feedback.Thresholds) {
 	fs.Float64Var(&t.ComplaintRatio, "feedback-complaint-ratio", envFloat("SLUICE_FEEDBACK_COMPLAINT_RATIO", feedback.ComplaintRatioDefault), "pause a conversation whose complaints pass this share of its delivered messages (negative: off)")
 	fs.Float64Var(&t.HardBounceRatio, "feedback-hard-bounce-ratio", envFloat("SLUICE_FEEDBACK_HARD_BOUNCE_RATIO", feedback.HardBounceRatioDefault), "pause a conversation whose hard bounces pass this share of its delivered messages (negative: off)")
-	fs.Int64Var(&t.MinDelivered, "feedback-min-delivered", int64(envInt("SLUICE_FEEDBACK_MIN_DELIVERED", feedback.MinDeliveredDefault)), "delivered messages a conversation needs before its feedback shares are judged")
+	fs.DurationVar(&t.Window, "feedback-window", envDuration("SLUICE_FEEDBACK_WINDOW", feedback.WindowDefault), "how far back complaints, hard bounces and deliveries are counted for the pause")
+	fs.Int64Var(&t.MinDelivered, "feedback-min-delivered", int64(envInt("SLUICE_FEEDBACK_MIN_DELIVERED", feedback.MinDeliveredDefault)), "delivered messages a conversation needs in the window before its feedback shares are judged")
 }
 
 func envFloat(name string, def float64) float64 {
