@@ -156,13 +156,22 @@ func (p *prom) query(t *testing.T, expr string) []json.RawMessage {
 // waitFor polls until expr returns data.
 func (p *prom) waitFor(t *testing.T, d time.Duration, expr string) {
 	t.Helper()
+	if !p.eventually(t, d, expr) {
+		t.Fatalf("no data within %v for %s", d, expr)
+	}
+}
+
+// eventually polls expr until it returns data (true) or d passes (false).
+func (p *prom) eventually(t *testing.T, d time.Duration, expr string) bool {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for len(p.query(t, expr)) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("no data within %v for %s", d, expr)
+			return false
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	return true
 }
 
 // rule is a loaded rule as /api/v1/rules lists it.
