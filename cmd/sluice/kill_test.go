@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/dispatch/sink"
@@ -54,6 +55,35 @@ func startWorker(t *testing.T, natsURL, dbURL, smtpAddr string) *exec.Cmd {
 	return cmd
 }
 
+// killBench is what the kill tests share: an embedded NATS with the
+// activation stream, a Postgres database and an SMTP sink in the test's
+// process (so that its ledger outlives the workers it kills).
+type killBench struct {
+	natsURL string
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	db      *pgtest.DB
+	smtp    *sink.SMTPServer
+}
+
+func startKillBench(t *testing.T) *killBench {
+	t.Helper()
+	k := &killBench{db: pgtest.New(t)}
+	k.nc, k.natsURL = natstest.Start(t)
+	var err error
+	if k.js, err = jetstream.New(k.nc, jetstream.WithPublishAsyncMaxPending(2048)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := orchestrator.EnsureStream(context.Background(), k.js, orchestrator.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if k.smtp, err = sink.StartSMTP(sink.SMTPConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k.smtp.Close() })
+	return k
+}
+
 // TestKill9MidFlood floods a worker process with mostly invalid addresses and
 // some valid ones, kills it with SIGKILL mid-flood, starts another, and
 // checks that every outcome ends exact: invalid counted once each, delivered
@@ -65,16 +95,9 @@ func TestKill9MidFlood(t *testing.T) {
 	if testing.Short() {
 		n = 20_000
 	}
-	nc, natsURL := natstest.Start(t)
-	db := pgtest.New(t)
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2048))
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := startKillBench(t)
+	db, natsURL, js, smtpSink := k.db, k.natsURL, k.js, k.smtp
 	ctx := context.Background()
-	if _, err := orchestrator.EnsureStream(ctx, js, orchestrator.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
 	outcomes := func() (delivered, invalid int64) {
 		if err := db.Pool.QueryRow(ctx, `SELECT (SELECT coalesce(sum(count), 0) FROM delivery_counts)::bigint,
 			(SELECT coalesce(sum(count), 0) FROM error_counts)::bigint`).Scan(&delivered, &invalid); err != nil {
@@ -83,11 +106,6 @@ func TestKill9MidFlood(t *testing.T) {
 		return delivered, invalid
 	}
 	counted := func() int64 { d, i := outcomes(); return d + i }
-	smtpSink, err := sink.StartSMTP(sink.SMTPConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = smtpSink.Close() })
 	first := startWorker(t, natsURL, db.URL, smtpSink.Addr())
 
 	pub := orchestrator.NewPublisher(js)

@@ -7,11 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/sluicehq/sluice/dispatch/sink"
-	"github.com/sluicehq/sluice/internal/natstest"
-	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/internal/webhooktest"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/webhook"
@@ -29,27 +24,15 @@ func TestKill9WebhookEvents(t *testing.T) {
 	if testing.Short() {
 		n = 3_000
 	}
-	nc, natsURL := natstest.Start(t)
-	db := pgtest.New(t)
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2048))
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := startKillBench(t)
+	natsURL, db, js, smtpSink := k.natsURL, k.db, k.js, k.smtp
 	ctx := context.Background()
-	if _, err := orchestrator.EnsureStream(ctx, js, orchestrator.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
 	rec := webhooktest.New(t)
-	ep, err := webhook.NewStore(db.Pool, nc, true, nil).Create(ctx, "acme", rec.URL, []string{webhook.EventDelivered, webhook.EventInvalid})
+	ep, err := webhook.NewStore(db.Pool, k.nc, true, nil).Create(ctx, "acme", rec.URL, []string{webhook.EventDelivered, webhook.EventInvalid})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.SetSecret(ep.Secret)
-	smtpSink, err := sink.StartSMTP(sink.SMTPConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = smtpSink.Close() })
 	first := startWorker(t, natsURL, db.URL, smtpSink.Addr())
 
 	pub := orchestrator.NewPublisher(js)
