@@ -96,12 +96,17 @@ func procStat(pid int) (ppid int, cpu float64, ok bool) {
 	return ppid, (ut + st) / clockTicks, true
 }
 
-// cpuReport is the difference between two samples, per 1,000 of delivered.
-func cpuReport(from, to cpuSample, delivered int64) *CPUReport {
+// cpuReport is the difference between two samples, per 1,000 messages
+// handled and per 1,000 delivered.
+func cpuReport(from, to cpuSample, handled, delivered int64) *CPUReport {
 	r := &CPUReport{ProcessSeconds: to.Process - from.Process, PostgresSeconds: to.Postgres - from.Postgres}
 	r.TotalSeconds = r.ProcessSeconds + r.PostgresSeconds
-	if delivered > 0 {
-		r.PerThousandDelivered = r.TotalSeconds / float64(delivered) * 1000
+	per := func(n int64) float64 {
+		if n <= 0 {
+			return 0
+		}
+		return r.TotalSeconds / float64(n) * 1000
 	}
+	r.PerThousandHandled, r.PerThousandDelivered = per(handled), per(delivered)
 	return r
 }

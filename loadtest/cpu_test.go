@@ -30,9 +30,12 @@ func TestProcStatReadsThisProcess(t *testing.T) {
 
 func TestCPUReportPerThousand(t *testing.T) {
 	t.Parallel()
-	r := cpuReport(cpuSample{Process: 1, Postgres: 0.5}, cpuSample{Process: 4, Postgres: 1.5}, 50_000)
-	if r.TotalSeconds != 4 || r.PerThousandDelivered != 0.08 {
-		t.Errorf("got %+v, want total 4s and 0.08s per 1,000", r)
+	r := cpuReport(cpuSample{Process: 1, Postgres: 0.5}, cpuSample{Process: 4, Postgres: 1.5}, 100_000, 50_000)
+	if r.TotalSeconds != 4 || r.PerThousandHandled != 0.04 || r.PerThousandDelivered != 0.08 {
+		t.Errorf("got %+v, want total 4s, 0.04s per 1,000 handled and 0.08s per 1,000 delivered", r)
+	}
+	if r := cpuReport(cpuSample{}, cpuSample{Process: 1}, 0, 0); r.PerThousandHandled != 0 || r.PerThousandDelivered != 0 {
+		t.Errorf("nothing handled: %+v, want no per-1,000 figures", r)
 	}
 }
 

@@ -61,13 +61,14 @@ func runMode(ctx context.Context, cfg *Config, mode string, n int, sc *Scenario,
 		mr.ErrorRowsPerSec = float64(mr.ErrorRowsWritten) / mr.DrainSeconds
 	}
 	if m.cpuOK {
-		var delivered int64
+		var handled, delivered int64
 		for _, a := range mr.Accounting {
 			if a.Conversation != sc.trickle {
+				handled += a.Accepted - a.Purged
 				delivered += a.Delivered
 			}
 		}
-		mr.CPU = cpuReport(m.cpu0, m.cpu1, delivered)
+		mr.CPU = cpuReport(m.cpu0, m.cpu1, handled, delivered)
 	}
 	return mr, nil
 }

@@ -54,8 +54,8 @@ func smtpSummary(w io.Writer, rep *Report) {
 				m.Mode, m.MsgsPerSec, rep.SMTPConns, m.RatioToSMTPSource, m.RatioToSMTPSourceKeep)
 		}
 		if c := m.CPU; c != nil {
-			fmt.Fprintf(w, "%s: CPU %.2fs (process %.2fs, postgres %.2fs) = %.3f s per 1,000 delivered\n",
-				m.Mode, c.TotalSeconds, c.ProcessSeconds, c.PostgresSeconds, c.PerThousandDelivered)
+			fmt.Fprintf(w, "%s: CPU %.2fs (process %.2fs, postgres %.2fs) = %.3f s per 1,000 handled, %.3f s per 1,000 delivered\n",
+				m.Mode, c.TotalSeconds, c.ProcessSeconds, c.PostgresSeconds, c.PerThousandHandled, c.PerThousandDelivered)
 		}
 	}
 }

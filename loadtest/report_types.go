@@ -160,7 +160,10 @@ type CPUReport struct {
 	ProcessSeconds  float64 `json:"process_seconds"`
 	PostgresSeconds float64 `json:"postgres_seconds"`
 	TotalSeconds    float64 `json:"total_seconds"`
-	// PerThousandDelivered is TotalSeconds per 1,000 burst messages.
+	// PerThousandHandled is TotalSeconds per 1,000 burst messages given an
+	// outcome by a worker (purged ones excluded); PerThousandDelivered per
+	// 1,000 of them delivered (0 when none were).
+	PerThousandHandled   float64 `json:"per_thousand_handled"`
 	PerThousandDelivered float64 `json:"per_thousand_delivered"`
 }
 
