@@ -84,6 +84,22 @@ func startKillBench(t *testing.T) *killBench {
 	return k
 }
 
+// publish queues acts in the stream and waits for every acknowledgement.
+func (k *killBench) publish(t *testing.T, acts []*wire.Activation) {
+	t.Helper()
+	pub := orchestrator.NewPublisher(k.js)
+	for _, a := range acts {
+		if _, err := pub.PublishAsync(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := pub.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestKill9MidFlood floods a worker process with mostly invalid addresses and
 // some valid ones, kills it with SIGKILL mid-flood, starts another, and
 // checks that every outcome ends exact: invalid counted once each, delivered
@@ -108,26 +124,19 @@ func TestKill9MidFlood(t *testing.T) {
 	counted := func() int64 { d, i := outcomes(); return d + i }
 	first := startWorker(t, natsURL, db.URL, smtpSink.Addr())
 
-	pub := orchestrator.NewPublisher(js)
 	to := []string{"", "not-an-email", "a@b", "valid"}
 	wantValid := int64(0)
+	acts := make([]*wire.Activation, n)
 	for i := range n {
 		addr := to[i%len(to)]
 		if addr == "valid" {
 			addr = fmt.Sprintf("user%d@example.com", i)
 			wantValid++
 		}
-		a := &wire.Activation{ID: fmt.Sprintf("k-%d", i), Tenant: "acme", Conversation: fmt.Sprintf("storm-%d", i%4),
+		acts[i] = &wire.Activation{ID: fmt.Sprintf("k-%d", i), Tenant: "acme", Conversation: fmt.Sprintf("storm-%d", i%4),
 			Lane: wire.LaneBulk, Channel: "email", To: addr, EnqueuedAt: time.Now().UTC()}
-		if _, err := pub.PublishAsync(a); err != nil {
-			t.Fatal(err)
-		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := pub.Wait(wctx); err != nil {
-		t.Fatal(err)
-	}
+	k.publish(t, acts)
 	deadline := time.Now().Add(2 * time.Minute)
 	for c := counted(); c < int64(n)/4; c = counted() {
 		if time.Now().After(deadline) {

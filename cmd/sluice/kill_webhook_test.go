@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/webhooktest"
-	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/webhook"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -25,7 +24,7 @@ func TestKill9WebhookEvents(t *testing.T) {
 		n = 3_000
 	}
 	k := startKillBench(t)
-	natsURL, db, js, smtpSink := k.natsURL, k.db, k.js, k.smtp
+	natsURL, db, smtpSink := k.natsURL, k.db, k.smtp
 	ctx := context.Background()
 	rec := webhooktest.New(t)
 	ep, err := webhook.NewStore(db.Pool, k.nc, true, nil).Create(ctx, "acme", rec.URL, []string{webhook.EventDelivered, webhook.EventInvalid})
@@ -35,24 +34,17 @@ func TestKill9WebhookEvents(t *testing.T) {
 	rec.SetSecret(ep.Secret)
 	first := startWorker(t, natsURL, db.URL, smtpSink.Addr())
 
-	pub := orchestrator.NewPublisher(js)
 	wantInvalid := 0
+	acts := make([]*wire.Activation, n)
 	for i := range n {
 		to := fmt.Sprintf("user%d@example.com", i)
 		if i%5 == 0 {
 			to, wantInvalid = "not-an-address", wantInvalid+1
 		}
-		a := &wire.Activation{ID: fmt.Sprintf("w-%d", i), Tenant: "acme", Conversation: "hooks",
+		acts[i] = &wire.Activation{ID: fmt.Sprintf("w-%d", i), Tenant: "acme", Conversation: "hooks",
 			Lane: wire.LaneBulk, Channel: "email", To: to, EnqueuedAt: time.Now().UTC()}
-		if _, err := pub.PublishAsync(a); err != nil {
-			t.Fatal(err)
-		}
 	}
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := pub.Wait(wctx); err != nil {
-		t.Fatal(err)
-	}
+	k.publish(t, acts)
 	waitFor(t, 2*time.Minute, "the first worker's events to arrive", func() bool { return rec.Stats().Distinct >= n/5 })
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
