@@ -77,9 +77,18 @@ type wireActivation struct {
 // template variables (0: no bound). The channel is not checked here: an unknown
 // channel is an address-validation outcome of package dispatch.
 func Decode(data []byte, maxVars int) (*Activation, error) {
+	return decode(data, maxVars, true)
+}
+
+// decode is Decode, through encoding/json alone unless fast.
+func decode(data []byte, maxVars int, fast bool) (*Activation, error) {
 	var w wireActivation
-	if err := json.Unmarshal(data, &w); err != nil {
-		return nil, &EnvelopeError{Reason: ReasonUndecodable, Detail: trimDetail(err.Error())}
+	fast = fast && decodeFast(data, &w)
+	if !fast {
+		w = wireActivation{}
+		if err := json.Unmarshal(data, &w); err != nil {
+			return nil, &EnvelopeError{Reason: ReasonUndecodable, Detail: trimDetail(err.Error())}
+		}
 	}
 	if w.Version != SchemaVersion {
 		return nil, &EnvelopeError{Reason: ReasonUnknownSchema, Detail: fmt.Sprintf("version %d, this build reads %d", w.Version, SchemaVersion)}
@@ -104,8 +113,13 @@ func Decode(data []byte, maxVars int) (*Activation, error) {
 		if maxVars > 0 && len(w.Vars) > maxVars {
 			return a, &EnvelopeError{Reason: ReasonVarsTooLarge, Detail: fmt.Sprintf("%d bytes, limit %d", len(w.Vars), maxVars)}
 		}
-		if err := json.Unmarshal(w.Vars, &a.Vars); err != nil {
-			return a, &EnvelopeError{Reason: ReasonUndecodable, Detail: "vars: want an object of strings"}
+		if fast {
+			a.Vars, fast = decodeVarsFast(w.Vars)
+		}
+		if !fast {
+			if err := json.Unmarshal(w.Vars, &a.Vars); err != nil {
+				return a, &EnvelopeError{Reason: ReasonUndecodable, Detail: "vars: want an object of strings"}
+			}
 		}
 	}
 	return a, nil
@@ -129,6 +143,9 @@ func VarsSize(vars map[string]string) int {
 // Encode returns the JSON envelope of a, filling Version.
 func Encode(a *Activation) ([]byte, error) {
 	a.Version = SchemaVersion
+	if b, ok := encodeFast(a); ok {
+		return b, nil
+	}
 	return json.Marshal(a)
 }
 

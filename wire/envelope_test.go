@@ -97,7 +97,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"v":1,"vars":null}`), 0)
 	f.Add([]byte(`{"v":2}`), 0)
 	f.Add([]byte("\x00\xff"), 8)
+	for _, s := range envelopeCorpus() {
+		f.Add([]byte(s), 64)
+	}
 	f.Fuzz(func(t *testing.T, data []byte, max int) {
+		agree(t, data, max)
 		a, err := Decode(data, max)
 		if err != nil {
 			var ee *EnvelopeError
