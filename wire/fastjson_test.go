@@ -116,7 +116,7 @@ func TestFastDecodeAgreesWithJSON(t *testing.T) {
 			if len(b) == 0 {
 				break
 			}
-			b[rng.IntN(len(b))] = `{}[]":,\ 0a1-.eEn` [rng.IntN(17)]
+			b[rng.IntN(len(b))] = `{}[]":,\ 0a1-.eEn`[rng.IntN(17)]
 			agree(t, b, 0)
 		}
 	}
