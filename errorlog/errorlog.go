@@ -147,6 +147,7 @@ type Log struct {
 	now     func() time.Time
 	mode    atomic.Pointer[Mode]
 	sampler *sampler
+	masker  *masker
 	breaker *gobreaker.CircuitBreaker[int64]
 
 	mu      sync.Mutex // guards cur, stopped, started
@@ -197,6 +198,7 @@ func New(pool *pgxpool.Pool, cfg Config, logger *slog.Logger, reg prometheus.Reg
 		log:        logger,
 		now:        time.Now,
 		cur:        newBatch(),
+		masker:     newMasker(cfg.MaskKey),
 		kick:       make(chan struct{}, 1),
 		ready:      make(chan struct{}, 1),
 		closing:    make(chan struct{}),
@@ -356,7 +358,7 @@ func (l *Log) Record(ev Event, done func(error)) {
 	}
 	keep := !delivered && (mode.Name == ModeFull || mode.Name == ModeSample && l.sampler.keep(ev.Conversation, ev.Reason, l.now(), *mode))
 	if keep && !l.cfg.KeepAddresses {
-		ev.Address = clean(MaskAddress(l.cfg.MaskKey, ev.Address), maxAddress)
+		ev.Address = clean(l.masker.mask(ev.Address), maxAddress)
 	}
 
 	l.mu.Lock()

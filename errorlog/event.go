@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -122,15 +124,38 @@ func cleanID(id string) string {
 // "h:<16 hex>". The hex is the first 8 bytes of HMAC-SHA256(key, lower-cased
 // address). An empty address stays empty.
 func MaskAddress(key []byte, addr string) string {
+	return newMasker(key).mask(addr)
+}
+
+// masker is MaskAddress under one key, reusing its HMAC states: the writer
+// masks every detailed row, and a new HMAC per address was a visible share
+// of the bulk lane's profile.
+type masker struct {
+	macs sync.Pool // hash.Hash
+}
+
+func newMasker(key []byte) *masker {
+	key = append([]byte(nil), key...)
+	return &masker{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+func (m *masker) mask(addr string) string {
 	if addr == "" {
 		return ""
 	}
 	lower := strings.ToLower(addr)
-	mac := hmac.New(sha256.New, key)
+	mac := m.macs.Get().(hash.Hash)
+	mac.Reset()
 	mac.Write([]byte(lower))
-	h := "h:" + hex.EncodeToString(mac.Sum(nil)[:8])
+	var sum [sha256.Size]byte
+	mac.Sum(sum[:0])
+	m.macs.Put(mac)
+	domain := ""
 	if at := strings.LastIndexByte(lower, '@'); at >= 0 && at < len(lower)-1 {
-		return h + lower[at:]
+		domain = lower[at:]
 	}
-	return h
+	out := make([]byte, 0, 2+16+len(domain))
+	out = append(out, "h:"...)
+	out = hex.AppendEncode(out, sum[:8])
+	return string(append(out, domain...))
 }

@@ -13,7 +13,7 @@ import (
 // inserts nothing and adds nothing).
 func (l *Log) recordSync(ev Event, done func(error)) {
 	if !l.cfg.KeepAddresses {
-		ev.Address = clean(MaskAddress(l.cfg.MaskKey, ev.Address), maxAddress)
+		ev.Address = clean(l.masker.mask(ev.Address), maxAddress)
 	}
 	err := l.insertOne(ev)
 	if err != nil {

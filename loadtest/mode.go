@@ -361,15 +361,21 @@ func (m *modeRun) publishBurst(ctx context.Context) error {
 // stop purges what came after the first.
 func (m *modeRun) watchDrain(ctx context.Context) error {
 	quarantined := map[string]bool{}
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
 	lastQ := time.Time{}
 	for {
+		// Every 250 ms while the burst is being published, then every 10
+		// ms, so the drain's end is known to about the same precision as
+		// the ceiling's (its last ack).
+		every := 250 * time.Millisecond
+		if m.published.Load() == int64(m.n) {
+			every = 10 * time.Millisecond
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-tick.C:
+		case <-time.After(every):
 		}
+		at := time.Now() // the stream held rem at the latest when asked
 		rem, per, err := m.remaining(ctx)
 		if err != nil {
 			continue
@@ -387,7 +393,7 @@ func (m *modeRun) watchDrain(ctx context.Context) error {
 			if err := m.purgeQuarantined(ctx, quarantined); err != nil {
 				return err
 			}
-			m.mr.DrainSeconds = time.Since(m.burstStart).Seconds()
+			m.mr.DrainSeconds = at.Sub(m.burstStart).Seconds()
 			return nil
 		}
 	}

@@ -27,9 +27,11 @@ type LaneConfig struct {
 	Workers int
 	// FetchBatch is the most messages one pull request asks for; in the bulk
 	// lane it is also each conversation's turn in the round-robin. Default 16
-	// for transactional, 32 for bulk: no more than the workers, so the last
-	// message of a batch waits at most one SendTimeout before it is handed
-	// to a worker and kept in progress.
+	// for transactional, 128 for bulk. Bulk batches may be larger than the
+	// lane's workers: a fetched batch is kept in progress on the server as a
+	// whole until each message's handler returns (progress), so messages
+	// waiting for a worker are never redelivered underneath. Larger turns
+	// mean fewer pull requests per message (issue 14's profiles).
 	FetchBatch int
 	// AckWait is how long the server waits for an ack before redelivering.
 	// It must cover the worker queue, the send timeout and the error log's
@@ -44,14 +46,14 @@ type LaneConfig struct {
 	MaxDeliver int
 	// MaxAckPending bounds unacknowledged messages per consumer (the whole
 	// transactional lane; each bulk conversation). Default 1024 for
-	// transactional, 256 for bulk.
+	// both.
 	MaxAckPending int
 }
 
 func (c *LaneConfig) setDefaults(l wire.Lane) {
 	def := LaneConfig{Workers: 16, FetchBatch: 16, AckWait: 30 * time.Second, MaxDeliver: 20, MaxAckPending: 1024}
 	if l == wire.LaneBulk {
-		def.Workers, def.FetchBatch, def.MaxAckPending = 32, 32, 256
+		def.Workers, def.FetchBatch, def.MaxAckPending = 32, 128, 1024
 	}
 	if c.Workers == 0 {
 		c.Workers = def.Workers
@@ -102,54 +104,144 @@ func consumerConfig(name, filter string, c LaneConfig, inactive time.Duration) j
 type pool struct {
 	lane     wire.Lane
 	workers  int
-	ackWait  time.Duration
-	work     chan held
+	work     chan jetstream.Msg
 	wg       sync.WaitGroup
 	handle   func(context.Context, wire.Lane, jetstream.Msg)
 	inFlight atomic.Int64 // messages a worker is handling now
-}
-
-// held is a fetched message on its way to a worker, kept in progress on the
-// server until its handler returns.
-type held struct {
-	msg  jetstream.Msg
-	stop func()
+	held     *progress
 }
 
 func newPool(lane wire.Lane, workers int, ackWait time.Duration, handle func(context.Context, wire.Lane, jetstream.Msg)) *pool {
-	return &pool{lane: lane, workers: workers, ackWait: ackWait, work: make(chan held, workers), handle: handle}
+	return &pool{lane: lane, workers: workers, work: make(chan jetstream.Msg, workers), handle: handle, held: newProgress(ackWait / 3)}
 }
 
 // start runs the workers until the work channel is closed; ctx is the
 // handlers' context, cancelled only when a drain runs out of time.
 func (p *pool) start(ctx context.Context, workers int) {
+	p.held.start()
 	for range workers {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			for h := range p.work {
+			for msg := range p.work {
 				p.inFlight.Add(1)
-				p.handle(ctx, p.lane, h.msg)
-				h.stop()
+				p.handle(ctx, p.lane, msg)
+				p.held.remove(msg)
 				p.inFlight.Add(-1)
 			}
 		}()
 	}
 }
 
-// submit hands msg to a worker, blocking while all are busy. From now until
-// its handler returns, the server is told every third of AckWait that msg is
-// in progress, so waiting for a worker and a slow send never cause a
-// redelivery underneath. (Messages still in a fetched batch are not covered:
-// keep FetchBatch × SendTimeout / Workers under AckWait.)
-func (p *pool) submit(msg jetstream.Msg) {
-	p.work <- held{msg: msg, stop: keepInProgress(msg, p.ackWait)}
+// submitAll takes every message of a fetched batch, keeps them in progress
+// on the server from now until their handlers return (see progress), and
+// hands them to the workers one by one, blocking while all are busy; so
+// neither a batch larger than the lane's workers nor a slow send causes a
+// redelivery underneath. For batches that end at once (FetchNoWait). It
+// returns the number of messages and the batch's error.
+func (p *pool) submitAll(b jetstream.MessageBatch) (int, error) {
+	var msgs []jetstream.Msg
+	for msg := range b.Messages() {
+		msgs = append(msgs, msg)
+	}
+	p.held.add(msgs...)
+	for _, msg := range msgs {
+		p.work <- msg
+	}
+	return len(msgs), b.Error()
+}
+
+// submitEach hands each message of b to a worker as it arrives, for a batch
+// that waits for messages (the transactional lane's Fetch): a message never
+// waits for the rest of its batch. Keep FetchBatch × SendTimeout / Workers
+// under AckWait there: messages not yet taken from b are not kept in
+// progress.
+func (p *pool) submitEach(b jetstream.MessageBatch) error {
+	for msg := range b.Messages() {
+		p.held.add(msg)
+		p.work <- msg
+	}
+	return b.Error()
 }
 
 // close lets the workers finish what was submitted and waits for them.
 func (p *pool) close() {
 	close(p.work)
 	p.wg.Wait()
+	p.held.stop()
+}
+
+// progress tells the server that the messages a lane holds are still being
+// worked on: every period (a third of AckWait) it sends InProgress for each
+// message held longer than a period. One ticker per lane rather than a timer
+// per message, which was a visible cost of the bulk lane (issue 14).
+type progress struct {
+	period time.Duration
+	mu     sync.Mutex
+	since  map[jetstream.Msg]time.Time
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func newProgress(period time.Duration) *progress {
+	return &progress{period: period, since: make(map[jetstream.Msg]time.Time), done: make(chan struct{})}
+}
+
+func (pr *progress) add(msgs ...jetstream.Msg) {
+	now := time.Now()
+	pr.mu.Lock()
+	for _, m := range msgs {
+		pr.since[m] = now
+	}
+	pr.mu.Unlock()
+}
+
+func (pr *progress) remove(msg jetstream.Msg) {
+	pr.mu.Lock()
+	delete(pr.since, msg)
+	pr.mu.Unlock()
+}
+
+func (pr *progress) start() {
+	pr.wg.Add(1)
+	go func() {
+		defer pr.wg.Done()
+		t := time.NewTicker(pr.period / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-pr.done:
+				return
+			case now := <-t.C:
+				pr.tell(now)
+			}
+		}
+	}()
+}
+
+// tell sends InProgress for each message held a period or longer. The
+// ticker runs at half the period, so no message goes longer than 1.5
+// periods (half of AckWait) without one.
+func (pr *progress) tell(now time.Time) {
+	var due []jetstream.Msg
+	pr.mu.Lock()
+	for m, t := range pr.since {
+		if now.Sub(t) >= pr.period {
+			due = append(due, m)
+			pr.since[m] = now
+		}
+	}
+	pr.mu.Unlock()
+	for _, m := range due {
+		// A message finished meanwhile is acked already; the server
+		// ignores progress on it.
+		_ = m.InProgress()
+	}
+}
+
+func (pr *progress) stop() {
+	close(pr.done)
+	pr.wg.Wait()
 }
 
 // transactionalSource feeds the transactional lane from its single consumer,
@@ -168,10 +260,7 @@ func (s *transactionalSource) run(ctx context.Context, p *pool) {
 			ctxtime.Sleep(ctx, 250*time.Millisecond)
 			continue
 		}
-		for msg := range b.Messages() {
-			p.submit(msg)
-		}
-		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		if err := p.submitEach(b); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			s.log.Warn("transactional fetch ended with error", "err", err)
 			ctxtime.Sleep(ctx, 250*time.Millisecond)
 		}
@@ -346,26 +435,33 @@ func (s *bulkSource) drop(cons jetstream.Consumer) {
 // run fetches round-robin: each conversation in turn gets up to FetchBatch
 // messages, and submitting them blocks while the lane's workers are busy, so
 // a conversation's share of the lane is 1/(active conversations) whatever
-// its backlog.
+// its backlog. A round's pull requests are all sent before the first batch
+// is read, so their round trips overlap instead of adding up.
 func (s *bulkSource) run(ctx context.Context, p *pool) {
 	for ctx.Err() == nil {
 		got := 0
-		for _, cons := range s.snapshot() {
-			if ctx.Err() != nil {
-				return
-			}
-			b, err := cons.FetchNoWait(s.cfg.FetchBatch)
+		cons := s.snapshot()
+		batches := make([]jetstream.MessageBatch, len(cons))
+		for i, c := range cons {
+			b, err := c.FetchNoWait(s.cfg.FetchBatch)
 			if err != nil {
-				s.fetchFailed(cons, err)
+				s.fetchFailed(c, err)
 				continue
 			}
-			for msg := range b.Messages() {
-				p.submit(msg)
-				got++
+			batches[i] = b
+		}
+		for i, b := range batches {
+			if b == nil {
+				continue
 			}
-			if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-				s.fetchFailed(cons, err)
+			n, err := p.submitAll(b)
+			got += n
+			if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+				s.fetchFailed(cons[i], err)
 			}
+		}
+		if ctx.Err() != nil {
+			return
 		}
 		if got == 0 {
 			select {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -234,34 +233,6 @@ func (p *pipeline) hold(ctx context.Context, lane wire.Lane, msg jetstream.Msg, 
 	}
 	if err := msg.NakWithDelay(holdDelay); err != nil {
 		p.log.Warn("nak of a held message failed; it is redelivered after AckWait", "err", err)
-	}
-}
-
-// keepInProgress tells the server, every third of AckWait, that msg is still
-// being worked on; the returned func stops it.
-func keepInProgress(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
-	every := ackWait / 3
-	var t *time.Timer
-	var mu sync.Mutex
-	stopped := false
-	var tick func()
-	tick = func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		_ = msg.InProgress()
-		t.Reset(every)
-	}
-	mu.Lock()
-	t = time.AfterFunc(every, tick)
-	mu.Unlock()
-	return func() {
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
 	}
 }
 
