@@ -57,9 +57,11 @@ func setup(t *testing.T, tune ...func(*CampaignDeps)) *fixture {
 		t.Fatal(err)
 	}
 	f.js = js
-	if f.stream, err = orchestrator.EnsureStream(ctx, js, orchestrator.StreamConfig{}); err != nil {
+	streams, err := orchestrator.EnsureStreams(ctx, js, orchestrator.StreamConfig{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	f.stream = streams.Bulk
 	tw := &testWriter{t: t}
 	t.Cleanup(func() { tw.done.Store(true) })
 	logger := slog.New(slog.NewTextHandler(tw, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -292,14 +294,16 @@ func (f *fixture) streamMsgs() uint64 {
 func (f *fixture) resetStream() {
 	f.t.Helper()
 	ctx := context.Background()
-	if err := f.js.DeleteStream(ctx, orchestrator.StreamName); err != nil {
-		f.t.Fatal(err)
+	for _, name := range []string{orchestrator.StreamName, orchestrator.TransactionalStreamName} {
+		if err := f.js.DeleteStream(ctx, name); err != nil {
+			f.t.Fatal(err)
+		}
 	}
-	s, err := orchestrator.EnsureStream(ctx, f.js, orchestrator.StreamConfig{})
+	s, err := orchestrator.EnsureStreams(ctx, f.js, orchestrator.StreamConfig{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.stream = s
+	f.stream = s.Bulk
 }
 
 // accepted is conversations.accepted.

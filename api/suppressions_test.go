@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/wire"
 )
 
@@ -99,9 +101,17 @@ func TestActivationExpiry(t *testing.T) {
 			t.Fatalf("%s: %d %s", tc.conv, r.status, r.body)
 		}
 	}
+	// otp is transactional (its own stream), news bulk.
+	tx, err := f.js.Stream(context.Background(), orchestrator.TransactionalStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := make([]*wire.Activation, 3)
-	for i := range got {
-		msg, err := f.stream.GetMsg(context.Background(), uint64(i+1))
+	for i, at := range []struct {
+		s   jetstream.Stream
+		seq uint64
+	}{{tx, 1}, {tx, 2}, {f.stream, 1}} {
+		msg, err := at.s.GetMsg(context.Background(), at.seq)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ type countKey struct {
 type pending struct {
 	key  int32
 	seq  uint64
+	src  string // Event.Source: "" for the writer's Config.Source
 	done func(error)
 }
 
@@ -39,7 +40,24 @@ func (b *batch) add(ev Event, done func(error)) {
 		b.keys = append(b.keys, k)
 		b.index[k] = i
 	}
-	b.events = append(b.events, pending{key: i, seq: ev.Seq, done: done})
+	b.events = append(b.events, pending{key: i, seq: ev.Seq, src: ev.Source, done: done})
+}
+
+// bySource groups b's events by the source of their sequence, "" standing
+// for def, in the order the sources first appear.
+func (b *batch) bySource(def string) (sources []string, events map[string][]pending) {
+	events = map[string][]pending{}
+	for _, e := range b.events {
+		src := e.src
+		if src == "" {
+			src = def
+		}
+		if _, ok := events[src]; !ok {
+			sources = append(sources, src)
+		}
+		events[src] = append(events[src], e)
+	}
+	return sources, events
 }
 
 // spillVersion is the version of spilled this build writes. Version 1 (before
@@ -58,19 +76,31 @@ type spilled struct {
 	Details []Event    `json:"details,omitempty"`
 }
 
-// chunks splits b into spilled messages of at most n events and n rows.
-func (b *batch) chunks(source string, n int) []spilled {
+// chunks splits b into spilled messages of at most n events and n rows, one
+// source per message (the format older builds read); the rows go with the
+// first source's messages.
+func (b *batch) chunks(def string, n int) []spilled {
+	sources, events := b.bySource(def)
+	if len(sources) == 0 {
+		sources = []string{def}
+	}
 	var out []spilled
-	for lo := 0; lo < max(len(b.events), len(b.details)); lo += n {
-		s := spilled{V: spillVersion, Source: source, Keys: b.keys}
-		for i := lo; i < min(lo+n, len(b.events)); i++ {
-			s.K = append(s.K, b.events[i].key)
-			s.S = append(s.S, b.events[i].seq)
+	for i, src := range sources {
+		evs, details := events[src], []Event(nil)
+		if i == 0 {
+			details = b.details
 		}
-		if lo < len(b.details) {
-			s.Details = b.details[lo:min(lo+n, len(b.details))]
+		for lo := 0; lo < max(len(evs), len(details)); lo += n {
+			s := spilled{V: spillVersion, Source: src, Keys: b.keys}
+			for _, e := range evs[min(lo, len(evs)):min(lo+n, len(evs))] {
+				s.K = append(s.K, e.key)
+				s.S = append(s.S, e.seq)
+			}
+			if lo < len(details) {
+				s.Details = details[lo:min(lo+n, len(details))]
+			}
+			out = append(out, s)
 		}
-		out = append(out, s)
 	}
 	return out
 }

@@ -337,6 +337,49 @@ func TestDeliveredCountedOnceNoRows(t *testing.T) {
 	}
 }
 
+// TestSequencesPerSource: each lane has its own stream, so the same sequence
+// from two sources is two messages, and each source's redeliveries still
+// count once; the spill keeps one source per message.
+func TestSequencesPerSource(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{Source: "bulk@1", KeepAddresses: true}, true)
+	res := newResults()
+	ev := func(seq uint64, src string) Event {
+		return Event{Outcome: wire.OutcomeDelivered, ID: fmt.Sprintf("%s-%d", src, seq), Time: time.Now(), Tenant: "acme",
+			Conversation: "c1", Lane: "bulk", Channel: "email", Seq: seq, Source: src}
+	}
+	for seq := uint64(1); seq <= 20; seq++ {
+		b.log.Record(ev(seq, ""), res.done(fmt.Sprint("bulk", seq)))
+		b.log.Record(ev(seq, "tx@1"), res.done(fmt.Sprint("tx", seq)))
+	}
+	res.wait(t, 40)
+	for seq := uint64(1); seq <= 20; seq += 4 {
+		b.log.Record(ev(seq, "bulk@1"), res.done(fmt.Sprint("bulk again", seq))) // "" is Config.Source
+		b.log.Record(ev(seq, "tx@1"), res.done(fmt.Sprint("tx again", seq)))
+	}
+	res.wait(t, 50)
+	if got := scalar[int](t, b.db.Pool, "SELECT coalesce(sum(count), 0)::int FROM delivery_counts WHERE conversation = 'c1'"); got != 40 {
+		t.Errorf("delivered = %d, want 40 (20 per source, redeliveries once)", got)
+	}
+	if got := scalar[int](t, b.db.Pool, "SELECT count(DISTINCT source) FROM error_seen WHERE source IN ('bulk@1', 'tx@1')"); got != 2 {
+		t.Errorf("sources in error_seen = %d, want 2", got)
+	}
+
+	bt := newBatch()
+	for i := range 5 {
+		bt.add(ev(uint64(i+1), []string{"", "tx@1"}[i%2]), nil)
+	}
+	bt.details = []Event{ev(9, "")}
+	chunks := bt.chunks("bulk@1", 2)
+	var got []string
+	for _, c := range chunks {
+		got = append(got, fmt.Sprintf("%s:%v:%d", c.Source, c.S, len(c.Details)))
+	}
+	if want := "[bulk@1:[1 3]:1 bulk@1:[5]:0 tx@1:[2 4]:0]"; fmt.Sprint(got) != want {
+		t.Errorf("chunks = %v, want %s", got, want)
+	}
+}
+
 func TestDuplicatesCountOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, Config{BatchSize: 3, FlushInterval: time.Hour}, true)

@@ -42,6 +42,10 @@ type Event struct {
 	// state redelivers as a first delivery). 0 means
 	// unknown: the event is counted every time it is recorded.
 	Seq uint64 `json:",omitempty"`
+	// Source names the stream Seq belongs to (its name and creation time,
+	// like Config.Source); empty means Config.Source. Each lane has its own
+	// activation stream, so sequences alone do not identify a message.
+	Source string `json:",omitempty"`
 }
 
 // Length caps, in bytes, applied by Record.

@@ -249,25 +249,18 @@ func (l *Log) writeDB(b *batch, source string) (written int64, err error) {
 // so the delivery count cannot say which events may have been counted. The
 // lookup is one query per batch (seenIn), not one per event.
 func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) error {
-	seen, err := lookupSeen(ctx, tx, b, source)
-	if err != nil {
-		return err
-	}
 	deltas := make([]int64, len(b.keys))
-	var fresh []uint64
-	inBatch := make(map[uint64]struct{}, len(b.events))
-	for _, e := range b.events {
-		if e.seq != 0 {
-			if _, dup := inBatch[e.seq]; dup || seen.has(e.seq) {
-				// Counted already (earlier in this batch, or by an earlier
-				// one): a redelivery, never a second outcome.
-				l.m.recounted.WithLabelValues(string(b.keys[e.key].Outcome)).Inc()
-				continue
-			}
-			inBatch[e.seq] = struct{}{}
-			fresh = append(fresh, e.seq)
+	sources, events := b.bySource(source)
+	for _, src := range sources {
+		fresh, err := l.unseen(ctx, tx, b.keys, events[src], src, deltas)
+		if err != nil {
+			return err
 		}
-		deltas[e.key]++
+		if len(fresh) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO error_seen (source, seqs) VALUES ($1, $2::text::int8multirange)`, src, multirange(fresh)); err != nil {
+				return fmt.Errorf("seen: %w", err)
+			}
+		}
 	}
 	var errs, dlv counterRows
 	for i, k := range b.keys {
@@ -291,18 +284,38 @@ func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) err
 		}
 	}
 	l.m.counted.Add(float64(sum(errs.n) + sum(dlv.n)))
-	if len(fresh) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO error_seen (source, seqs) VALUES ($1, $2::text::int8multirange)`, source, multirange(fresh)); err != nil {
-			return fmt.Errorf("seen: %w", err)
-		}
-	}
 	return nil
 }
 
-// lookupSeen returns which of b's sequences earlier batches counted.
-func lookupSeen(ctx context.Context, tx pgx.Tx, b *batch, source string) (rangeSet, error) {
-	seqs := make([]uint64, 0, len(b.events))
-	for _, e := range b.events {
+// unseen adds to deltas the events of one source that no earlier batch
+// counted, and returns their sequences.
+func (l *Log) unseen(ctx context.Context, tx pgx.Tx, keys []countKey, events []pending, source string, deltas []int64) ([]uint64, error) {
+	seen, err := lookupSeen(ctx, tx, events, source)
+	if err != nil {
+		return nil, err
+	}
+	var fresh []uint64
+	inBatch := make(map[uint64]struct{}, len(events))
+	for _, e := range events {
+		if e.seq != 0 {
+			if _, dup := inBatch[e.seq]; dup || seen.has(e.seq) {
+				// Counted already (earlier in this batch, or by an earlier
+				// one): a redelivery, never a second outcome.
+				l.m.recounted.WithLabelValues(string(keys[e.key].Outcome)).Inc()
+				continue
+			}
+			inBatch[e.seq] = struct{}{}
+			fresh = append(fresh, e.seq)
+		}
+		deltas[e.key]++
+	}
+	return fresh, nil
+}
+
+// lookupSeen returns which of events' sequences earlier batches counted.
+func lookupSeen(ctx context.Context, tx pgx.Tx, events []pending, source string) (rangeSet, error) {
+	seqs := make([]uint64, 0, len(events))
+	for _, e := range events {
 		if e.seq != 0 {
 			seqs = append(seqs, e.seq)
 		}

@@ -89,7 +89,8 @@ type modeRun struct {
 
 	pubNC, trNC *nats.Conn          // burst and trickle connections
 	pubJS, trJS jetstream.JetStream // burst (async, windowed) and trickle
-	stream      jetstream.Stream
+	stream      jetstream.Stream    // the bulk lane's, where the burst goes
+	txStream    jetstream.Stream    // the transactional lane's, where the trickle goes
 
 	// accepted is the per-conversation count of accepted messages: the
 	// burst's, known before publishing, and the trickle's after it stops.
@@ -134,6 +135,10 @@ func (m *modeRun) connect(ctx context.Context, natsURL string) error {
 	m.stream, err = m.pubJS.Stream(ctx, orchestrator.StreamName)
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", orchestrator.StreamName, err)
+	}
+	m.txStream, err = m.pubJS.Stream(ctx, orchestrator.TransactionalStreamName)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", orchestrator.TransactionalStreamName, err)
 	}
 	m.trNC, err = nats.Connect(natsURL, nats.Name("sluice-loadtest-trickle"))
 	if err != nil {
@@ -482,7 +487,7 @@ func (m *modeRun) settle(ctx context.Context) error {
 	return m.awaitTrickleDrained(ctx)
 }
 
-// awaitTrickleDrained waits, up to a minute, for the stream to hold none of
+// awaitTrickleDrained waits, up to a minute, for its stream to hold none of
 // this run's trickle messages: every message acked is counted. State.Msgs
 // counts the whole stream, whatever the filter, and a running target may
 // hold other messages; the filtered subject's count is ours.
@@ -490,7 +495,7 @@ func (m *modeRun) awaitTrickleDrained(ctx context.Context) error {
 	trickleSubject := wire.Subject(wire.LaneTransactional, Tenant, m.sc.trickle)
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		info, err := m.stream.Info(ctx, jetstream.WithSubjectFilter(trickleSubject))
+		info, err := m.txStream.Info(ctx, jetstream.WithSubjectFilter(trickleSubject))
 		if err == nil && info.State.Subjects[trickleSubject] == 0 {
 			break
 		}

@@ -314,7 +314,8 @@ func (n *Node) connectNATS(ctx context.Context) (jetstream.Stream, error) {
 	}
 	sc := n.cfg.Stream
 	sc.Logger = n.log
-	return orchestrator.EnsureStream(ctx, n.JS, sc)
+	streams, err := orchestrator.EnsureStreams(ctx, n.JS, sc)
+	return streams.Bulk, err
 }
 
 // connectPostgres opens and pings the pool, logs which Postgres answered,
@@ -397,7 +398,7 @@ func (n *Node) startErrorLog(ctx, watchCtx context.Context, stream jetstream.Str
 	// Error-log events are identified across redeliveries by their
 	// sequence in this stream; its creation time tells a recreated
 	// stream (sequences restarting at 1) from the old one.
-	elc.Source = orchestrator.StreamName + "@" + stream.CachedInfo().Created.UTC().Format(time.RFC3339Nano)
+	elc.Source = orchestrator.Source(stream.CachedInfo())
 	elc.Spill = n.JS
 	var err error
 	n.ErrorLog, err = errorlog.New(n.Pool, elc, n.log, n.Registry)

@@ -184,12 +184,12 @@ func (b *bundle) counts(t *testing.T, conv string) api.Counts {
 // queued is the number of messages of conv in the stream.
 func (b *bundle) queued(t *testing.T, conv string) uint64 {
 	t.Helper()
-	s, err := b.n.JS.Stream(t.Context(), orchestrator.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var n uint64
 	for _, lane := range []wire.Lane{wire.LaneBulk, wire.LaneTransactional} {
+		s, err := b.n.JS.Stream(t.Context(), orchestrator.StreamOf(lane))
+		if err != nil {
+			t.Fatal(err)
+		}
 		info, err := s.Info(t.Context(), jetstreamSubjects(wire.Subject(lane, "acme", conv)))
 		if err != nil {
 			t.Fatal(err)

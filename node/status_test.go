@@ -76,7 +76,7 @@ func TestStatusEveryItem(t *testing.T) {
 	for _, s := range r.Streams {
 		streams[s.Name] = s
 	}
-	for _, name := range []string{orchestrator.StreamName, errorlog.SpillStream, "KV_" + control.Bucket, "KV_" + orchestrator.ConversationsBucket} {
+	for _, name := range []string{orchestrator.StreamName, orchestrator.TransactionalStreamName, errorlog.SpillStream, "KV_" + control.Bucket, "KV_" + orchestrator.ConversationsBucket} {
 		if s, ok := streams[name]; !ok || s.Replicas != 1 || s.Leader != r.NATS.Server {
 			t.Errorf("stream %s: %+v (present %v), want 1 replica led by %s", name, s, ok, r.NATS.Server)
 		}

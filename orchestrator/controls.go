@@ -153,29 +153,31 @@ func (c *Controls) stopped() map[string]bool {
 }
 
 // SweepStopped calls sweep for every stopped conversation that still has
-// messages queued in the stream (in either lane), once per conversation. It
-// costs one stream info request, plus one call per such conversation.
+// messages queued (in either lane's stream), once per conversation. It
+// costs one info request per stream, plus one call per such conversation.
 func (s *Service) SweepStopped(ctx context.Context, sweep func(ctx context.Context, tenant, conversation string)) error {
 	stopped := s.controls.stopped()
 	if len(stopped) == 0 {
 		return nil
 	}
-	stream, err := s.js.Stream(ctx, StreamName)
-	if err != nil {
-		return err
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(wire.SubjectPrefix+">"))
-	if err != nil {
-		return err
-	}
 	done := make(map[string]bool)
-	for subj, n := range info.State.Subjects {
-		_, t, c, ok := wire.SubjectParts(subj)
-		if !ok || n == 0 || !stopped[t+"."+c] || done[t+"."+c] {
-			continue
+	for _, name := range []string{TransactionalStreamName, StreamName} {
+		stream, err := s.js.Stream(ctx, name)
+		if err != nil {
+			return err
 		}
-		done[t+"."+c] = true
-		sweep(ctx, t, c)
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(wire.SubjectPrefix+">"))
+		if err != nil {
+			return err
+		}
+		for subj, n := range info.State.Subjects {
+			_, t, c, ok := wire.SubjectParts(subj)
+			if !ok || n == 0 || !stopped[t+"."+c] || done[t+"."+c] {
+				continue
+			}
+			done[t+"."+c] = true
+			sweep(ctx, t, c)
+		}
 	}
 	return nil
 }

@@ -57,6 +57,9 @@ type pipeline struct {
 	// notify, when set, hears every outcome once its count is durable
 	// (delivery-status webhooks).
 	notify Notifier
+	// sources names each lane's stream for the error log (Source): the
+	// sequences of the two streams overlap.
+	sources map[wire.Lane]string
 }
 
 // Notifier hears each message's outcome once its count has committed
@@ -315,7 +318,7 @@ func (p *pipeline) deliveredEvent(msg jetstream.Msg, meta *jetstream.MsgMetadata
 // identify the message.
 func (p *pipeline) event(msg jetstream.Msg, meta *jetstream.MsgMetadata, a *wire.Activation, reason wire.Reason, detail string) errorlog.Event {
 	ev := errorlog.Event{Outcome: wire.OutcomeOf(reason), Reason: string(reason), Detail: detail, Time: meta.Timestamp, Channel: "unknown",
-		Seq: meta.Sequence.Stream}
+		Seq: meta.Sequence.Stream, Source: p.sourceOf(meta.Stream)}
 	if l, t, c, ok := wire.SubjectParts(msg.Subject()); ok {
 		ev.Lane, ev.Tenant, ev.Conversation = string(l), t, c
 	}
@@ -332,6 +335,16 @@ func (p *pipeline) event(msg jetstream.Msg, meta *jetstream.MsgMetadata, a *wire
 		ev.ID = "seq:" + strconv.FormatUint(meta.Sequence.Stream, 10)
 	}
 	return ev
+}
+
+// sourceOf names the stream a message came from for the error log. The
+// lane is read from the stream's name, not the subject: a message is
+// counted by the sequence of the stream that holds it.
+func (p *pipeline) sourceOf(stream string) string {
+	if stream == TransactionalStreamName {
+		return p.sources[wire.LaneTransactional]
+	}
+	return p.sources[wire.LaneBulk]
 }
 
 // retryDelay is capped exponential backoff with ±20% jitter, so that a

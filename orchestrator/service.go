@@ -137,11 +137,16 @@ func NewService(js jetstream.JetStream, providers map[dispatch.Channel]dispatch.
 func (s *Service) Start(ctx context.Context) error {
 	stream, err := s.js.Stream(ctx, StreamName)
 	if err != nil {
-		return fmt.Errorf("orchestrator: stream %s (run EnsureStream first): %w", StreamName, err)
+		return fmt.Errorf("orchestrator: stream %s (run EnsureStreams first): %w", StreamName, err)
+	}
+	txStream, err := s.js.Stream(ctx, TransactionalStreamName)
+	if err != nil {
+		return fmt.Errorf("orchestrator: stream %s (run EnsureStreams first): %w", TransactionalStreamName, err)
 	}
 	s.stream = stream
+	s.pipe.sources = map[wire.Lane]string{wire.LaneBulk: Source(stream.CachedInfo()), wire.LaneTransactional: Source(txStream.CachedInfo())}
 	tc := s.cfg.Transactional
-	s.trans, err = stream.CreateOrUpdateConsumer(ctx, consumerConfig(TransactionalConsumer, wire.Subject(wire.LaneTransactional, "*", "*"), tc, 0))
+	s.trans, err = txStream.CreateOrUpdateConsumer(ctx, consumerConfig(TransactionalConsumer, wire.Subject(wire.LaneTransactional, "*", "*"), tc, 0))
 	if err != nil {
 		return fmt.Errorf("orchestrator: transactional consumer: %w", err)
 	}

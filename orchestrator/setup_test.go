@@ -46,7 +46,7 @@ func setup(tb testing.TB) *bundle {
 		tb.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := orchestrator.EnsureStream(ctx, js, orchestrator.StreamConfig{}); err != nil {
+	if _, err := orchestrator.EnsureStreams(ctx, js, orchestrator.StreamConfig{}); err != nil {
 		tb.Fatal(err)
 	}
 	db := pgtest.New(tb)
@@ -157,18 +157,22 @@ func sum(m map[string]int64) int64 {
 	return n
 }
 
-// streamMsgs is the number of messages still in SLUICE_ACTIVATIONS.
+// streamMsgs is the number of messages still in both lanes' streams.
 func (b *bundle) streamMsgs(tb testing.TB) uint64 {
 	tb.Helper()
-	s, err := b.js.Stream(context.Background(), orchestrator.StreamName)
-	if err != nil {
-		tb.Fatal(err)
+	var n uint64
+	for _, name := range []string{orchestrator.StreamName, orchestrator.TransactionalStreamName} {
+		s, err := b.js.Stream(context.Background(), name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		info, err := s.Info(context.Background())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n += info.State.Msgs
 	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return info.State.Msgs
+	return n
 }
 
 // waitFor polls cond until it holds or the deadline passes.

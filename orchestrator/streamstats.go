@@ -13,7 +13,7 @@ import (
 // statsStreams are the streams whose storage a worker exports on every
 // stats tick: the activations (publishes are refused once it is full) and
 // the error log's spill (it grows while Postgres cannot take the error log).
-var statsStreams = [...]string{StreamName, errorlog.SpillStream}
+var statsStreams = [...]string{TransactionalStreamName, StreamName, errorlog.SpillStream}
 
 // streamGauges export the storage of statsStreams, read from the server's
 // stream info by every worker (dashboards and alerts take max by stream):

@@ -74,7 +74,7 @@ func startKillBench(t *testing.T) *killBench {
 	if k.js, err = jetstream.New(k.nc, jetstream.WithPublishAsyncMaxPending(2048)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := orchestrator.EnsureStream(context.Background(), k.js, orchestrator.StreamConfig{}); err != nil {
+	if _, err := orchestrator.EnsureStreams(context.Background(), k.js, orchestrator.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if k.smtp, err = sink.StartSMTP(sink.SMTPConfig{}); err != nil {

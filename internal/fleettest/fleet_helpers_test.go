@@ -178,7 +178,7 @@ func (f *fleet) waitCounted(c *campaign, n int64) {
 }
 
 // streams are every stream and bucket a fleet replicates.
-var streams = []string{orchestrator.StreamName, errorlog.SpillStream, "KV_sluice_control", "KV_" + api.ConversationsBucket}
+var streams = []string{orchestrator.StreamName, orchestrator.TransactionalStreamName, errorlog.SpillStream, "KV_sluice_control", "KV_" + api.ConversationsBucket}
 
 // waitReplicated waits until every stream has f.replicas replicas, a leader
 // and every follower current.

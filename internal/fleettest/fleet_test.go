@@ -152,12 +152,14 @@ func (f *fleet) atRest(all []*campaign) {
 	poll(f.t, 3*time.Minute, "every campaign at rest", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		s, err := f.js.Stream(ctx, orchestrator.StreamName)
-		if err != nil {
-			return false, err.Error()
-		}
-		if m := s.CachedInfo().State.Msgs; m > 0 {
-			return false, fmt.Sprintf("%d queued", m)
+		for _, name := range []string{orchestrator.StreamName, orchestrator.TransactionalStreamName} {
+			s, err := f.js.Stream(ctx, name)
+			if err != nil {
+				return false, err.Error()
+			}
+			if m := s.CachedInfo().State.Msgs; m > 0 {
+				return false, fmt.Sprintf("%d queued in %s", m, name)
+			}
 		}
 		for _, c := range all {
 			k, err := f.counts(c.id)
