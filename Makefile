@@ -46,7 +46,7 @@ console-screenshots: chromium
 ## invalid message goes through the error log): accounting must be exact and the transactional
 ## p99 under 2s (a smoke bound for a shared 2-core machine, not a throughput assertion)
 loadtest-smoke: build
-	./$(BIN) loadtest --messages 200000 --quarantine none --max-tx-p99 2s --report $$(mktemp -d /tmp/sluice-loadtest-XXXXXX)
+	./$(BIN) loadtest --messages 200000 --quarantine none --max-tx-p99 250ms --report $$(mktemp -d /tmp/sluice-loadtest-XXXXXX)
 
 ## postgres: make sure PostgreSQL server binaries (initdb, pg_ctl, postgres) are installed
 postgres:

@@ -29,7 +29,13 @@ const execAsSluice = "SLUICE_TEST_EXEC_ARGS"
 // ledger outlives the worker).
 func startWorker(t *testing.T, natsURL, dbURL, smtpAddr string) *exec.Cmd {
 	t.Helper()
-	args := []string{"serve", "--worker", "--nats-url", natsURL, "--database-url", dbURL, "--http-addr", "127.0.0.1:0",
+	return startWorkerAt(t, natsURL, dbURL, smtpAddr, "127.0.0.1:0")
+}
+
+// startWorkerAt is startWorker serving /metrics on httpAddr.
+func startWorkerAt(t *testing.T, natsURL, dbURL, smtpAddr, httpAddr string) *exec.Cmd {
+	t.Helper()
+	args := []string{"serve", "--worker", "--nats-url", natsURL, "--database-url", dbURL, "--http-addr", httpAddr,
 		"--providers", "real", "--smtp-addr", smtpAddr, "--smtp-tls", "none", "--smtp-from", "sluice@example.com",
 		"--env", "test", "--quarantine-ratio", "0"}
 	cmd := exec.Command(os.Args[0])
