@@ -1,14 +1,21 @@
 // Package orchestrator is sluice's worker pipeline: it consumes activations
-// from the JetStream stream SLUICE_ACTIVATIONS, decodes and validates them,
+// from the JetStream streams SLUICE_TRANSACTIONAL and SLUICE_ACTIVATIONS,
+// decodes and validates them,
 // hands valid ones to a channel provider and invalid ones to the error log,
 // and acknowledges each message only once its outcome is durable.
 //
 // # Stream and subjects
 //
-// One stream, SLUICE_ACTIVATIONS, file storage, WorkQueue retention (a message
-// is removed once acked or terminated), subjects
-// sluice.act.<lane>.<tenant>.<conversation>, and a duplicate window so that a
-// retried publish with the same Nats-Msg-Id (the activation id) is stored once.
+// One stream per lane: SLUICE_TRANSACTIONAL (sluice.act.transactional.*.*)
+// and SLUICE_ACTIVATIONS (sluice.act.bulk.*.*; the name is from when it held
+// both lanes, see [EnsureStreams] for the move), file storage, WorkQueue
+// retention (a message is removed once acked or terminated), and a duplicate
+// window so that a retried publish with the same Nats-Msg-Id (the activation
+// id) is stored once. The transactional lane has a stream of its own so that
+// a burst being published into the bulk stream never queues a password reset
+// behind it (its ingest queue, its lock, the file store's cleanup when a
+// drain empties it). The error log tells the two streams' sequences apart by
+// [Source].
 //
 // # Lanes and fairness
 //
@@ -20,7 +27,9 @@
 //   - bulk: one durable pull consumer per conversation that has messages,
 //     discovered from the stream's per-subject counts and deleted once the
 //     conversation's subject is empty. The lane fetches at most FetchBatch
-//     messages from each conversation in turn (round-robin, FetchNoWait), so a
+//     messages from each conversation in turn (round-robin, FetchNoWait; the
+//     pull requests of a round are sent together, so their round trips
+//     overlap), so a
 //     1k-message conversation activated after a 1M-message one is served at
 //     once, at an equal share of the lane, instead of waiting behind it.
 //     Pausing a conversation means skipping its consumer: its queued
