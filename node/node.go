@@ -145,6 +145,7 @@ type Node struct {
 	Registry *prometheus.Registry
 	NC       *nats.Conn
 	JS       jetstream.JetStream
+	txNC     *nats.Conn // the transactional lane's own connection (workers)
 	Pool     *pgxpool.Pool
 	ErrorLog *errorlog.Log
 	Service  *orchestrator.Service
@@ -289,13 +290,11 @@ func (n *Node) registerMetrics() error {
 	return nil
 }
 
-// connectNATS connects to NATS (reconnecting forever), opens JetStream and
-// ensures the activations stream, which it returns.
-func (n *Node) connectNATS(ctx context.Context) (jetstream.Stream, error) {
-	logger := n.log
-	var err error
-	n.NC, err = nats.Connect(n.cfg.NATSURL,
-		nats.Name(n.cfg.Name),
+// dialNATS opens a connection to NATS that reconnects forever.
+func (n *Node) dialNATS(name string) (*nats.Conn, error) {
+	logger := n.log.With("conn", name)
+	nc, err := nats.Connect(n.cfg.NATSURL,
+		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -307,6 +306,16 @@ func (n *Node) connectNATS(ctx context.Context) (jetstream.Stream, error) {
 	)
 	if err != nil {
 		return nil, fmt.Errorf("node: connect nats %s: %w", n.cfg.NATSURL, err)
+	}
+	return nc, nil
+}
+
+// connectNATS connects to NATS (reconnecting forever), opens JetStream and
+// ensures the activations stream, which it returns.
+func (n *Node) connectNATS(ctx context.Context) (jetstream.Stream, error) {
+	var err error
+	if n.NC, err = n.dialNATS(n.cfg.Name); err != nil {
+		return nil, err
 	}
 	n.JS, err = jetstream.New(n.NC, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
@@ -468,6 +477,17 @@ func (n *Node) newPipeline(watchCtx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The transactional lane reads and acks over a connection of its own,
+	// so its messages never wait behind the bulk lane's batches on one
+	// socket (issue 14).
+	if n.txNC, err = n.dialNATS(n.cfg.Name + "-transactional"); err != nil {
+		return err
+	}
+	txJS, err := jetstream.New(n.txNC)
+	if err != nil {
+		return fmt.Errorf("node: jetstream: %w", err)
+	}
+	n.Service.SetTransactionalConn(txJS)
 	// A conversation whose recent messages are mostly invalid is
 	// quarantined for the whole fleet: every worker stops fetching it
 	// within a second, and an operator resumes or stops it.
@@ -743,13 +763,18 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.WebhookEvents != nil {
 		n.WebhookEvents.Stop(ctx)
 	}
-	if n.NC != nil {
-		if err := n.NC.FlushTimeout(5 * time.Second); err != nil && n.NC.IsConnected() {
-			errs = append(errs, fmt.Errorf("node: flush nats: %w", err))
+	for _, nc := range []*nats.Conn{n.txNC, n.NC} {
+		if nc != nil {
+			if err := nc.FlushTimeout(5 * time.Second); err != nil && nc.IsConnected() {
+				errs = append(errs, fmt.Errorf("node: flush nats: %w", err))
+			}
 		}
 	}
 	if n.HTTP != nil {
 		errs = append(errs, n.HTTP.Stop(ctx))
+	}
+	if n.txNC != nil {
+		n.txNC.Close()
 	}
 	if n.NC != nil {
 		n.NC.Close()

@@ -91,6 +91,7 @@ func (c *Config) lane(l wire.Lane) *LaneConfig {
 // drains.
 type Service struct {
 	js     jetstream.JetStream
+	txJS   jetstream.JetStream // the transactional lane's connection; nil: js
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
@@ -132,6 +133,12 @@ func NewService(js jetstream.JetStream, providers map[dispatch.Channel]dispatch.
 	return s, nil
 }
 
+// SetTransactionalConn has the transactional lane fetch and ack over js,
+// a connection of its own, so that its messages never queue behind the
+// bulk lane's batches on one socket. Call it before Start; without it both
+// lanes share the service's connection.
+func (s *Service) SetTransactionalConn(js jetstream.JetStream) { s.txJS = js }
+
 // Start ensures the stream and the transactional consumer exist and starts
 // fetching on both lanes.
 func (s *Service) Start(ctx context.Context) error {
@@ -139,7 +146,11 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("orchestrator: stream %s (run EnsureStreams first): %w", StreamName, err)
 	}
-	txStream, err := s.js.Stream(ctx, TransactionalStreamName)
+	txJS := s.txJS
+	if txJS == nil {
+		txJS = s.js
+	}
+	txStream, err := txJS.Stream(ctx, TransactionalStreamName)
 	if err != nil {
 		return fmt.Errorf("orchestrator: stream %s (run EnsureStreams first): %w", TransactionalStreamName, err)
 	}
