@@ -109,6 +109,12 @@ type pool struct {
 	handle   func(context.Context, wire.Lane, jetstream.Msg)
 	inFlight atomic.Int64 // messages a worker is handling now
 	held     *progress
+	// gate, when set, bounds how many of the lane's messages are handled
+	// at once (the bulk lane's bulkGate).
+	gate *bulkGate
+	// seen, when set, hears of each message handled (the transactional
+	// lane tells the bulk lane's gate it has work).
+	seen func()
 }
 
 func newPool(lane wire.Lane, workers int, ackWait time.Duration, handle func(context.Context, wire.Lane, jetstream.Msg)) *pool {
@@ -124,10 +130,19 @@ func (p *pool) start(ctx context.Context, workers int) {
 		go func() {
 			defer p.wg.Done()
 			for msg := range p.work {
+				if p.seen != nil {
+					p.seen()
+				}
+				if p.gate != nil {
+					p.gate.enter()
+				}
 				p.inFlight.Add(1)
 				p.handle(ctx, p.lane, msg)
 				p.held.remove(msg)
 				p.inFlight.Add(-1)
+				if p.gate != nil {
+					p.gate.leave()
+				}
 			}
 		}()
 	}

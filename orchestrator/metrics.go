@@ -14,6 +14,7 @@ type metrics struct {
 	pending         *prometheus.GaugeVec
 	ackPending      *prometheus.GaugeVec
 	bulkConsumers   prometheus.Gauge
+	bulkLimit       prometheus.Gauge
 	consumerChanges *prometheus.CounterVec
 	held            *prometheus.CounterVec
 	quarantined     prometheus.Counter
@@ -52,6 +53,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "sluice", Subsystem: "orchestrator", Name: "bulk_conversations",
 			Help: "Conversations with queued bulk messages, each served by its own consumer.",
 		}),
+		bulkLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "sluice", Subsystem: "orchestrator", Name: "bulk_limit",
+			Help: "Bulk messages this worker handles at once now: the bulk workers, fewer while the process is saturated (the bulk lane yields).",
+		}),
 		consumerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "orchestrator", Name: "bulk_consumer_changes_total",
 			Help: "Per-conversation bulk consumers created and deleted.",
@@ -66,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Conversations this worker quarantined automatically because too many of their recent messages had invalid addresses.",
 	})
 	m.zero()
-	for _, c := range []prometheus.Collector{m.quarantined, m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.consumerChanges} {
+	for _, c := range []prometheus.Collector{m.quarantined, m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.bulkLimit, m.consumerChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -39,6 +39,11 @@ type Config struct {
 	// StatsInterval is how often consumer pending gauges are refreshed.
 	// Default 5s.
 	StatsInterval time.Duration
+	// BulkYield is the scheduler latency (99th percentile over 100ms) above
+	// which the bulk lane yields: the number of bulk messages handled at
+	// once halves (down to 2), and grows back by one every 100ms below it
+	// (bulkGate). Default 1ms; negative turns the yielding off.
+	BulkYield time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -61,6 +66,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.StatsInterval == 0 {
 		c.StatsInterval = 5 * time.Second
+	}
+	if c.BulkYield == 0 {
+		c.BulkYield = time.Millisecond
 	}
 }
 
@@ -167,8 +175,15 @@ func (s *Service) Start(ctx context.Context) error {
 	s.cancelFetch, s.cancelWork = cancelFetch, cancelWork
 
 	tp := newPool(wire.LaneTransactional, tc.Workers, tc.AckWait, s.pipe.handle)
-	tp.start(workCtx, tc.Workers)
 	bp := newPool(wire.LaneBulk, s.cfg.Bulk.Workers, s.cfg.Bulk.AckWait, s.pipe.handle)
+	s.m.bulkLimit.Set(float64(s.cfg.Bulk.Workers))
+	if s.cfg.BulkYield > 0 {
+		bp.gate = newBulkGate(s.cfg.BulkYield, s.cfg.Bulk.Workers, s.m.bulkLimit)
+		tp.seen = bp.gate.transactional
+		s.fetchers.Add(1)
+		go func() { defer s.fetchers.Done(); bp.gate.run(fetchCtx.Done()) }()
+	}
+	tp.start(workCtx, tc.Workers)
 	bp.start(workCtx, s.cfg.Bulk.Workers)
 	s.pools = []*pool{tp, bp}
 

@@ -49,6 +49,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 func laneFlags(fs *flag.FlagSet, cfg *orchestrator.Config) {
 	fs.IntVar(&cfg.Transactional.Workers, "transactional-workers", envInt("SLUICE_TRANSACTIONAL_WORKERS", 0), "concurrent transactional messages (default 16)")
 	fs.IntVar(&cfg.Bulk.Workers, "bulk-workers", envInt("SLUICE_BULK_WORKERS", 0), "concurrent bulk messages (default 32)")
+	fs.DurationVar(&cfg.BulkYield, "bulk-yield", envDuration("SLUICE_BULK_YIELD", 0), "scheduler latency (p99 over 100ms) above which the bulk lane handles fewer messages at once, so transactional messages get the CPU (default 1ms; negative: never yield)")
 	fs.DurationVar(&cfg.SendTimeout, "send-timeout", envDuration("SLUICE_SEND_TIMEOUT", 0), "bound on one provider call (default 10s)")
 }
 
