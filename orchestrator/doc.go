@@ -35,6 +35,11 @@
 //     Pausing a conversation means skipping its consumer: its queued
 //     messages are never fetched and cost the others nothing.
 //
+// When the process is saturated while transactional messages are being
+// handled, the bulk lane yields: bulkGate halves how many bulk messages are
+// handled at once whenever the Go scheduler's p99 latency passes
+// Config.BulkYield, and grows it back by one every 100ms.
+//
 // # Operators' controls
 //
 // [Controls] holds the live conversation states and channel switches, kept
