@@ -163,13 +163,25 @@ func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 // eval evaluates a JavaScript expression on the page.
 func eval[T any](b *browser, expr string) T {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	v, err := tryEval[T](b, expr)
 	if err != nil {
 		b.t.Fatalf("evaluate %s: %v", expr, err)
 	}
 	return v
+}
+
+func tryEval[T any](b *browser, expr string) (T, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	return chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+}
+
+// navigating reports an evaluation that met the page being replaced (a
+// form's submission, a redirect): asked again, it answers from the new page.
+func navigating(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "navigated or closed") || strings.Contains(msg, "context was destroyed") ||
+		strings.Contains(msg, "Cannot find context")
 }
 
 // waitJS polls expr on the page every 100ms until it is true; it returns
@@ -178,7 +190,11 @@ func (b *browser) waitJS(what, expr string, timeout time.Duration) time.Time {
 	b.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		if eval[bool](b, expr) {
+		ok, err := tryEval[bool](b, expr)
+		if err != nil && !navigating(err) {
+			b.t.Fatalf("evaluate %s: %v", expr, err)
+		}
+		if ok {
 			return time.Now()
 		}
 		if time.Now().After(deadline) {
