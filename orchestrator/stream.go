@@ -74,6 +74,9 @@ func (c *StreamConfig) setDefaults() {
 	if c.TransactionalMaxBytes == 0 {
 		c.TransactionalMaxBytes = 1 << 30
 	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
 }
 
 // Streams are the two activation streams.

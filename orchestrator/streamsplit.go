@@ -79,13 +79,6 @@ func moveTransactional(ctx context.Context, js jetstream.JetStream, bulk jetstre
 		moved++
 		seq = raw.Sequence + 1
 	}
-	logOf(logger).Info("moved the transactional messages of the earlier single stream", "from", StreamName, "to", TransactionalStreamName, "messages", moved)
+	logger.Info("moved the transactional messages of the earlier single stream", "from", StreamName, "to", TransactionalStreamName, "messages", moved)
 	return nil
-}
-
-func logOf(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
 }
