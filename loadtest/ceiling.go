@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -16,18 +17,67 @@ import (
 	"github.com/sluicehq/sluice/wire"
 )
 
-// ceilingStream is the stream of the raw JetStream measurement.
+// ceilingStream is the stream of the raw JetStream measurements.
 const ceilingStream = "LOADTEST_CEILING"
 
-// runCeiling measures the raw JetStream ceiling on a fresh server: the same
-// number of burst messages (the same payloads) published with the same
-// bounded window while one pull consumer acks each one, no processing. The
-// rate is messages / time from the first publish to the last ack seen.
-func runCeiling(ctx context.Context, cfg *Config, rep *Report, st *stack) error {
+// The per-conversation reference's consumers are sized like the bulk lane's
+// conversation consumers (orchestrator.LaneConfig's bulk defaults).
+const (
+	perConversationMaxAckPending = 1024
+	perConversationPull          = 128
+)
+
+// A ceilingShape is one way of measuring JetStream alone with the burst's
+// messages: the same payloads, the same publish window, each message acked,
+// no processing.
+type ceilingShape string
+
+const (
+	// ceilingOne is one consumer over the whole burst, consuming while the
+	// burst is published: the reference of every ratio since the load test
+	// began ("the raw JetStream ceiling").
+	ceilingOne ceilingShape = "one-consumer"
+	// ceilingPerConversation is one consumer per conversation, filtered on
+	// its subject, the bulk lane's topology (what makes one conversation's
+	// backlog unable to delay another's): what that fairness costs the
+	// server itself. A mode's ratio to it is the pipeline's own cost.
+	ceilingPerConversation ceilingShape = "per-conversation"
+	// ceilingBacklog is one consumer started once the whole burst is
+	// queued, the incident's situation; its time is the consuming alone.
+	ceilingBacklog ceilingShape = "backlog"
+)
+
+// runCeilings measures the ceiling and its two references on fresh servers
+// and records them in rep.
+func runCeilings(ctx context.Context, cfg *Config, rep *Report, st *stack) error {
+	for _, shape := range []ceilingShape{ceilingOne, ceilingPerConversation, ceilingBacklog} {
+		stop, err := startPhaseProfile(cfg, "ceiling-"+string(shape))
+		if err != nil {
+			return err
+		}
+		r, err := runCeiling(ctx, cfg, st, shape)
+		stop()
+		if err != nil {
+			return err
+		}
+		if shape == ceilingOne {
+			rep.CeilingMessages, rep.CeilingSeconds, rep.CeilingMsgsPerSec = r.Messages, r.Seconds, r.MsgsPerSec
+			rep.CeilingCPUSeconds = r.CPUSeconds
+			continue
+		}
+		rep.References = append(rep.References, *r)
+	}
+	return nil
+}
+
+// runCeiling measures one shape on a fresh server. The rate is messages /
+// time from the first publish (the backlog: from the consumer's start) to
+// the last ack seen.
+func runCeiling(ctx context.Context, cfg *Config, st *stack, shape ceilingShape) (*CeilingReport, error) {
 	dir := filepath.Join(st.dir, "nats-ceiling")
 	ns, err := natsrv.Start(natsrv.Config{Port: -1, StoreDir: dir})
 	if err != nil {
-		return fmt.Errorf("loadtest: ceiling: %w", err)
+		return nil, fmt.Errorf("loadtest: ceiling: %w", err)
 	}
 	defer func() {
 		natsrv.Stop(ns)
@@ -35,44 +85,65 @@ func runCeiling(ctx context.Context, cfg *Config, rep *Report, st *stack) error 
 	}()
 	nc, err := nats.Connect(ns.ClientURL(), nats.Name("sluice-loadtest-ceiling-pub"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer nc.Close()
 	cnc, err := nats.Connect(ns.ClientURL(), nats.Name("sluice-loadtest-ceiling-sub"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cnc.Close()
-	c := &ceiling{cfg: cfg, n: cfg.Messages, done: make(chan struct{})}
+	sc := newScenario(cfg, "")
+	c := &ceiling{cfg: cfg, n: cfg.Messages, shape: shape, done: make(chan struct{})}
 	c.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cfg.Window), jetstream.WithPublishAsyncTimeout(time.Minute))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cjs, err := jetstream.New(cnc)
-	if err != nil {
-		return err
+	if c.cjs, err = jetstream.New(cnc); err != nil {
+		return nil, err
 	}
-	cc, err := c.consume(ctx, cjs)
-	if err != nil {
-		return err
+	if _, err := c.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: ceilingStream, Subjects: []string{"loadtest.ceiling.>"},
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+	}); err != nil {
+		return nil, fmt.Errorf("loadtest: ceiling stream: %w", err)
 	}
-	defer cc.Stop()
-
-	sc := newScenario(cfg, "")
+	defer c.stopConsuming()
+	c.cpu0 = processCPU()
 	c.start = time.Now()
-	if err := c.publish(ctx, sc); err != nil {
-		return err
+	if shape != ceilingBacklog {
+		if err := c.consume(ctx, sc); err != nil {
+			return nil, err
+		}
 	}
-	return c.waitAcked(ctx, rep)
+	if err := c.publish(ctx, sc); err != nil {
+		return nil, err
+	}
+	if shape == ceilingBacklog {
+		if err := c.awaitStored(ctx); err != nil {
+			return nil, err
+		}
+		c.cpu0 = processCPU()
+		c.start = time.Now()
+		if err := c.consume(ctx, sc); err != nil {
+			return nil, err
+		}
+	}
+	return c.waitAcked(ctx)
 }
 
 // ceiling is one raw JetStream measurement: the publisher, the counts the
-// consumer and the progress reports share, and the last progress report.
+// consumers and the progress reports share, and the last progress report.
 type ceiling struct {
 	cfg   *Config
-	n     int                 // messages to publish
+	n     int // messages to publish
+	shape ceilingShape
 	js    jetstream.JetStream // the publishing connection's
-	start time.Time           // of the first publish
+	cjs   jetstream.JetStream // the consuming connection's
+	start time.Time           // of the first publish (the backlog: of consuming)
+	cpu0  float64             // this process's CPU seconds at start
+
+	consumers []jetstream.ConsumeContext
 
 	published, acked atomic.Int64
 	last             atomic.Int64  // when the last message was acked, Unix ns
@@ -82,37 +153,55 @@ type ceiling struct {
 	prevPub, prevAcked int64
 }
 
-// consume creates the work-queue stream and its durable consumer, and acks
-// every message, closing done with the last one.
-func (c *ceiling) consume(ctx context.Context, cjs jetstream.JetStream) (jetstream.ConsumeContext, error) {
-	if _, err := c.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: ceilingStream, Subjects: []string{"loadtest.ceiling.>"},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
-	}); err != nil {
-		return nil, fmt.Errorf("loadtest: ceiling stream: %w", err)
-	}
-	cs, err := cjs.Stream(ctx, ceilingStream)
+// consume creates the shape's durable consumers and acks every message,
+// closing done with the last one.
+func (c *ceiling) consume(ctx context.Context, sc *Scenario) error {
+	cs, err := c.cjs.Stream(ctx, ceilingStream)
 	if err != nil {
-		return nil, fmt.Errorf("loadtest: ceiling stream: %w", err)
+		return fmt.Errorf("loadtest: ceiling stream: %w", err)
 	}
-	cons, err := cs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable: "ceiling", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4096, AckWait: 30 * time.Second,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("loadtest: ceiling consumer: %w", err)
+	type spec struct {
+		cfg  jetstream.ConsumerConfig
+		pull int
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		_ = m.Ack()
-		if c.acked.Add(1) == int64(c.n) {
-			c.last.Store(time.Now().UnixNano())
-			close(c.done)
+	specs := []spec{{jetstream.ConsumerConfig{Durable: "ceiling", MaxAckPending: 4096}, 512}}
+	if c.shape == ceilingPerConversation {
+		specs = specs[:0]
+		for i, conv := range sc.Conversations() {
+			specs = append(specs, spec{jetstream.ConsumerConfig{Durable: "ceiling" + strconv.Itoa(i),
+				FilterSubject: ceilingSubject(conv), MaxAckPending: perConversationMaxAckPending}, perConversationPull})
 		}
-	}, jetstream.PullMaxMessages(512))
-	if err != nil {
-		return nil, fmt.Errorf("loadtest: ceiling consume: %w", err)
 	}
-	return cc, nil
+	for _, s := range specs {
+		s.cfg.AckPolicy, s.cfg.AckWait = jetstream.AckExplicitPolicy, 30*time.Second
+		cons, err := cs.CreateOrUpdateConsumer(ctx, s.cfg)
+		if err != nil {
+			return fmt.Errorf("loadtest: ceiling consumer: %w", err)
+		}
+		cc, err := cons.Consume(c.ack, jetstream.PullMaxMessages(s.pull))
+		if err != nil {
+			return fmt.Errorf("loadtest: ceiling consume: %w", err)
+		}
+		c.consumers = append(c.consumers, cc)
+	}
+	return nil
 }
+
+func (c *ceiling) ack(m jetstream.Msg) {
+	_ = m.Ack()
+	if c.acked.Add(1) == int64(c.n) {
+		c.last.Store(time.Now().UnixNano())
+		close(c.done)
+	}
+}
+
+func (c *ceiling) stopConsuming() {
+	for _, cc := range c.consumers {
+		cc.Stop()
+	}
+}
+
+func ceilingSubject(conv string) string { return "loadtest.ceiling." + conv }
 
 // publish publishes the burst's messages at the configured rate within the
 // window, reporting progress about once a second.
@@ -129,7 +218,7 @@ func (c *ceiling) publish(ctx context.Context, sc *Scenario) error {
 		if err != nil {
 			return err
 		}
-		msg := &nats.Msg{Subject: "loadtest.ceiling." + a.Conversation, Data: data, Header: nats.Header{}}
+		msg := &nats.Msg{Subject: ceilingSubject(a.Conversation), Data: data, Header: nats.Header{}}
 		msg.Header.Set(jetstream.MsgIDHeader, a.ID)
 		if _, err := c.js.PublishMsgAsync(msg, jetstream.WithStallWait(orchestrator.StallWait)); err != nil {
 			return fmt.Errorf("loadtest: ceiling publish: %w", err)
@@ -143,9 +232,21 @@ func (c *ceiling) publish(ctx context.Context, sc *Scenario) error {
 	return nil
 }
 
+// awaitStored waits until every publish is acknowledged by the server.
+func (c *ceiling) awaitStored(ctx context.Context) error {
+	select {
+	case <-c.js.PublishAsyncComplete():
+		return nil
+	case <-time.After(c.cfg.Timeout):
+		return fmt.Errorf("loadtest: ceiling: %d publishes unacknowledged after %v", c.js.PublishAsyncPending(), c.cfg.Timeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // waitAcked waits, reporting progress each second, for the last ack or the
-// configured timeout, and records the ceiling in rep.
-func (c *ceiling) waitAcked(ctx context.Context, rep *Report) error {
+// configured timeout.
+func (c *ceiling) waitAcked(ctx context.Context) (*CeilingReport, error) {
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
 	timeout := time.After(c.cfg.Timeout)
@@ -153,15 +254,15 @@ func (c *ceiling) waitAcked(ctx context.Context, rep *Report) error {
 		select {
 		case <-c.done:
 			secs := time.Duration(c.last.Load() - c.start.UnixNano()).Seconds()
-			rep.CeilingMessages, rep.CeilingSeconds, rep.CeilingMsgsPerSec = c.n, secs, float64(c.n)/secs
 			c.progress()
-			return nil
+			return &CeilingReport{Shape: string(c.shape), Consumers: len(c.consumers), Messages: c.n,
+				Seconds: secs, MsgsPerSec: float64(c.n) / secs, CPUSeconds: processCPU() - c.cpu0}, nil
 		case <-ticker.C:
 			c.progress()
 		case <-timeout:
-			return fmt.Errorf("loadtest: ceiling: %d of %d acked after %v", c.acked.Load(), c.n, c.cfg.Timeout)
+			return nil, fmt.Errorf("loadtest: ceiling (%s): %d of %d acked after %v", c.shape, c.acked.Load(), c.n, c.cfg.Timeout)
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
@@ -173,7 +274,7 @@ func (c *ceiling) progress() {
 		return
 	}
 	now, pub, ack := time.Now(), c.published.Load(), c.acked.Load()
-	p := Progress{Mode: "ceiling", Phase: "ceiling", Elapsed: now.Sub(c.start), Total: c.n, Processed: int(ack), Published: int(pub)}
+	p := Progress{Mode: "ceiling", Phase: string(c.shape), Elapsed: now.Sub(c.start), Total: c.n, Processed: int(ack), Published: int(pub)}
 	if dt := now.Sub(c.prevAt).Seconds(); !c.prevAt.IsZero() && dt > 0 {
 		p.PubRate, p.ProcRate = float64(pub-c.prevPub)/dt, float64(ack-c.prevAcked)/dt
 	}

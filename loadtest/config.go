@@ -55,6 +55,11 @@ type Config struct {
 	// Baseline is how long the trickle runs alone before the burst, for the
 	// no-burst latency. Default 5s; negative: none.
 	Baseline time.Duration
+	// AfterDrain is how long the trickle goes on once the burst has
+	// drained, for the after-drain latency (the moment the server removes
+	// the emptied blocks). Default 3s; negative: none, the trickle ends
+	// with the drain.
+	AfterDrain time.Duration
 	// Window bounds unacknowledged asynchronous publishes. Default 4096.
 	Window int
 	// PublishRate caps the burst's publishing, in messages per second, to
@@ -62,6 +67,12 @@ type Config struct {
 	// machine allows. 0: full speed. The ceiling is paced the same way, so
 	// a mode's ratio to it then says whether the mode keeps up.
 	PublishRate float64
+
+	// PhaseProfiles, when set, is a directory that receives a CPU profile
+	// of this process for each measured phase: ceiling-<shape>.prof for the
+	// ceilings, mode-<mode>.prof for each mode's burst (publish to drain).
+	// It cannot be combined with a whole-run CPU profile.
+	PhaseProfiles string
 
 	// Compare runs the burst once per mode in Modes, with quarantine off,
 	// plus the JetStream ceiling.
@@ -170,6 +181,11 @@ func (c *Config) setDefaults() {
 		c.Baseline = 5 * time.Second
 	} else if c.Baseline < 0 {
 		c.Baseline = 0
+	}
+	if c.AfterDrain == 0 {
+		c.AfterDrain = 3 * time.Second
+	} else if c.AfterDrain < 0 {
+		c.AfterDrain = 0
 	}
 	if c.Window == 0 {
 		c.Window = 4096

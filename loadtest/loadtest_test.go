@@ -40,6 +40,20 @@ func TestIncidentCompare(t *testing.T) {
 	if len(rep.Modes) != 2 || rep.CeilingMsgsPerSec <= 0 {
 		t.Fatalf("modes %d, ceiling %v", len(rep.Modes), rep.CeilingMsgsPerSec)
 	}
+	// The references: per-conversation (a consumer per conversation) and
+	// backlog (one consumer), each having acked the whole burst.
+	if len(rep.References) != 2 {
+		t.Fatalf("references %+v", rep.References)
+	}
+	for i, want := range []struct {
+		shape     ceilingShape
+		consumers int
+	}{{ceilingPerConversation, 8}, {ceilingBacklog, 1}} {
+		r := rep.References[i]
+		if r.Shape != string(want.shape) || r.Consumers != want.consumers || r.Messages != 5000 || r.MsgsPerSec <= 0 {
+			t.Errorf("reference %d: %+v, want %s with %d consumers", i, r, want.shape, want.consumers)
+		}
+	}
 	full, off := rep.Modes[0], rep.Modes[1]
 	if full.Mode != "full" || off.Mode != "off" {
 		t.Fatalf("modes %s, %s", full.Mode, off.Mode)
@@ -55,7 +69,11 @@ func TestIncidentCompare(t *testing.T) {
 		if m.TransactionalP99Ms == nil || m.TransactionalBurst.Count == 0 || m.TransactionalSent == 0 || m.TransactionalAfter == nil {
 			t.Errorf("%s: no transactional latency measured", m.Mode)
 		}
-		if m.RatioToCeiling <= 0 || m.DrainSeconds <= 0 || m.PeakRSSBytes <= 0 {
+		// The trickle goes on 3 s after the drain at 100/s.
+		if m.TransactionalAfter != nil && m.TransactionalAfter.Count < 200 {
+			t.Errorf("%s: %d transactional messages after the drain, want the after-drain window's", m.Mode, m.TransactionalAfter.Count)
+		}
+		if m.RatioToCeiling <= 0 || m.RatioToPerConversation <= 0 || m.DrainSeconds <= 0 || m.PeakRSSBytes <= 0 {
 			t.Errorf("%s: ratio %v, drain %v, rss %v", m.Mode, m.RatioToCeiling, m.DrainSeconds, m.PeakRSSBytes)
 		}
 	}

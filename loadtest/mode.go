@@ -318,10 +318,16 @@ func (m *modeRun) burst(ctx context.Context) error {
 	m.setPhase("burst")
 	m.burstStart = time.Now()
 	m.cpu0, m.cpuOK = m.sys.cpu()
+	stopProfile, err := startPhaseProfile(m.cfg, "mode-"+m.mr.Mode)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.publishBurst(gctx) })
 	g.Go(func() error { return m.watchDrain(gctx) })
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	stopProfile()
+	if err != nil {
 		return fmt.Errorf("burst: %w", err)
 	}
 	m.cpu1, _ = m.sys.cpu()
@@ -470,6 +476,11 @@ func (m *modeRun) purgeQuarantined(ctx context.Context, quarantined map[string]b
 // them.
 func (m *modeRun) settle(ctx context.Context) error {
 	m.setPhase("settle")
+	if m.cfg.TrickleRate > 0 && m.cfg.AfterDrain > 0 {
+		if err := ctxtime.Sleep(ctx, m.cfg.AfterDrain); err != nil {
+			return err
+		}
+	}
 	m.endTrickle()
 	if m.trickleErr != nil && !errors.Is(m.trickleErr, context.Canceled) {
 		return fmt.Errorf("trickle: %w", m.trickleErr)

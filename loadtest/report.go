@@ -69,14 +69,20 @@ func Summary(w io.Writer, rep *Report) {
 		fmt.Fprintf(w, "publishing paced at %.0f msgs/s (ceiling included)\n", rep.PublishRate)
 	}
 	if rep.CeilingMsgsPerSec > 0 {
-		fmt.Fprintf(w, "raw JetStream ceiling: %.0f msgs/s (%d messages, %.1fs)\n", rep.CeilingMsgsPerSec, rep.CeilingMessages, rep.CeilingSeconds)
+		fmt.Fprintf(w, "raw JetStream ceiling: %.0f msgs/s (%d messages, %.1fs, CPU %.2fs)\n", rep.CeilingMsgsPerSec, rep.CeilingMessages, rep.CeilingSeconds, rep.CeilingCPUSeconds)
 	}
-	fmt.Fprintf(w, "%-8s %9s %9s %10s %7s %9s %9s %9s %10s %11s %9s %s\n",
-		"mode", "messages", "drain_s", "msgs/s", "ratio", "tx_p50ms", "tx_p99ms", "base_p99", "after_max", "error_rows", "rss_MiB", "accounting")
+	for _, r := range rep.References {
+		fmt.Fprintf(w, "reference, %s: %.0f msgs/s (%d consumers, %.1fs, CPU %.2fs)\n", referenceName(r.Shape), r.MsgsPerSec, r.Consumers, r.Seconds, r.CPUSeconds)
+	}
+	fmt.Fprintf(w, "%-8s %9s %9s %10s %7s %10s %9s %9s %9s %10s %11s %9s %s\n",
+		"mode", "messages", "drain_s", "msgs/s", "ratio", "ratio_conv", "tx_p50ms", "tx_p99ms", "base_p99", "after_max", "error_rows", "rss_MiB", "accounting")
 	for _, m := range rep.Modes {
-		ratio := "-"
+		ratio, ratioConv := "-", "-"
 		if m.RatioToCeiling > 0 {
 			ratio = fmt.Sprintf("%.2f", m.RatioToCeiling)
+		}
+		if m.RatioToPerConversation > 0 {
+			ratioConv = fmt.Sprintf("%.2f", m.RatioToPerConversation)
 		}
 		base := "-"
 		if m.TransactionalBase != nil && m.TransactionalBase.Count > 0 {
@@ -90,8 +96,8 @@ func Summary(w io.Writer, rep *Report) {
 		if !m.AccountingExact {
 			acc = "NOT EXACT"
 		}
-		fmt.Fprintf(w, "%-8s %9d %9.1f %10.0f %7s %9s %9s %9s %10s %11d %9.0f %s\n",
-			m.Mode, m.Messages, m.DrainSeconds, m.MsgsPerSec, ratio, fmtMs(m.TransactionalP50Ms), fmtMs(m.TransactionalP99Ms), base, after,
+		fmt.Fprintf(w, "%-8s %9d %9.1f %10.0f %7s %10s %9s %9s %9s %10s %11d %9.0f %s\n",
+			m.Mode, m.Messages, m.DrainSeconds, m.MsgsPerSec, ratio, ratioConv, fmtMs(m.TransactionalP50Ms), fmtMs(m.TransactionalP99Ms), base, after,
 			m.ErrorRowsWritten, float64(m.PeakRSSBytes)/(1<<20), acc)
 	}
 	smtpSummary(w, rep)
@@ -104,6 +110,17 @@ func Summary(w io.Writer, rep *Report) {
 	for _, n := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
+}
+
+// referenceName says what a CeilingReport's shape measures.
+func referenceName(shape string) string {
+	switch ceilingShape(shape) {
+	case ceilingPerConversation:
+		return "one consumer per conversation (the bulk lane's topology)"
+	case ceilingBacklog:
+		return "the whole burst queued first, then consumed"
+	}
+	return shape
 }
 
 func fmtMs(p *float64) string {
@@ -206,6 +223,7 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"f1":  func(v float64) string { return fmt.Sprintf("%.1f", v) },
 	"f0":  func(v float64) string { return fmt.Sprintf("%.0f", v) },
 	"f2":  func(v float64) string { return fmt.Sprintf("%.2f", v) },
+	"ref": referenceName,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>sluice loadtest: {{.R.Scenario}}</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}td:first-child{text-align:left}.bad{color:#b00;font-weight:bold}</style>
@@ -213,9 +231,10 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 <h1>sluice loadtest: {{.R.Scenario}}</h1>
 <p>{{.R.Messages}} messages, {{f0 .Pct}}% invalid, {{.R.Conversations}} conversations, transactional trickle {{f0 .R.TrickleRate}}/s, seed {{.R.Seed}}.
 Target: {{.R.Target}}. Quarantine: {{.R.Quarantine}}. Machine: {{.R.Machine.CPUs}} CPUs {{.R.Machine.CPUModel}}, {{mib .R.Machine.MemBytes}} MiB, {{.R.Machine.GoVersion}}, Postgres {{.R.Machine.Postgres}}. Started {{.R.StartedAt.Format "2006-01-02 15:04:05Z07:00"}}.</p>
-{{if gt .R.CeilingMsgsPerSec 0.0}}<p>Raw JetStream ceiling (publish + consume-with-ack, no processing): <b>{{f0 .R.CeilingMsgsPerSec}} msgs/s</b> ({{.R.CeilingMessages}} messages in {{f1 .R.CeilingSeconds}}s).</p>{{end}}
-<table><tr><th>mode</th><th>messages</th><th>publish s</th><th>drain s</th><th>msgs/s</th><th>ratio to ceiling</th><th>tx p50 ms</th><th>tx p99 ms</th><th>tx max ms</th><th>baseline p99 ms</th><th>after-drain max ms</th><th>error rows</th><th>rows/s</th><th>PG write s</th><th>peak RSS MiB</th><th>goroutines</th><th>accounting</th></tr>
-{{range .R.Modes}}<tr><td>{{.Mode}}</td><td>{{.Messages}}</td><td>{{f1 .PublishSeconds}}</td><td>{{f1 .DrainSeconds}}</td><td>{{f0 .MsgsPerSec}}</td><td>{{f2 .RatioToCeiling}}</td><td>{{ms .TransactionalP50Ms}}</td><td>{{ms .TransactionalP99Ms}}</td><td>{{ms .TransactionalMaxMs}}</td><td>{{if .TransactionalBase}}{{f1 .TransactionalBase.P99}}{{else}}-{{end}}</td><td>{{if .TransactionalAfter}}{{f1 .TransactionalAfter.Max}}{{else}}-{{end}}</td><td>{{.ErrorRowsWritten}}</td><td>{{f0 .ErrorRowsPerSec}}</td><td>{{ms .ErrorLogWriteSeconds}}</td><td>{{mib .PeakRSSBytes}}</td><td>{{.PeakGoroutines}}</td><td>{{if .AccountingExact}}exact{{else}}<span class="bad">not exact</span>{{end}}</td></tr>
+{{if gt .R.CeilingMsgsPerSec 0.0}}<p>Raw JetStream ceiling (publish + consume-with-ack, no processing): <b>{{f0 .R.CeilingMsgsPerSec}} msgs/s</b> ({{.R.CeilingMessages}} messages in {{f1 .R.CeilingSeconds}}s, CPU {{f2 .R.CeilingCPUSeconds}}s).</p>{{end}}
+{{range .R.References}}<p>Reference, {{ref .Shape}}: {{f0 .MsgsPerSec}} msgs/s ({{.Consumers}} consumers, {{f1 .Seconds}}s, CPU {{f2 .CPUSeconds}}s).</p>
+{{end}}<table><tr><th>mode</th><th>messages</th><th>publish s</th><th>drain s</th><th>msgs/s</th><th>ratio to ceiling</th><th>ratio to per-conversation</th><th>tx p50 ms</th><th>tx p99 ms</th><th>tx max ms</th><th>baseline p99 ms</th><th>after-drain max ms</th><th>error rows</th><th>rows/s</th><th>PG write s</th><th>peak RSS MiB</th><th>goroutines</th><th>accounting</th></tr>
+{{range .R.Modes}}<tr><td>{{.Mode}}</td><td>{{.Messages}}</td><td>{{f1 .PublishSeconds}}</td><td>{{f1 .DrainSeconds}}</td><td>{{f0 .MsgsPerSec}}</td><td>{{f2 .RatioToCeiling}}</td><td>{{f2 .RatioToPerConversation}}</td><td>{{ms .TransactionalP50Ms}}</td><td>{{ms .TransactionalP99Ms}}</td><td>{{ms .TransactionalMaxMs}}</td><td>{{if .TransactionalBase}}{{f1 .TransactionalBase.P99}}{{else}}-{{end}}</td><td>{{if .TransactionalAfter}}{{f1 .TransactionalAfter.Max}}{{else}}-{{end}}</td><td>{{.ErrorRowsWritten}}</td><td>{{f0 .ErrorRowsPerSec}}</td><td>{{ms .ErrorLogWriteSeconds}}</td><td>{{mib .PeakRSSBytes}}</td><td>{{.PeakGoroutines}}</td><td>{{if .AccountingExact}}exact{{else}}<span class="bad">not exact</span>{{end}}</td></tr>
 {{end}}</table>
 <h2>Throughput</h2>{{.Throughput}}
 <h2>Transactional latency (p99 per second)</h2>{{.Latency}}

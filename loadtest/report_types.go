@@ -26,10 +26,21 @@ type Report struct {
 	Seconds    float64   `json:"seconds"`
 	// CeilingMsgsPerSec is the raw JetStream publish + consume-with-ack rate
 	// of CeilingMessages messages; 0 when not measured.
-	CeilingMsgsPerSec float64      `json:"ceiling_msgs_per_sec"`
-	CeilingMessages   int          `json:"ceiling_messages"`
-	CeilingSeconds    float64      `json:"ceiling_seconds"`
-	Modes             []ModeReport `json:"modes"`
+	CeilingMsgsPerSec float64 `json:"ceiling_msgs_per_sec"`
+	CeilingMessages   int     `json:"ceiling_messages"`
+	CeilingSeconds    float64 `json:"ceiling_seconds"`
+	// CeilingCPUSeconds is this process's CPU time (user + system) over the
+	// ceiling's measurement, from the first publish to the last ack: the
+	// fresh NATS server, the publisher and the acking consumer. The node's
+	// idle loops run meanwhile too. A mode's CPU.ProcessSeconds compares
+	// with it.
+	CeilingCPUSeconds float64 `json:"ceiling_cpu_seconds,omitempty"`
+	// References are JetStream alone in other shapes, measured with the
+	// ceiling: per-conversation (one filtered consumer per conversation,
+	// the bulk lane's topology) and backlog (the whole burst queued first,
+	// then consumed by one consumer).
+	References []CeilingReport `json:"references,omitempty"`
+	Modes      []ModeReport    `json:"modes"`
 	// SMTPSource is postfix's smtp-source pushing Messages into the same
 	// smtp-sink in the same run, one connection per message as in the
 	// issue's reference figures (Sinks smtp-sink only); SMTPSourceKeep the
@@ -70,6 +81,10 @@ type ModeReport struct {
 	// MsgsPerSec is Messages / DrainSeconds.
 	MsgsPerSec     float64 `json:"msgs_per_sec"`
 	RatioToCeiling float64 `json:"ratio_to_ceiling"`
+	// RatioToPerConversation is MsgsPerSec over the per-conversation
+	// reference's rate: the pipeline's own cost, JetStream's cost of the
+	// bulk lane's topology set aside. 0 when not measured.
+	RatioToPerConversation float64 `json:"ratio_to_per_conversation,omitempty"`
 	// Transactional latency during the burst, and with no burst (baseline);
 	// nil when not measured (running target).
 	TransactionalP50Ms *float64     `json:"transactional_p50_ms"`
@@ -151,6 +166,22 @@ type QuarantineEvent struct {
 	AfterSeconds    float64 `json:"after_seconds"`
 	ProcessedBefore int64   `json:"processed_before"`
 	Purged          int64   `json:"purged"`
+}
+
+// CeilingReport is one measurement of JetStream alone: the burst's
+// messages published with the run's window and acked by consumers that do
+// nothing else, on a fresh server in this process.
+type CeilingReport struct {
+	// Shape is one-consumer, per-conversation or backlog.
+	Shape     string `json:"shape"`
+	Consumers int    `json:"consumers"`
+	Messages  int    `json:"messages"`
+	// Seconds is from the first publish (backlog: the consumer's start,
+	// everything queued) to the last ack.
+	Seconds    float64 `json:"seconds"`
+	MsgsPerSec float64 `json:"msgs_per_sec"`
+	// CPUSeconds is this process's CPU time over Seconds.
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 // CPUReport is the self-contained stack's CPU time over a burst: this

@@ -69,6 +69,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 		if rep.CeilingMsgsPerSec > 0 {
 			m.RatioToCeiling = m.MsgsPerSec / rep.CeilingMsgsPerSec
 		}
+		for _, r := range rep.References {
+			if r.Shape == string(ceilingPerConversation) && r.MsgsPerSec > 0 {
+				m.RatioToPerConversation = m.MsgsPerSec / r.MsgsPerSec
+			}
+		}
 	}
 	return rep, err
 }
@@ -98,7 +103,7 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 		rep.SMTPConns = cfg.SMTPConns
 	}
 	if cfg.Compare || cfg.Ceiling {
-		if err := runCeiling(ctx, cfg, rep, st); err != nil {
+		if err := runCeilings(ctx, cfg, rep, st); err != nil {
 			return err
 		}
 	}

@@ -43,6 +43,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	channels := fs.String("channels", "", "channels of the burst, comma-separated (default email; mixed: email,sms,push)")
 	fs.Float64Var(&cfg.TrickleRate, "trickle-rate", 200, "valid transactional messages per second during the run; 0: none")
 	fs.DurationVar(&cfg.Baseline, "baseline", 5*time.Second, "trickle alone before the burst, for the no-burst latency; 0: none")
+	fs.DurationVar(&cfg.AfterDrain, "after-drain", 3*time.Second, "trickle after the burst has drained, for the after-drain latency; 0: none")
 	fs.IntVar(&cfg.Window, "window", 4096, "bound on unacknowledged asynchronous publishes")
 	fs.Float64Var(&cfg.PublishRate, "publish-rate", 0, "cap on the burst's publish rate in messages/s, to replay it at the rate it arrived (the ceiling is paced alike); 0: full speed")
 	fs.BoolVar(&cfg.Compare, "compare", false, "run the burst under each of --modes, with quarantine off, and measure the raw JetStream ceiling")
@@ -53,6 +54,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.IntVar(&cfg.SMTPConns, "smtp-conns", loadtest.SMTPConnsDefault, "with --sinks smtp-sink: the SMTP provider's connections and smtp-source's sessions")
 	fs.IntVar(&cfg.SMTPMessagesPerConn, "smtp-messages-per-conn", 0, "with --sinks smtp-sink: messages per SMTP connection before it is replaced (0: the provider's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the whole self-contained stack but Postgres) to this file")
+	fs.StringVar(&cfg.PhaseProfiles, "phase-profiles", "", "write a CPU profile of each measured phase (ceiling-<shape>.prof, mode-<mode>.prof: publish to drain) into this existing directory; not with --cpuprofile")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the stack's NATS store and Postgres (default a temporary directory, removed at the end)")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "target a running sluice at this NATS URL instead of starting a stack (SLUICE_NATS_URL is deliberately not read)")
 	metricsURLs := fs.String("metrics-url", "", "the running sluice's workers' /metrics URLs, comma-separated (with --nats-url): transactional latency, error-log writes, RSS and goroutines are read from them")
@@ -83,6 +85,9 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if cfg.Baseline == 0 {
 		cfg.Baseline = -1
 	}
+	if cfg.AfterDrain == 0 {
+		cfg.AfterDrain = -1
+	}
 	switch *quarantine {
 	case "none":
 	case "auto":
@@ -96,6 +101,9 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	cfg.Progress = newProgress(stdout, isTerminal(stdout))
 
+	if *cpuProfile != "" && cfg.PhaseProfiles != "" {
+		return errors.New("loadtest: --cpuprofile and --phase-profiles cannot be combined (one CPU profile at a time)")
+	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
 		if err != nil {
