@@ -28,7 +28,26 @@ Writes report.json and report.html into --report and a summary on stdout.
 flags:
 `
 
+// loadtestRun is a parsed loadtest command line: the run's Config and what
+// the command does around it.
+type loadtestRun struct {
+	cfg        loadtest.Config
+	cpuProfile string
+	maxP99     time.Duration
+	reportDir  string
+	logger     *slog.Logger
+}
+
 func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	lr, err := parseLoadtest(args, stderr)
+	if err != nil {
+		return err
+	}
+	return lr.run(ctx, stdout)
+}
+
+// parseLoadtest parses the loadtest command line.
+func parseLoadtest(args []string, stderr io.Writer) (*loadtestRun, error) {
 	fs := newFlagSet("loadtest", stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, loadtestUsage)
@@ -68,19 +87,19 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	reportDir := fs.String("report", "loadtest-report", "directory for report.json and report.html")
 	verbose := fs.Bool("v", false, "log the stack's warnings on stderr")
 	if err := parse(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "loadtest: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+		return nil, errUsage
 	}
 	var err error
 	if cfg.Channels, err = loadtest.ParseChannels(*channels); err != nil {
-		return fmt.Errorf("loadtest: --channels: %w", err)
+		return nil, fmt.Errorf("loadtest: --channels: %w", err)
 	}
 	cfg.MetricsURLs = loadtest.ParseList(*metricsURLs)
 	if cfg.Modes, err = loadtest.ParseModes(*modes); err != nil {
-		return fmt.Errorf("loadtest: --modes: %w", err)
+		return nil, fmt.Errorf("loadtest: --modes: %w", err)
 	}
 	if cfg.Baseline == 0 {
 		cfg.Baseline = -1
@@ -93,35 +112,42 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	case "auto":
 		cfg.Quarantine = loadtest.ControlQuarantine(0)
 	default:
-		return fmt.Errorf("loadtest: --quarantine %q: want auto or none", *quarantine)
+		return nil, fmt.Errorf("loadtest: --quarantine %q: want auto or none", *quarantine)
 	}
-	var logger *slog.Logger
+	if *cpuProfile != "" && cfg.PhaseProfiles != "" {
+		return nil, errors.New("loadtest: --cpuprofile and --phase-profiles cannot be combined (one CPU profile at a time)")
+	}
+	lr := &loadtestRun{cfg: cfg, cpuProfile: *cpuProfile, maxP99: *maxP99, reportDir: *reportDir}
 	if *verbose {
-		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		lr.logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	return lr, nil
+}
+
+// run runs the load test, writes the report and the summary, and fails
+// when the accounting is not exact or a bound is passed.
+func (lr *loadtestRun) run(ctx context.Context, stdout io.Writer) error {
+	cfg := lr.cfg
 	cfg.Progress = newProgress(stdout, isTerminal(stdout))
 
-	if *cpuProfile != "" && cfg.PhaseProfiles != "" {
-		return errors.New("loadtest: --cpuprofile and --phase-profiles cannot be combined (one CPU profile at a time)")
-	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
+	if lr.cpuProfile != "" {
+		stop, err := startCPUProfile(lr.cpuProfile)
 		if err != nil {
 			return fmt.Errorf("loadtest: --cpuprofile: %w", err)
 		}
 		defer stop()
 	}
-	rep, runErr := loadtest.Run(ctx, cfg, logger)
+	rep, runErr := loadtest.Run(ctx, cfg, lr.logger)
 	if errors.Is(runErr, loadtest.ErrProduction) {
 		return runErr
 	}
 	if rep != nil && len(rep.Modes) > 0 || rep != nil && rep.CeilingMsgsPerSec > 0 {
-		if err := loadtest.WriteReport(*reportDir, rep); err != nil {
+		if err := loadtest.WriteReport(lr.reportDir, rep); err != nil {
 			return errors.Join(runErr, err)
 		}
 		fmt.Fprintln(stdout)
 		loadtest.Summary(stdout, rep)
-		abs, _ := filepath.Abs(*reportDir)
+		abs, _ := filepath.Abs(lr.reportDir)
 		fmt.Fprintf(stdout, "report: %s, %s\n", filepath.Join(abs, loadtest.ReportJSON), filepath.Join(abs, loadtest.ReportHTML))
 	}
 	if runErr != nil {
@@ -130,7 +156,7 @@ func runLoadtest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if !rep.AccountingExact {
 		return errors.New("loadtest: accounting is not exact (see the report)")
 	}
-	return checkTxP99(rep, *maxP99)
+	return checkTxP99(rep, lr.maxP99)
 }
 
 // checkTxP99 fails when a mode's transactional p99 during the burst exceeds
