@@ -39,7 +39,8 @@ const (
 	ceilingOne ceilingShape = "one-consumer"
 	// ceilingPerConversation is one consumer per conversation, filtered on
 	// its subject, the bulk lane's topology (what makes one conversation's
-	// backlog unable to delay another's): what that fairness costs the
+	// backlog unable to delay another's), their state stored as the node's
+	// are (Config.BulkConsumersInMemory): what that fairness costs the
 	// server itself. A mode's ratio to it is the pipeline's own cost.
 	ceilingPerConversation ceilingShape = "per-conversation"
 	// ceilingBacklog is one consumer started once the whole burst is
@@ -169,7 +170,8 @@ func (c *ceiling) consume(ctx context.Context, sc *Scenario) error {
 		specs = specs[:0]
 		for i, conv := range sc.Conversations() {
 			specs = append(specs, spec{jetstream.ConsumerConfig{Durable: "ceiling" + strconv.Itoa(i),
-				FilterSubject: ceilingSubject(conv), MaxAckPending: perConversationMaxAckPending}, perConversationPull})
+				FilterSubject: ceilingSubject(conv), MaxAckPending: perConversationMaxAckPending,
+				MemoryStorage: c.cfg.BulkConsumersInMemory}, perConversationPull})
 		}
 	}
 	for _, s := range specs {

@@ -68,6 +68,11 @@ type Config struct {
 	// a mode's ratio to it then says whether the mode keeps up.
 	PublishRate float64
 
+	// BulkConsumersInMemory runs the self-contained node with
+	// orchestrator.Config.ConversationConsumersInMemory, and the
+	// per-conversation reference's consumers alike.
+	BulkConsumersInMemory bool
+
 	// PhaseProfiles, when set, is a directory that receives a CPU profile
 	// of this process for each measured phase: ceiling-<shape>.prof for the
 	// ceilings, mode-<mode>.prof for each mode's burst (publish to drain).

@@ -68,6 +68,9 @@ func Summary(w io.Writer, rep *Report) {
 	if rep.PublishRate > 0 {
 		fmt.Fprintf(w, "publishing paced at %.0f msgs/s (ceiling included)\n", rep.PublishRate)
 	}
+	if rep.BulkConsumersInMemory {
+		fmt.Fprintln(w, "conversation consumers' state kept in memory (--bulk-consumers-in-memory)")
+	}
 	if rep.CeilingMsgsPerSec > 0 {
 		fmt.Fprintf(w, "raw JetStream ceiling: %.0f msgs/s (%d messages, %.1fs, CPU %.2fs)\n", rep.CeilingMsgsPerSec, rep.CeilingMessages, rep.CeilingSeconds, rep.CeilingCPUSeconds)
 	}

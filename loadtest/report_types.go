@@ -16,8 +16,11 @@ type Report struct {
 	// PublishRate is the cap on the burst's publish rate; 0: full speed.
 	PublishRate float64 `json:"publish_rate_limit"`
 	Sinks       string  `json:"sinks"`
-	Target      string  `json:"target"`
-	Env         string  `json:"env"`
+	// BulkConsumersInMemory: the node's conversation consumers (and the
+	// per-conversation reference's) kept their state in memory.
+	BulkConsumersInMemory bool   `json:"bulk_consumers_in_memory,omitempty"`
+	Target                string `json:"target"`
+	Env                   string `json:"env"`
 	// Quarantine is "on" when the quarantine step ran, "off" in a
 	// comparison or without a step.
 	Quarantine string    `json:"quarantine"`

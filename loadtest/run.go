@@ -38,7 +38,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	rep := &Report{
 		Scenario: cfg.Scenario, Seed: cfg.Seed, Messages: cfg.Messages, Conversations: cfg.Conversations,
 		InvalidRatio: cfg.InvalidRatio, TrickleRate: cfg.TrickleRate, BaselineSecs: cfg.Baseline.Seconds(),
-		Window: cfg.Window, PublishRate: cfg.PublishRate, Sinks: cfg.Sinks, Env: cfg.Env, Quarantine: qstate,
+		Window: cfg.Window, PublishRate: cfg.PublishRate, Sinks: cfg.Sinks, BulkConsumersInMemory: cfg.BulkConsumersInMemory, Env: cfg.Env, Quarantine: qstate,
 		Machine: machine(), StartedAt: time.Now().UTC(),
 	}
 	for _, ch := range cfg.Channels {

@@ -130,6 +130,7 @@ func (s *stack) startMode(ctx context.Context, cfg *Config, m errorlog.ModeName,
 		ErrorLog:  errorlog.Config{Mode: errorlog.Mode{Name: m}, MaskKey: key},
 		Providers: timed, Name: "sluice-loadtest", Env: "test",
 	}
+	ncfg.Pipeline.ConversationConsumersInMemory = cfg.BulkConsumersInMemory
 	if cfg.Quarantine != nil && !cfg.Compare && cfg.QuarantineRatio > 0 {
 		ncfg.Quarantine = orchestrator.QuarantineConfig{Ratio: cfg.QuarantineRatio}
 	}

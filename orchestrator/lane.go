@@ -304,6 +304,9 @@ type bulkSource struct {
 	// controls, when set, leaves out the conversations that are not
 	// active: their queued messages are never fetched.
 	controls *Controls
+	// inMemory makes the conversation consumers keep their state in the
+	// servers' memory (Config.ConversationConsumersInMemory).
+	inMemory bool
 }
 
 // deferred notes that subject's messages wait for ch.
@@ -367,7 +370,7 @@ func (s *bulkSource) discover(ctx context.Context) error {
 	s.mu.Unlock()
 
 	for _, subj := range add {
-		cons, err := s.stream.CreateOrUpdateConsumer(ctx, consumerConfig(bulkConsumerName(subj), subj, s.cfg, time.Hour))
+		cons, err := s.createConsumer(ctx, subj)
 		if err != nil {
 			s.log.Warn("create conversation consumer failed", "subject", subj, "err", err)
 			continue
@@ -400,6 +403,33 @@ func (s *bulkSource) discover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// createConsumer creates (or finds) subject's conversation consumer, its
+// state in a file or, with inMemory, in the servers' memory. A file-stored
+// consumer writes its state up to ten times a second, and with one consumer
+// per conversation that write was a tenth of the server's work at 64
+// conversations (BENCHMARKS.md). The stream is a work queue, so an acked
+// message is gone from it: a memory-stored consumer that vanishes with a
+// server restart (every replica, in a cluster) is created again by the next
+// discovery and starts from what the stream still holds, which is every
+// message not acked; but the messages that were in flight are delivered
+// again at once, not only those whose acks were lost, and their delivery
+// counts start again. A consumer stored the other way by an earlier
+// configuration cannot be changed, so it is deleted and created anew (its
+// queued messages stay in the stream; its in-flight ones are redelivered).
+func (s *bulkSource) createConsumer(ctx context.Context, subj string) (jetstream.Consumer, error) {
+	cfg := consumerConfig(bulkConsumerName(subj), subj, s.cfg, time.Hour)
+	cfg.MemoryStorage = s.inMemory
+	cons, err := s.stream.CreateOrUpdateConsumer(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "storage type can not be updated") {
+		return cons, err
+	}
+	if err := s.stream.DeleteConsumer(ctx, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	s.log.Info("conversation consumer replaced: its state is now kept in "+map[bool]string{true: "memory", false: "a file"}[s.inMemory], "subject", subj)
+	return s.stream.CreateOrUpdateConsumer(ctx, cfg)
 }
 
 func (s *bulkSource) discoverLoop(ctx context.Context) {

@@ -44,6 +44,14 @@ type Config struct {
 	// once halves (down to 2), and grows back by one every 100ms below it
 	// (bulkGate). Default 1ms; negative turns the yielding off.
 	BulkYield time.Duration
+	// ConversationConsumersInMemory keeps the bulk lane's conversation
+	// consumers' state in the servers' memory rather than in files
+	// (bulkSource.createConsumer): less work for the server per message,
+	// most with many conversations at once (BENCHMARKS.md), but a restart of
+	// a single server, or of every replica of a cluster, forgets which
+	// messages were in flight, and they are sent again. Off by default;
+	// meant for replicated streams, where losing a node loses nothing.
+	ConversationConsumersInMemory bool
 }
 
 func (c *Config) setDefaults() {
@@ -189,6 +197,7 @@ func (s *Service) Start(ctx context.Context) error {
 
 	ts := &transactionalSource{cons: s.trans, batch: tc.FetchBatch, log: s.log}
 	s.bulk = newBulkSource(stream, s.cfg.Bulk, s.cfg.DiscoverInterval, s.log, s.m)
+	s.bulk.inMemory = s.cfg.ConversationConsumersInMemory
 	s.bulk.isClosed = func(ch dispatch.Channel) bool { return s.providerClosed(ch) && !s.controls.ChannelDisabled(ch) }
 	s.bulk.controls = s.controls
 	s.pipe.unavailable = s.bulk.deferred

@@ -50,6 +50,7 @@ func laneFlags(fs *flag.FlagSet, cfg *orchestrator.Config) {
 	fs.IntVar(&cfg.Transactional.Workers, "transactional-workers", envInt("SLUICE_TRANSACTIONAL_WORKERS", 0), "concurrent transactional messages (default 16)")
 	fs.IntVar(&cfg.Bulk.Workers, "bulk-workers", envInt("SLUICE_BULK_WORKERS", 0), "concurrent bulk messages (default 32)")
 	fs.DurationVar(&cfg.BulkYield, "bulk-yield", envDuration("SLUICE_BULK_YIELD", 0), "scheduler latency (p99 over 100ms) above which the bulk lane handles fewer messages at once, so transactional messages get the CPU (default 1ms; negative: never yield)")
+	fs.BoolVar(&cfg.ConversationConsumersInMemory, "bulk-consumers-in-memory", envBool("SLUICE_BULK_CONSUMERS_IN_MEMORY", false), "keep the bulk lane's per-conversation consumers' state in the NATS servers' memory: less server work per message, but a restart of a single server (or of all replicas) sends the messages in flight again; for replicated streams")
 	fs.DurationVar(&cfg.SendTimeout, "send-timeout", envDuration("SLUICE_SEND_TIMEOUT", 0), "bound on one provider call (default 10s)")
 }
 
@@ -119,4 +120,11 @@ func newLogger(w io.Writer) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func envBool(name string, def bool) bool {
+	if v, err := strconv.ParseBool(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
 }

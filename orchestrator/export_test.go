@@ -1,0 +1,4 @@
+package orchestrator
+
+// BulkConsumerName exposes bulkConsumerName to the external tests.
+var BulkConsumerName = bulkConsumerName
