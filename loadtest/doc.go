@@ -63,9 +63,9 @@
 // "written"}) and goroutines. Transactional latency is the time from the
 // trickle's publish call to the provider's acceptance, measured by a wrapper
 // around the providers; it is reported separately for a short baseline
-// before the burst, during the burst, and after it (the last trickle
-// messages, delivered once the burst has drained: a pause of the stream at
-// the end of a drain shows there). Postgres time in error-log writes is
+// before the burst, during the burst, and after it (the trickle goes on for
+// AfterDrain, 3 s by default, once the burst has drained: a pause of the
+// stream at the end of a drain shows there). Postgres time in error-log writes is
 // the sum of the error log's flush-duration histogram: one writer's batches
 // in the batched modes, every worker's own INSERT and commit in sync (summed
 // over the workers writing at once, so it can exceed the drain time). Peak
@@ -87,8 +87,17 @@
 // sample, off, sync; sync on SyncMessages messages, fewer by default since
 // one INSERT per event is the point), with quarantine off, and measures the
 // raw JetStream ceiling on the same machine in the same run: publish and
-// consume-with-ack of the same number of messages with no processing. Each
-// mode's msgs_per_sec is reported as ratio_to_ceiling.
+// consume-with-ack of the same number of messages with no processing, one
+// consumer, on a fresh server. Each mode's msgs_per_sec is reported as
+// ratio_to_ceiling. Two references are measured with it, the same way:
+// per-conversation, one filtered consumer per conversation as the bulk
+// lane has them (what the lane's fairness costs the NATS server; a mode's
+// ratio_to_per_conversation is then the pipeline's own cost), and backlog,
+// the whole burst queued first and then consumed by one consumer (the
+// incident's situation; its time is the consuming alone). Each reports
+// this process's CPU time, as the ceiling does. PhaseProfiles writes a CPU
+// profile of each ceiling and each mode's burst, to set one against the
+// other.
 //
 // # Quarantine
 //
