@@ -54,9 +54,10 @@ type Config struct {
 	MaxMessagesPerConn int
 	// DisablePipelining sends MAIL FROM, RCPT TO and DATA one at a time even
 	// when the relay advertises PIPELINING (RFC 2920). Default false: a
-	// relay that offers pipelining gets the three commands in one write.
+	// relay that offers pipelining gets the three commands in one write,
+	// behind the previous message's final dot when sends are waiting.
 	DisablePipelining bool
-	// IdleTimeout closes a pooled connection unused for that long instead of
+	// IdleTimeout quits a connection unused for that long instead of
 	// reusing it (relays drop idle clients after a few minutes). Default 30s.
 	IdleTimeout time.Duration
 	// MessageIDDomain is the right-hand side of the Message-ID header

@@ -1,5 +1,5 @@
 // Package email sends messages over SMTP to one relay, with STARTTLS or
-// implicit TLS and AUTH PLAIN when configured, and a bounded pool of
+// implicit TLS and AUTH PLAIN when configured, over a bounded number of
 // connections reused across messages.
 //
 // The client is the standard library's net/smtp, which does what a relay
@@ -20,12 +20,20 @@
 //
 // # Pipelining and connections
 //
-// Where the relay advertises PIPELINING (RFC 2920), MAIL FROM, RCPT TO and
-// DATA go out together and their replies are read in order, each mapped as
-// above by its own command; the message follows the 354. A connection
-// carries messages until Config.MaxMessagesPerConn (default no cap) or
-// until the relay ends it (421, or a closed connection found at the next
-// MAIL, which is retried once on a fresh connection).
+// Each connection belongs to a session, a goroutine that carries the sends
+// handed to it one after the other; at most Config.MaxConns sessions run,
+// started as sends find none free. Where the relay advertises PIPELINING
+// (RFC 2920), MAIL FROM, RCPT TO and DATA go out together and their replies
+// are read in order, each mapped as above by its own command; the message
+// follows the 354, and when other sends are waiting (every session busy)
+// the next one's MAIL FROM, RCPT TO and DATA go out in the same write as
+// the final dot: one write and one round trip per message instead of two,
+// which is what a relay far away is paid in. A connection carries messages
+// until Config.MaxMessagesPerConn (default no cap) or until the relay ends
+// it (421, or a closed connection found at the next MAIL, which is retried
+// once on a fresh connection; a send whose commands followed a dot on a
+// connection that was then lost starts again on a fresh one: none of its
+// content had gone out).
 //
 // Error texts carry the reply code and enhanced status code, never the
 // relay's free text, which often quotes the recipient address.
@@ -62,7 +70,7 @@ type Provider struct {
 	envFrom    string
 	fromHeader string
 	tls        *tls.Config
-	pool       *pool
+	sessions   *sessions
 }
 
 // New returns a Provider for cfg. It does not connect: the first Send does.
@@ -82,13 +90,14 @@ func New(cfg Config) (*Provider, error) {
 	if p.tls.ServerName == "" {
 		p.tls.ServerName = host
 	}
-	p.pool = newPool(cfg.MaxConns, cfg.IdleTimeout, p.dial)
+	p.sessions = newSessions(p, cfg.MaxConns)
 	return p, nil
 }
 
-// Close quits the idle connections. Sends after Close fail.
+// Close quits the connections once the messages being sent are: Sends
+// after Close fail.
 func (p *Provider) Close() error {
-	p.pool.close()
+	p.sessions.close()
 	return nil
 }
 
@@ -162,48 +171,17 @@ func (p *Provider) Send(ctx context.Context, m *dispatch.Message) error {
 	if strings.ContainsAny(m.To, "\r\n<>") {
 		return &dispatch.RejectedError{Reason: wire.ReasonRecipientRejected, Detail: "address not fit for an SMTP envelope"}
 	}
-	msg := compose(m, p.fromHeader, p.cfg.MessageIDDomain, time.Now())
-	for attempt := 0; ; attempt++ {
-		c, err := p.pool.get(ctx)
-		if err != nil {
-			return p.classify(ctx, err)
-		}
-		unbind := c.bind(ctx)
-		err = p.transact(c, m.To, msg)
-		clean := unbind()
-		if err == nil && clean {
-			c.sent++
-			p.pool.put(c, !c.broken && (p.cfg.MaxMessagesPerConn == 0 || c.sent < p.cfg.MaxMessagesPerConn))
-			return nil
-		}
-		if err == nil {
-			// Accepted, but ctx fired as the reply came in: the session is
-			// in doubt, the message is not.
-			p.pool.put(c, false)
-			return nil
-		}
-		if attempt == 0 && c.reused && clean && ctx.Err() == nil && staleSession(err) {
-			// The relay ended the session: dial anew. A 421 ends this one
-			// (the relay's cap on a session); a dead connection likely
-			// means the other idle ones died with it (a restart, an idle
-			// timeout).
-			p.pool.put(c, false)
-			if _, replied := errors.AsType[*textproto.Error](err); !replied {
-				p.pool.dropIdle()
-			}
-			continue
-		}
-		out := p.classify(ctx, err)
-		p.pool.put(c, clean && !c.broken && p.recover(ctx, c, err))
-		return out
+	req := &request{ctx: ctx, to: m.To, msg: compose(m, p.fromHeader, p.cfg.MessageIDDomain, time.Now()), done: make(chan error, 1)}
+	if err := p.sessions.submit(ctx, req); err != nil {
+		return p.classify(ctx, err)
 	}
+	// Every read and write for req is bound by ctx (conn.bind), so the
+	// session settles it soon after ctx ends.
+	return <-req.done
 }
 
-// transact runs one mail transaction, pipelined where the relay allows.
-func (p *Provider) transact(c *conn, to string, msg []byte) error {
-	if c.pipelining {
-		return p.transactPipelined(c, to, msg)
-	}
+// transactLockstep runs one mail transaction a command at a time.
+func (p *Provider) transactLockstep(c *conn, to string, msg []byte) error {
 	if err := c.c.Mail(p.envFrom); err != nil {
 		return &stageError{stage: "mail", err: err}
 	}

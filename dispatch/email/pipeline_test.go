@@ -29,6 +29,15 @@ type strictRelay struct {
 	ln               net.Listener
 	perConn          int
 	acceptDataAnyway bool
+	// chained, when set, makes the relay answer a final dot only once the
+	// next transaction's MAIL, RCPT and DATA have arrived behind it, until
+	// chained dots have come (over all sessions): a client that waits for the
+	// dot's reply before the next message's commands stalls. greetDelay
+	// holds the greeting back, so that a test's sends queue meanwhile.
+	// After a dot, a recipient containing "BADBODY" gets 554 and one
+	// containing "CLOSE" gets 421 and the session is closed.
+	chained    int
+	greetDelay time.Duration
 
 	conns     atomic.Int64
 	delivered atomic.Int64
@@ -38,11 +47,17 @@ type strictRelay struct {
 
 func startStrictRelay(t *testing.T, perConn int, acceptDataAnyway bool) *strictRelay {
 	t.Helper()
+	return serveStrictRelay(t, &strictRelay{perConn: perConn, acceptDataAnyway: acceptDataAnyway})
+}
+
+// serveStrictRelay listens and serves r, configured by its caller.
+func serveStrictRelay(t *testing.T, r *strictRelay) *strictRelay {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &strictRelay{ln: ln, perConn: perConn, acceptDataAnyway: acceptDataAnyway}
+	r.ln = ln
 	r.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -70,12 +85,17 @@ func (r *strictRelay) serve(c net.Conn) {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	br, bw := bufio.NewReader(c), bufio.NewWriter(c)
 	reply := func(s string) { bw.WriteString(s + "\r\n"); bw.Flush() }
+	time.Sleep(r.greetDelay)
 	reply("220 strict ESMTP")
 	sent := 0
 	var group []string // MAIL, RCPT, DATA awaiting replies
+	var ahead []string // lines read ahead of their turn
 	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
+		var line string
+		var err error
+		if len(ahead) > 0 {
+			line, ahead = ahead[0], ahead[1:]
+		} else if line, err = br.ReadString('\n'); err != nil {
 			return
 		}
 		cmd := strings.ToUpper(strings.TrimSpace(line))
@@ -93,7 +113,8 @@ func (r *strictRelay) serve(c net.Conn) {
 				reply("421 4.7.0 enough for this session")
 				return
 			}
-			rejected := strings.Contains(group[1], "REJECT")
+			rcpt := group[1]
+			rejected := strings.Contains(rcpt, "REJECT")
 			group = nil
 			if rejected {
 				bw.WriteString("250 2.1.0 ok\r\n550 5.1.1 no such user\r\n")
@@ -108,12 +129,29 @@ func (r *strictRelay) serve(c net.Conn) {
 			if !r.readData(br) {
 				return
 			}
-			r.dots.Add(1)
-			if !rejected {
+			if n := r.dots.Add(1); r.chained > 0 && n < int64(r.chained) {
+				// The next group must already be on its way.
+				for range 3 {
+					l, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					ahead = append(ahead, l)
+				}
+			}
+			switch {
+			case strings.Contains(rcpt, "BADBODY"):
+				reply("554 5.6.0 content refused")
+			case strings.Contains(rcpt, "CLOSE"):
+				reply("421 4.3.2 closing")
+				return
+			case !rejected:
 				sent++
 				r.delivered.Add(1)
+				reply("250 2.0.0 queued")
+			default:
+				reply("250 2.0.0 queued")
 			}
-			reply("250 2.0.0 queued")
 		case cmd == "RSET":
 			group = nil
 			reply("250 2.0.0 ok")
@@ -233,5 +271,77 @@ func TestPipelinedAgainstGoSMTPSink(t *testing.T) {
 	}
 	if n := s.Connections(); n != 1 {
 		t.Errorf("%d connections, want 1", n)
+	}
+}
+
+// chainedSends starts a strict relay that answers each final dot only once
+// the next message's commands are behind it (chained), and sends to it
+// through one connection the messages to tos, all queued while the relay
+// holds its greeting back, in order. It returns the relay and each send's
+// error.
+func chainedSends(t *testing.T, tos []string) (*strictRelay, []error) {
+	t.Helper()
+	r := serveStrictRelay(t, &strictRelay{chained: len(tos), greetDelay: 300 * time.Millisecond})
+	p := newProvider(t, email.Config{Addr: r.ln.Addr().String(), From: "noreply@example.com", TLS: email.TLSNone, MaxConns: 1})
+	errs := make([]error, len(tos))
+	var wg sync.WaitGroup
+	for i, to := range tos {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			errs[i] = p.Send(ctx, &dispatch.Message{ID: fmt.Sprintf("q%d", i), To: to, Body: "hi\n.hidden dot\n"})
+		})
+		time.Sleep(10 * time.Millisecond) // queued in this order
+	}
+	wg.Wait()
+	return r, errs
+}
+
+// TestPipelinedAcrossMessages: while sends wait for the connection, each
+// message's final dot goes out with the next message's MAIL, RCPT and DATA
+// (RFC 2920 lets a message's content open a group), so a relay that
+// answers the dot only then carries them all on one connection; a client
+// that waits for the dot's reply first would stall until its deadline.
+func TestPipelinedAcrossMessages(t *testing.T) {
+	t.Parallel()
+	tos := make([]string, 8)
+	for i := range tos {
+		tos[i] = fmt.Sprintf("u%d@example.com", i)
+	}
+	r, errs := chainedSends(t, tos)
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("send %d: %v", i, err)
+		}
+	}
+	if d, c := r.delivered.Load(), r.conns.Load(); d != 8 || c != 1 {
+		t.Errorf("relay delivered %d on %d connections, want 8 on 1", d, c)
+	}
+}
+
+// TestPipelinedAcrossMessagesRefusals: a message refused at its final dot
+// (554) is content_rejected and the next message, whose commands followed
+// the dot, goes on on the same connection; a 421 at the dot (the relay
+// closes) is unavailable, and the next message starts again on a fresh
+// connection and is delivered.
+func TestPipelinedAcrossMessagesRefusals(t *testing.T) {
+	t.Parallel()
+	r, errs := chainedSends(t, []string{"a@example.com", "badbody@example.com", "b@example.com", "close@example.com", "c@example.com"})
+	want := []string{"", "content_rejected", "", "unavailable", ""}
+	for i, err := range errs {
+		got := ""
+		if re, ok := errors.AsType[*dispatch.RejectedError](err); ok {
+			got = string(re.Reason)
+		} else if errors.Is(err, dispatch.ErrUnavailable) {
+			got = "unavailable"
+		} else if err != nil {
+			got = err.Error()
+		}
+		if got != want[i] {
+			t.Errorf("send %d: %q, want %q", i, got, want[i])
+		}
+	}
+	if d, c := r.delivered.Load(), r.conns.Load(); d != 3 || c != 2 {
+		t.Errorf("relay delivered %d on %d connections, want 3 on 2", d, c)
 	}
 }
