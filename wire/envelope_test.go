@@ -83,6 +83,8 @@ func TestSubjectParts(t *testing.T) {
 		{"sluice.act.bulk.t1", "", "", "", false},
 		{"sluice.act.bulk.t1.c1.x", "", "", "", false},
 		{"other.act.bulk.t1.c1", "", "", "", false},
+		{"sluice.act.bulk", "", "", "", false},
+		{"sluice.act.bulk.t1.c1.", "", "", "", false},
 	}
 	for _, tt := range tests {
 		l, tn, c, ok := SubjectParts(tt.subject)
