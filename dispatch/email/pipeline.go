@@ -15,14 +15,14 @@ func (ss *session) transact(req *request, sent bool) (*request, bool) {
 	p := ss.p
 	if !sent {
 		if err := req.ctx.Err(); err != nil {
-			req.finish(p.classify(req.ctx, err))
+			ss.settle(req, p.classify(req.ctx, err), true)
 			return nil, false
 		}
 	}
 	if ss.c == nil {
 		c, err := p.dial(req.ctx)
 		if err != nil {
-			req.finish(p.classify(req.ctx, err))
+			ss.settle(req, p.classify(req.ctx, err), true)
 			return nil, false
 		}
 		ss.c, sent = c, false
@@ -179,17 +179,17 @@ func oddCRs(line []byte) bool {
 // behind the dot and is carried next, on this connection if it is sound.
 func (ss *session) ended(req *request, err error, clean bool, next *request) (*request, bool) {
 	c := ss.c
+	var out error
 	switch {
 	case err == nil && clean:
 		c.sent++
-		req.finish(nil)
 	case err == nil:
 		// Accepted, but ctx fired as the reply came in: the session is in
 		// doubt, the message is not.
-		req.finish(nil)
 	default:
-		req.finish(ss.p.classify(req.ctx, err))
+		out = ss.p.classify(req.ctx, err)
 	}
+	ss.settle(req, out, next == nil)
 	c.reused = true
 	te, replied := errors.AsType[*textproto.Error](err)
 	if !clean || c.broken || err != nil && (!replied || te.Code == 421) {
@@ -216,11 +216,14 @@ func (ss *session) failed(req *request, err error, clean bool) *request {
 		ss.drop(false)
 		return req
 	}
-	req.finish(ss.p.classify(req.ctx, err))
+	// The outcome waits for the RSET: once Send returns, its caller may
+	// cancel req.ctx, which bounds the RSET too.
+	out := ss.p.classify(req.ctx, err)
 	c.reused = true
 	if !clean || c.broken || !ss.p.recover(req.ctx, c, err) {
 		ss.drop(false)
 	}
+	ss.settle(req, out, true)
 	return nil
 }
 

@@ -185,11 +185,17 @@ func (r *strictRelay) readData(br *bufio.Reader) bool {
 // the same pool.
 func rejectThenAccept(t *testing.T, p *email.Provider, i int) {
 	t.Helper()
-	err := p.Send(t.Context(), &dispatch.Message{ID: fmt.Sprintf("r%d", i), To: "reject.me@example.com"})
+	// Each send's context ends as it returns, as the pipeline's do.
+	send := func(m *dispatch.Message) error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		return p.Send(ctx, m)
+	}
+	err := send(&dispatch.Message{ID: fmt.Sprintf("r%d", i), To: "reject.me@example.com"})
 	if re, ok := errors.AsType[*dispatch.RejectedError](err); !ok || re.Reason != wire.ReasonRecipientRejected {
 		t.Fatalf("pipelined send %d to a rejected recipient: %v, want recipient_rejected", i, err)
 	}
-	if err := p.Send(t.Context(), &dispatch.Message{ID: fmt.Sprintf("a%d", i), To: fmt.Sprintf("u%d@example.com", i)}); err != nil {
+	if err := send(&dispatch.Message{ID: fmt.Sprintf("a%d", i), To: fmt.Sprintf("u%d@example.com", i)}); err != nil {
 		t.Fatalf("send %d after a rejected recipient: %v", i, err)
 	}
 }

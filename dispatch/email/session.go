@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,9 @@ type request struct {
 	// retried is set once the request has been moved to a fresh
 	// connection because a reused one turned out to be dead.
 	retried bool
+	// claimed is set when submit counted a free session for the request
+	// (sessions.free).
+	claimed bool
 }
 
 func (r *request) finish(err error) { r.done <- err }
@@ -26,12 +30,22 @@ func (r *request) finish(err error) { r.done <- err }
 // goroutines, each owning at most one connection and carrying the requests
 // it takes from queue. A session started when a request found none free
 // stays until Close; its connection is quit after IdleTimeout unused.
+//
+// A request goes to a free session before another is started, so that
+// sends one after the other keep to one connection: free counts the
+// sessions waiting for a request, or about to (a session counts itself
+// free just before it settles the last request it carries, since its
+// caller may send again at once), less the requests that have claimed one
+// and are on their way to it. A request that claimed none is waiting for
+// any session; the session that takes it uncounts itself. A request taken
+// by another session's lookahead gives its claim back.
 type sessions struct {
 	p     *Provider
 	max   int
 	queue chan *request // unbuffered: a request goes to a session ready for it
 	quit  chan struct{}
 	wg    sync.WaitGroup
+	free  atomic.Int64
 
 	mu     sync.Mutex
 	n      int
@@ -45,13 +59,15 @@ func newSessions(p *Provider, max int) *sessions {
 // submit hands req to a session, starting one if none is free and fewer
 // than max run, or waiting for one to be free.
 func (s *sessions) submit(ctx context.Context, req *request) error {
-	select {
-	case s.queue <- req:
-		return nil
-	default:
-	}
-	if err := s.grow(); err != nil {
-		return err
+	if s.free.Add(-1) >= 0 {
+		req.claimed = true
+	} else {
+		s.free.Add(1)
+		started, err := s.grow()
+		if err != nil {
+			return err
+		}
+		req.claimed = started // the new session is free for this request
 	}
 	select {
 	case s.queue <- req:
@@ -63,17 +79,31 @@ func (s *sessions) submit(ctx context.Context, req *request) error {
 	}
 }
 
-func (s *sessions) grow() error {
+// grow starts a session if fewer than max run, reporting whether it did.
+func (s *sessions) grow() (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return errClosed
+		return false, errClosed
 	}
-	if s.n < s.max {
-		s.n++
-		s.wg.Go(s.run)
+	if s.n >= s.max {
+		return false, nil
 	}
-	return nil
+	s.n++
+	s.wg.Go(s.run)
+	return true, nil
+}
+
+// took accounts for a request a session takes from the queue: from run
+// (the session is no longer free) or from a lookahead (a claim on another
+// session is given back).
+func (s *sessions) took(req *request, lookahead bool) {
+	switch {
+	case lookahead && req.claimed:
+		s.free.Add(1)
+	case !lookahead && !req.claimed:
+		s.free.Add(-1)
+	}
 }
 
 func (s *sessions) isClosed() bool {
@@ -105,8 +135,9 @@ func (s *sessions) run() {
 	for {
 		select {
 		case req := <-s.queue:
+			s.took(req, false)
 			if s.isClosed() {
-				req.finish(errClosed)
+				ss.settle(req, errClosed, true)
 				continue
 			}
 			ss.carry(req)
@@ -125,6 +156,15 @@ type session struct {
 	p *Provider
 	s *sessions
 	c *conn
+}
+
+// settle gives req its outcome. last says the session has nothing more to
+// carry: it counts itself free first (see sessions).
+func (ss *session) settle(req *request, err error, last bool) {
+	if last {
+		ss.s.free.Add(1)
+	}
+	req.finish(err)
 }
 
 // drop ends the connection, politely (QUIT) or not.
@@ -163,6 +203,7 @@ func (ss *session) lookahead() *request {
 	for {
 		select {
 		case next := <-ss.s.queue:
+			ss.s.took(next, true)
 			if err := next.ctx.Err(); err != nil {
 				next.finish(ss.p.classify(next.ctx, err))
 				continue
