@@ -23,7 +23,7 @@ const (
 	TLSNone TLSMode = "none"
 )
 
-// Config configures a [Provider]: one relay, one bounded pool of
+// Config configures a [Provider]: one relay, a bounded number of
 // connections to it.
 type Config struct {
 	// Addr is the relay's host:port. Required.

@@ -63,7 +63,7 @@ import (
 )
 
 // Provider sends email through one SMTP relay. It is safe for concurrent
-// use; Close it to quit the pooled connections.
+// use; Close it to quit its connections.
 type Provider struct {
 	cfg        Config
 	host       string
@@ -243,7 +243,7 @@ var enhancedRE = regexp.MustCompile(`^[245]\.\d{1,3}\.\d{1,3}\b`)
 // classify maps a failure to the dispatch outcome, marking with
 // dispatch.NotSent the transient failures that prove the relay did not take
 // the message: every failure before DATA (connect, greeting, EHLO,
-// STARTTLS, AUTH, MAIL, RCPT, a wait for a pooled connection), and a 4xx
+// STARTTLS, AUTH, MAIL, RCPT, a wait for a session), and a 4xx
 // reply to DATA or after the final dot. A network error or timeout during
 // or after DATA leaves the message in doubt: the relay may have queued it.
 func (p *Provider) classify(ctx context.Context, err error) error {
