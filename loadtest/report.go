@@ -68,6 +68,9 @@ func Summary(w io.Writer, rep *Report) {
 	if rep.PublishRate > 0 {
 		fmt.Fprintf(w, "publishing paced at %.0f msgs/s (ceiling included)\n", rep.PublishRate)
 	}
+	if rep.Machine.GOGC != "" || rep.Machine.GOMEMLIMIT != "" {
+		fmt.Fprintf(w, "Go runtime: GOGC=%q GOMEMLIMIT=%q from the environment\n", rep.Machine.GOGC, rep.Machine.GOMEMLIMIT)
+	}
 	if rep.BulkConsumersInMemory {
 		fmt.Fprintln(w, "conversation consumers' state kept in memory (--bulk-consumers-in-memory)")
 	}
@@ -233,7 +236,7 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 </head><body>
 <h1>sluice loadtest: {{.R.Scenario}}</h1>
 <p>{{.R.Messages}} messages, {{f0 .Pct}}% invalid, {{.R.Conversations}} conversations, transactional trickle {{f0 .R.TrickleRate}}/s, seed {{.R.Seed}}.
-Target: {{.R.Target}}. Quarantine: {{.R.Quarantine}}. Machine: {{.R.Machine.CPUs}} CPUs {{.R.Machine.CPUModel}}, {{mib .R.Machine.MemBytes}} MiB, {{.R.Machine.GoVersion}}, Postgres {{.R.Machine.Postgres}}. Started {{.R.StartedAt.Format "2006-01-02 15:04:05Z07:00"}}.</p>
+Target: {{.R.Target}}. Quarantine: {{.R.Quarantine}}. Machine: {{.R.Machine.CPUs}} CPUs {{.R.Machine.CPUModel}}, {{mib .R.Machine.MemBytes}} MiB, {{.R.Machine.GoVersion}}{{if .R.Machine.GOGC}} GOGC={{.R.Machine.GOGC}}{{end}}{{if .R.Machine.GOMEMLIMIT}} GOMEMLIMIT={{.R.Machine.GOMEMLIMIT}}{{end}}, Postgres {{.R.Machine.Postgres}}. Started {{.R.StartedAt.Format "2006-01-02 15:04:05Z07:00"}}.</p>
 {{if gt .R.CeilingMsgsPerSec 0.0}}<p>Raw JetStream ceiling (publish + consume-with-ack, no processing): <b>{{f0 .R.CeilingMsgsPerSec}} msgs/s</b> ({{.R.CeilingMessages}} messages in {{f1 .R.CeilingSeconds}}s, CPU {{f2 .R.CeilingCPUSeconds}}s).</p>{{end}}
 {{range .R.References}}<p>Reference, {{ref .Shape}}: {{f0 .MsgsPerSec}} msgs/s ({{.Consumers}} consumers, {{f1 .Seconds}}s, CPU {{f2 .CPUSeconds}}s).</p>
 {{end}}<table><tr><th>mode</th><th>messages</th><th>publish s</th><th>drain s</th><th>msgs/s</th><th>ratio to ceiling</th><th>ratio to per-conversation</th><th>tx p50 ms</th><th>tx p99 ms</th><th>tx max ms</th><th>baseline p99 ms</th><th>after-drain max ms</th><th>error rows</th><th>rows/s</th><th>PG write s</th><th>peak RSS MiB</th><th>goroutines</th><th>accounting</th></tr>

@@ -67,6 +67,11 @@ type Machine struct {
 	MemBytes  int64  `json:"mem_bytes,omitempty"`
 	GoVersion string `json:"go_version"`
 	Postgres  string `json:"postgres,omitempty"`
+	// GOGC and GOMEMLIMIT are the Go runtime's settings from the
+	// environment, when set: on the self-contained stack they govern the
+	// collection of the embedded NATS server's heap too (BENCHMARKS.md).
+	GOGC       string `json:"gogc,omitempty"`
+	GOMEMLIMIT string `json:"gomemlimit,omitempty"`
 }
 
 // ModeReport is one mode's burst.
