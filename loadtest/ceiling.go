@@ -3,7 +3,6 @@ package loadtest
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -12,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sluicehq/sluice/internal/natsrv"
 	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -75,27 +73,23 @@ func runCeilings(ctx context.Context, cfg *Config, rep *Report, st *stack) error
 // time from the first publish (the backlog: from the consumer's start) to
 // the last ack seen.
 func runCeiling(ctx context.Context, cfg *Config, st *stack, shape ceilingShape) (*CeilingReport, error) {
-	dir := filepath.Join(st.dir, "nats-ceiling")
-	ns, err := natsrv.Start(natsrv.Config{Port: -1, StoreDir: dir})
+	ns, err := startNATS(cfg, filepath.Join(st.dir, "nats-ceiling"))
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: ceiling: %w", err)
 	}
-	defer func() {
-		natsrv.Stop(ns)
-		_ = os.RemoveAll(dir)
-	}()
-	nc, err := nats.Connect(ns.ClientURL(), nats.Name("sluice-loadtest-ceiling-pub"))
+	defer ns.stop()
+	nc, err := nats.Connect(ns.url, nats.Name("sluice-loadtest-ceiling-pub"))
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	cnc, err := nats.Connect(ns.ClientURL(), nats.Name("sluice-loadtest-ceiling-sub"))
+	cnc, err := nats.Connect(ns.url, nats.Name("sluice-loadtest-ceiling-sub"))
 	if err != nil {
 		return nil, err
 	}
 	defer cnc.Close()
 	sc := newScenario(cfg, "")
-	c := &ceiling{cfg: cfg, n: cfg.Messages, shape: shape, done: make(chan struct{})}
+	c := &ceiling{cfg: cfg, n: cfg.Messages, shape: shape, ns: ns, done: make(chan struct{})}
 	c.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(cfg.Window), jetstream.WithPublishAsyncTimeout(time.Minute))
 	if err != nil {
 		return nil, err
@@ -110,7 +104,7 @@ func runCeiling(ctx context.Context, cfg *Config, st *stack, shape ceilingShape)
 		return nil, fmt.Errorf("loadtest: ceiling stream: %w", err)
 	}
 	defer c.stopConsuming()
-	c.cpu0 = processCPU()
+	c.cpu0 = c.cpuNow()
 	c.start = time.Now()
 	if shape != ceilingBacklog {
 		if err := c.consume(ctx, sc); err != nil {
@@ -124,7 +118,7 @@ func runCeiling(ctx context.Context, cfg *Config, st *stack, shape ceilingShape)
 		if err := c.awaitStored(ctx); err != nil {
 			return nil, err
 		}
-		c.cpu0 = processCPU()
+		c.cpu0 = c.cpuNow()
 		c.start = time.Now()
 		if err := c.consume(ctx, sc); err != nil {
 			return nil, err
@@ -142,7 +136,8 @@ type ceiling struct {
 	js    jetstream.JetStream // the publishing connection's
 	cjs   jetstream.JetStream // the consuming connection's
 	start time.Time           // of the first publish (the backlog: of consuming)
-	cpu0  float64             // this process's CPU seconds at start
+	cpu0  float64             // CPU seconds at start, this process's and ns's
+	ns    *natsServer
 
 	consumers []jetstream.ConsumeContext
 
@@ -188,6 +183,9 @@ func (c *ceiling) consume(ctx context.Context, sc *Scenario) error {
 	}
 	return nil
 }
+
+// cpuNow is this process's CPU seconds and the separate server's, if any.
+func (c *ceiling) cpuNow() float64 { return processCPU() + c.ns.cpu() }
 
 func (c *ceiling) ack(m jetstream.Msg) {
 	_ = m.Ack()
@@ -258,7 +256,7 @@ func (c *ceiling) waitAcked(ctx context.Context) (*CeilingReport, error) {
 			secs := time.Duration(c.last.Load() - c.start.UnixNano()).Seconds()
 			c.progress()
 			return &CeilingReport{Shape: string(c.shape), Consumers: len(c.consumers), Messages: c.n,
-				Seconds: secs, MsgsPerSec: float64(c.n) / secs, CPUSeconds: processCPU() - c.cpu0}, nil
+				Seconds: secs, MsgsPerSec: float64(c.n) / secs, CPUSeconds: c.cpuNow() - c.cpu0}, nil
 		case <-ticker.C:
 			c.progress()
 		case <-timeout:

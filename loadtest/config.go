@@ -68,6 +68,12 @@ type Config struct {
 	// a mode's ratio to it then says whether the mode keeps up.
 	PublishRate float64
 
+	// NATSServer, when set, is a nats-server binary: the self-contained
+	// stack then runs each of its NATS servers (each mode's, each
+	// ceiling's) as a process of it, as deployments do, instead of
+	// embedded in this process, and adds its CPU to the figures. Default
+	// embedded.
+	NATSServer string
 	// BulkConsumersInMemory runs the self-contained node with
 	// orchestrator.Config.ConversationConsumersInMemory, and the
 	// per-conversation reference's consumers alike.

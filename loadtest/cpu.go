@@ -20,6 +20,9 @@ type cpuSample struct {
 	// sluice node (workers, API, SMTP client), the embedded NATS server and
 	// the load generator that publishes the burst.
 	Process float64
+	// NATS is the nats-server process, when the stack runs one
+	// (Config.NATSServer), from /proc/<pid>/stat; 0 when embedded.
+	NATS float64
 	// Postgres is the postmaster and its children (backends, WAL writer,
 	// checkpointer, ...), from /proc/<pid>/stat. A backend that exited
 	// within the window is missed; the node's pool keeps its connections.
@@ -99,8 +102,8 @@ func procStat(pid int) (ppid int, cpu float64, ok bool) {
 // cpuReport is the difference between two samples, per 1,000 messages
 // handled and per 1,000 delivered.
 func cpuReport(from, to cpuSample, handled, delivered int64) *CPUReport {
-	r := &CPUReport{ProcessSeconds: to.Process - from.Process, PostgresSeconds: to.Postgres - from.Postgres}
-	r.TotalSeconds = r.ProcessSeconds + r.PostgresSeconds
+	r := &CPUReport{ProcessSeconds: to.Process - from.Process, NATSSeconds: to.NATS - from.NATS, PostgresSeconds: to.Postgres - from.Postgres}
+	r.TotalSeconds = r.ProcessSeconds + r.NATSSeconds + r.PostgresSeconds
 	per := func(n int64) float64 {
 		if n <= 0 {
 			return 0

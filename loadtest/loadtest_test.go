@@ -284,7 +284,7 @@ func TestRunningTarget(t *testing.T) {
 	metricsURL := "http://" + ms.node.HTTP.Addr() + "/metrics"
 	_, m := runExact(ctx, t, Config{
 		Scenario: ScenarioIncident, Messages: 5000, InvalidRatio: -1, TrickleRate: 100, Baseline: 2 * time.Second,
-		NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, MetricsURLs: []string{metricsURL}, Env: "test", Timeout: time.Minute,
+		NATSURL: ms.ns.url, DatabaseURL: ms.dbURL, MetricsURLs: []string{metricsURL}, Env: "test", Timeout: time.Minute,
 	})
 	if m.ErrorRowsWritten != int64(m.InvalidMessages) {
 		t.Errorf("%d error rows for %d invalid messages", m.ErrorRowsWritten, m.InvalidMessages)
@@ -312,7 +312,7 @@ func TestRunningTarget(t *testing.T) {
 		m.TransactionalSent, m.PeakRSSBytes, m.PeakGoroutines, m.ErrorLogFlushes)
 
 	// A metrics URL that does not answer is refused before anything is published.
-	_, err := Run(ctx, Config{NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, MetricsURLs: []string{"http://" + ms.node.HTTP.Addr() + "/nothing"}, Env: "test", Messages: 10}, nil)
+	_, err := Run(ctx, Config{NATSURL: ms.ns.url, DatabaseURL: ms.dbURL, MetricsURLs: []string{"http://" + ms.node.HTTP.Addr() + "/nothing"}, Env: "test", Messages: 10}, nil)
 	if err == nil {
 		t.Error("a metrics URL answering 404 was accepted")
 	}
@@ -400,7 +400,7 @@ func TestRunningTargetQuarantine(t *testing.T) {
 	ms := runningTarget(ctx, t, Config{Sinks: SinksRecorder, Quarantine: ControlQuarantine(0), QuarantineRatio: 0.5})
 	cfg := Config{
 		Scenario: ScenarioIncident, Messages: 20000, InvalidRatio: -1, TrickleRate: 50, Baseline: -1,
-		NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, Env: "test", Timeout: time.Minute,
+		NATSURL: ms.ns.url, DatabaseURL: ms.dbURL, Env: "test", Timeout: time.Minute,
 	}
 
 	began := time.Now()

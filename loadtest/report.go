@@ -54,8 +54,12 @@ func smtpSummary(w io.Writer, rep *Report) {
 				m.Mode, m.MsgsPerSec, rep.SMTPConns, m.RatioToSMTPSource, m.RatioToSMTPSourceKeep)
 		}
 		if c := m.CPU; c != nil {
-			fmt.Fprintf(w, "%s: CPU %.2fs (process %.2fs, postgres %.2fs) = %.3f s per 1,000 handled, %.3f s per 1,000 delivered\n",
-				m.Mode, c.TotalSeconds, c.ProcessSeconds, c.PostgresSeconds, c.PerThousandHandled, c.PerThousandDelivered)
+			natsPart := ""
+			if c.NATSSeconds > 0 {
+				natsPart = fmt.Sprintf(", nats-server %.2fs", c.NATSSeconds)
+			}
+			fmt.Fprintf(w, "%s: CPU %.2fs (process %.2fs%s, postgres %.2fs) = %.3f s per 1,000 handled, %.3f s per 1,000 delivered\n",
+				m.Mode, c.TotalSeconds, c.ProcessSeconds, natsPart, c.PostgresSeconds, c.PerThousandHandled, c.PerThousandDelivered)
 		}
 	}
 }
@@ -70,6 +74,9 @@ func Summary(w io.Writer, rep *Report) {
 	}
 	if rep.Machine.GOGC != "" || rep.Machine.GOMEMLIMIT != "" {
 		fmt.Fprintf(w, "Go runtime: GOGC=%q GOMEMLIMIT=%q from the environment\n", rep.Machine.GOGC, rep.Machine.GOMEMLIMIT)
+	}
+	if rep.NATSServer != "" {
+		fmt.Fprintf(w, "NATS: each server a separate process of %s\n", rep.NATSServer)
 	}
 	if rep.BulkConsumersInMemory {
 		fmt.Fprintln(w, "conversation consumers' state kept in memory (--bulk-consumers-in-memory)")

@@ -16,6 +16,9 @@ type Report struct {
 	// PublishRate is the cap on the burst's publish rate; 0: full speed.
 	PublishRate float64 `json:"publish_rate_limit"`
 	Sinks       string  `json:"sinks"`
+	// NATSServer is the nats-server binary the stack ran as separate
+	// processes (--nats-server); empty: embedded.
+	NATSServer string `json:"nats_server,omitempty"`
 	// BulkConsumersInMemory: the node's conversation consumers (and the
 	// per-conversation reference's) kept their state in memory.
 	BulkConsumersInMemory bool   `json:"bulk_consumers_in_memory,omitempty"`
@@ -34,9 +37,10 @@ type Report struct {
 	CeilingSeconds    float64 `json:"ceiling_seconds"`
 	// CeilingCPUSeconds is this process's CPU time (user + system) over the
 	// ceiling's measurement, from the first publish to the last ack: the
-	// fresh NATS server, the publisher and the acking consumer. The node's
-	// idle loops run meanwhile too. A mode's CPU.ProcessSeconds compares
-	// with it.
+	// fresh NATS server, the publisher and the acking consumer (and the
+	// separate nats-server process's, with --nats-server). The node's idle
+	// loops run meanwhile too. A mode's CPU.ProcessSeconds (plus
+	// NATSSeconds) compares with it.
 	CeilingCPUSeconds float64 `json:"ceiling_cpu_seconds,omitempty"`
 	// References are JetStream alone in other shapes, measured with the
 	// ceiling: per-conversation (one filtered consumer per conversation,
@@ -196,7 +200,10 @@ type CeilingReport struct {
 // process (the node, the embedded NATS server, the load generator) and the
 // local Postgres cluster's processes. The sinks' CPU is not included.
 type CPUReport struct {
-	ProcessSeconds  float64 `json:"process_seconds"`
+	ProcessSeconds float64 `json:"process_seconds"`
+	// NATSSeconds is the separate nats-server process's, when the stack
+	// runs one (--nats-server).
+	NATSSeconds     float64 `json:"nats_server_seconds,omitempty"`
 	PostgresSeconds float64 `json:"postgres_seconds"`
 	TotalSeconds    float64 `json:"total_seconds"`
 	// PerThousandHandled is TotalSeconds per 1,000 burst messages given an

@@ -38,7 +38,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	rep := &Report{
 		Scenario: cfg.Scenario, Seed: cfg.Seed, Messages: cfg.Messages, Conversations: cfg.Conversations,
 		InvalidRatio: cfg.InvalidRatio, TrickleRate: cfg.TrickleRate, BaselineSecs: cfg.Baseline.Seconds(),
-		Window: cfg.Window, PublishRate: cfg.PublishRate, Sinks: cfg.Sinks, BulkConsumersInMemory: cfg.BulkConsumersInMemory, Env: cfg.Env, Quarantine: qstate,
+		Window: cfg.Window, PublishRate: cfg.PublishRate, Sinks: cfg.Sinks, BulkConsumersInMemory: cfg.BulkConsumersInMemory, NATSServer: cfg.NATSServer, Env: cfg.Env, Quarantine: qstate,
 		Machine: machine(), StartedAt: time.Now().UTC(),
 	}
 	for _, ch := range cfg.Channels {
@@ -80,7 +80,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 
 // runStack runs every mode on the self-contained stack.
 func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger) error {
-	rep.Target = "self-contained (embedded NATS, local Postgres, node with worker and API, " + cfg.Sinks + " sinks)"
+	nats := "embedded NATS"
+	if cfg.NATSServer != "" {
+		nats = "nats-server processes"
+	}
+	rep.Target = "self-contained (" + nats + ", local Postgres, node with worker and API, " + cfg.Sinks + " sinks)"
 	env, err := checkFence(ctx, cfg.Env, nil, nil, cfg.AllowProduction)
 	rep.Env = env
 	if err != nil {
@@ -127,7 +131,7 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 		if cfg.Quarantine != nil && !cfg.Compare {
 			q = cfg.Quarantine(QuarantineTarget{JS: ms.node.JS, Control: ms.node.Control})
 		}
-		mr, err := runMode(ctx, cfg, string(m), n, sc, lat, ms.ns.ClientURL(), ms, q, ms.node.Registry)
+		mr, err := runMode(ctx, cfg, string(m), n, sc, lat, ms.ns.url, ms, q, ms.node.Registry)
 		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		ms.stop(sctx, logger)
 		cancel()

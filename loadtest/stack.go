@@ -11,14 +11,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/dispatch/email"
 	"github.com/sluicehq/sluice/dispatch/providerset"
 	"github.com/sluicehq/sluice/dispatch/sink"
 	"github.com/sluicehq/sluice/errorlog"
-	"github.com/sluicehq/sluice/internal/natsrv"
 	"github.com/sluicehq/sluice/internal/pglocal"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/orchestrator"
@@ -81,7 +79,7 @@ func (s *stack) close(ctx context.Context) {
 // modeStack is one mode's fresh system: its own NATS server and database, a
 // node with the worker and API roles, and sinks.
 type modeStack struct {
-	ns     *server.Server
+	ns     *natsServer
 	node   *node.Node
 	rec    *sink.Recorder
 	local  *sink.Local
@@ -103,9 +101,8 @@ func (s *stack) startMode(ctx context.Context, cfg *Config, m errorlog.ModeName,
 		}
 	}()
 	storeDir := filepath.Join(s.dir, fmt.Sprintf("nats-%d-%s", s.next, m))
-	ms.ns, err = natsrv.Start(natsrv.Config{Port: -1, StoreDir: storeDir})
-	if err != nil {
-		return nil, fmt.Errorf("loadtest: nats: %w", err)
+	if ms.ns, err = startNATS(cfg, storeDir); err != nil {
+		return nil, err
 	}
 	if err := createDatabase(ctx, s.pg.AdminURL("postgres"), ms.dbName); err != nil {
 		return nil, err
@@ -125,7 +122,7 @@ func (s *stack) startMode(ctx context.Context, cfg *Config, m errorlog.ModeName,
 		return nil, err
 	}
 	ncfg := node.Config{
-		NATSURL: ms.ns.ClientURL(), DatabaseURL: ms.dbURL, HTTPAddr: "127.0.0.1:0",
+		NATSURL: ms.ns.url, DatabaseURL: ms.dbURL, HTTPAddr: "127.0.0.1:0",
 		Worker: true, API: true, Migrate: true,
 		ErrorLog:  errorlog.Config{Mode: errorlog.Mode{Name: m}, MaskKey: key},
 		Providers: timed, Name: "sluice-loadtest", Env: "test",
@@ -180,7 +177,7 @@ func (ms *modeStack) startProviders(ctx context.Context, cfg *Config, s *stack) 
 
 // cpu samples the stack's CPU time.
 func (ms *modeStack) cpu() (cpuSample, bool) {
-	return cpuSample{Process: processCPU(), Postgres: postgresCPU(ms.pgDir)}, true
+	return cpuSample{Process: processCPU(), NATS: ms.ns.cpu(), Postgres: postgresCPU(ms.pgDir)}, true
 }
 
 // delivered returns how many distinct messages of the conversation the
@@ -219,8 +216,7 @@ func (ms *modeStack) stop(ctx context.Context, logger *slog.Logger) {
 		_ = ms.local.Close()
 	}
 	if ms.ns != nil {
-		natsrv.Stop(ms.ns)
-		_ = os.RemoveAll(ms.ns.StoreDir())
+		ms.ns.stop()
 	}
 }
 
