@@ -61,7 +61,7 @@ func runCeilings(ctx context.Context, cfg *Config, rep *Report, st *stack) error
 		}
 		if shape == ceilingOne {
 			rep.CeilingMessages, rep.CeilingSeconds, rep.CeilingMsgsPerSec = r.Messages, r.Seconds, r.MsgsPerSec
-			rep.CeilingCPUSeconds = r.CPUSeconds
+			rep.CeilingCPUSeconds, rep.CeilingNATSSeconds = r.CPUSeconds, r.NATSSeconds
 			continue
 		}
 		rep.References = append(rep.References, *r)
@@ -104,7 +104,7 @@ func runCeiling(ctx context.Context, cfg *Config, st *stack, shape ceilingShape)
 		return nil, fmt.Errorf("loadtest: ceiling stream: %w", err)
 	}
 	defer c.stopConsuming()
-	c.cpu0 = c.cpuNow()
+	c.cpu0, c.ncpu0 = c.cpuNow(), ns.cpu()
 	c.start = time.Now()
 	if shape != ceilingBacklog {
 		if err := c.consume(ctx, sc); err != nil {
@@ -118,7 +118,7 @@ func runCeiling(ctx context.Context, cfg *Config, st *stack, shape ceilingShape)
 		if err := c.awaitStored(ctx); err != nil {
 			return nil, err
 		}
-		c.cpu0 = c.cpuNow()
+		c.cpu0, c.ncpu0 = c.cpuNow(), ns.cpu()
 		c.start = time.Now()
 		if err := c.consume(ctx, sc); err != nil {
 			return nil, err
@@ -137,6 +137,7 @@ type ceiling struct {
 	cjs   jetstream.JetStream // the consuming connection's
 	start time.Time           // of the first publish (the backlog: of consuming)
 	cpu0  float64             // CPU seconds at start, this process's and ns's
+	ncpu0 float64             // the separate server's CPU seconds at start
 	ns    *natsServer
 
 	consumers []jetstream.ConsumeContext
@@ -256,7 +257,8 @@ func (c *ceiling) waitAcked(ctx context.Context) (*CeilingReport, error) {
 			secs := time.Duration(c.last.Load() - c.start.UnixNano()).Seconds()
 			c.progress()
 			return &CeilingReport{Shape: string(c.shape), Consumers: len(c.consumers), Messages: c.n,
-				Seconds: secs, MsgsPerSec: float64(c.n) / secs, CPUSeconds: c.cpuNow() - c.cpu0}, nil
+				Seconds: secs, MsgsPerSec: float64(c.n) / secs, CPUSeconds: c.cpuNow() - c.cpu0,
+				NATSSeconds: c.ns.cpu() - c.ncpu0}, nil
 		case <-ticker.C:
 			c.progress()
 		case <-timeout:

@@ -97,7 +97,7 @@
 // incident's situation; its time is the consuming alone). Each reports
 // this process's CPU time, as the ceiling does. PhaseProfiles writes a CPU
 // profile of each ceiling and each mode's burst, to set one against the
-// other.
+// other, and heap profiles at each one's start and end (what it allocated).
 //
 // # Quarantine
 //

@@ -46,6 +46,7 @@ func TestCompareWithNATSServerProcesses(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	var pids []int
+	profiles := t.TempDir()
 	seen := func(Progress) {
 		found := natsServerPids(t, bin)
 		mu.Lock()
@@ -55,7 +56,7 @@ func TestCompareWithNATSServerProcesses(t *testing.T) {
 	rep, err := Run(ctx, Config{
 		Scenario: ScenarioIncident, Messages: 5000, InvalidRatio: -1, TrickleRate: 100, Baseline: time.Second,
 		Compare: true, Modes: []errorlog.ModeName{errorlog.ModeOff}, NATSServer: bin,
-		DataDir: tempDataDir(t), Timeout: time.Minute,
+		DataDir: tempDataDir(t), Timeout: time.Minute, PhaseProfiles: profiles,
 		Progress: seen,
 	}, nil)
 	if err != nil {
@@ -67,12 +68,39 @@ func TestCompareWithNATSServerProcesses(t *testing.T) {
 	if c := rep.Modes[0].CPU; c == nil || c.NATSSeconds <= 0 {
 		t.Fatalf("mode CPU %+v: the nats-server process's is not counted", c)
 	}
+	if rep.CeilingNATSSeconds <= 0 || rep.CeilingNATSSeconds > rep.CeilingCPUSeconds {
+		t.Errorf("ceiling CPU %.2fs, of which nats-server %.2fs: the server's share is not counted apart", rep.CeilingCPUSeconds, rep.CeilingNATSSeconds)
+	}
+	for _, r := range rep.References {
+		if r.NATSSeconds <= 0 || r.NATSSeconds > r.CPUSeconds {
+			t.Errorf("reference %s CPU %.2fs, of which nats-server %.2fs: the server's share is not counted apart", r.Shape, r.CPUSeconds, r.NATSSeconds)
+		}
+	}
+	checkPhaseProfiles(t, profiles, "ceiling-one-consumer", "ceiling-per-conversation", "ceiling-backlog", "mode-off")
 	if len(pids) == 0 {
 		t.Fatal("no nats-server process seen during the run")
 	}
 	for _, pid := range pids {
 		if syscall.Kill(pid, 0) == nil {
 			t.Errorf("nats-server %d still running after the run", pid)
+		}
+	}
+}
+
+// checkPhaseProfiles fails unless dir holds, for each phase, a CPU profile
+// and the heap profiles at its start and end, each a gzipped pprof file.
+func checkPhaseProfiles(t *testing.T, dir string, phases ...string) {
+	t.Helper()
+	for _, ph := range phases {
+		for _, ext := range []string{".prof", ".heap0", ".heap"} {
+			b, err := os.ReadFile(filepath.Join(dir, ph+ext))
+			if err != nil {
+				t.Errorf("phase profile: %v", err)
+				continue
+			}
+			if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+				t.Errorf("phase profile %s%s: %d bytes, not a gzipped profile", ph, ext, len(b))
+			}
 		}
 	}
 }

@@ -40,6 +40,15 @@ func WriteReport(dir string, rep *Report) error {
 	return f.Close()
 }
 
+// serverShare words the separate nats-server process's share of a CPU
+// figure, or nothing with the embedded server.
+func serverShare(secs float64) string {
+	if secs <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", of which nats-server %.2fs", secs)
+}
+
 // smtpSummary prints smtp-source's rates, each mode's ratios to them and
 // the stack's CPU per 1,000 delivered.
 func smtpSummary(w io.Writer, rep *Report) {
@@ -82,10 +91,10 @@ func Summary(w io.Writer, rep *Report) {
 		fmt.Fprintln(w, "conversation consumers' state kept in memory (--bulk-consumers-in-memory)")
 	}
 	if rep.CeilingMsgsPerSec > 0 {
-		fmt.Fprintf(w, "raw JetStream ceiling: %.0f msgs/s (%d messages, %.1fs, CPU %.2fs)\n", rep.CeilingMsgsPerSec, rep.CeilingMessages, rep.CeilingSeconds, rep.CeilingCPUSeconds)
+		fmt.Fprintf(w, "raw JetStream ceiling: %.0f msgs/s (%d messages, %.1fs, CPU %.2fs%s)\n", rep.CeilingMsgsPerSec, rep.CeilingMessages, rep.CeilingSeconds, rep.CeilingCPUSeconds, serverShare(rep.CeilingNATSSeconds))
 	}
 	for _, r := range rep.References {
-		fmt.Fprintf(w, "reference, %s: %.0f msgs/s (%d consumers, %.1fs, CPU %.2fs)\n", referenceName(r.Shape), r.MsgsPerSec, r.Consumers, r.Seconds, r.CPUSeconds)
+		fmt.Fprintf(w, "reference, %s: %.0f msgs/s (%d consumers, %.1fs, CPU %.2fs%s)\n", referenceName(r.Shape), r.MsgsPerSec, r.Consumers, r.Seconds, r.CPUSeconds, serverShare(r.NATSSeconds))
 	}
 	fmt.Fprintf(w, "%-8s %9s %9s %10s %7s %10s %9s %9s %9s %10s %11s %9s %s\n",
 		"mode", "messages", "drain_s", "msgs/s", "ratio", "ratio_conv", "tx_p50ms", "tx_p99ms", "base_p99", "after_max", "error_rows", "rss_MiB", "accounting")

@@ -42,6 +42,9 @@ type Report struct {
 	// loops run meanwhile too. A mode's CPU.ProcessSeconds (plus
 	// NATSSeconds) compares with it.
 	CeilingCPUSeconds float64 `json:"ceiling_cpu_seconds,omitempty"`
+	// CeilingNATSSeconds is the separate nats-server process's share of
+	// CeilingCPUSeconds (--nats-server); 0 with the embedded server.
+	CeilingNATSSeconds float64 `json:"ceiling_nats_server_seconds,omitempty"`
 	// References are JetStream alone in other shapes, measured with the
 	// ceiling: per-conversation (one filtered consumer per conversation,
 	// the bulk lane's topology) and backlog (the whole burst queued first,
@@ -192,8 +195,12 @@ type CeilingReport struct {
 	// everything queued) to the last ack.
 	Seconds    float64 `json:"seconds"`
 	MsgsPerSec float64 `json:"msgs_per_sec"`
-	// CPUSeconds is this process's CPU time over Seconds.
+	// CPUSeconds is this process's CPU time over Seconds (and the separate
+	// nats-server process's, with --nats-server).
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// NATSSeconds is the separate nats-server process's share of
+	// CPUSeconds; 0 with the embedded server.
+	NATSSeconds float64 `json:"nats_server_seconds,omitempty"`
 }
 
 // CPUReport is the self-contained stack's CPU time over a burst: this

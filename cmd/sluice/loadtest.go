@@ -75,7 +75,7 @@ func parseLoadtest(args []string, stderr io.Writer) (*loadtestRun, error) {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the whole self-contained stack but Postgres) to this file")
 	fs.StringVar(&cfg.NATSServer, "nats-server", "", "run the self-contained stack's NATS servers as processes of this nats-server binary, as deployments do, instead of embedded (their CPU added to the figures)")
 	fs.BoolVar(&cfg.BulkConsumersInMemory, "bulk-consumers-in-memory", false, "run the self-contained node with serve's --bulk-consumers-in-memory (and the per-conversation reference alike)")
-	fs.StringVar(&cfg.PhaseProfiles, "phase-profiles", "", "write a CPU profile of each measured phase (ceiling-<shape>.prof, mode-<mode>.prof: publish to drain) into this existing directory; not with --cpuprofile")
+	fs.StringVar(&cfg.PhaseProfiles, "phase-profiles", "", "write a CPU profile of each measured phase (ceiling-<shape>.prof, mode-<mode>.prof: publish to drain) and heap profiles at its start and end (.heap0, .heap: diff them for its allocations) into this existing directory; not with --cpuprofile")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the stack's NATS store and Postgres (default a temporary directory, removed at the end)")
 	fs.StringVar(&cfg.NATSURL, "nats-url", "", "target a running sluice at this NATS URL instead of starting a stack (SLUICE_NATS_URL is deliberately not read)")
 	metricsURLs := fs.String("metrics-url", "", "the running sluice's workers' /metrics URLs, comma-separated (with --nats-url): transactional latency, error-log writes, RSS and goroutines are read from them")
