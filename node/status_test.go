@@ -62,10 +62,15 @@ func TestStatusEveryItem(t *testing.T) {
 	b.activate(t, "held", dispatch.ChannelEmail, 5, 0) // queued: paused
 
 	var r status.Report
-	waitFor(t, 10*time.Second, "the paused conversation's consumer", func() bool {
+	waitFor(t, 10*time.Second, "the paused conversation's messages queued", func() bool {
 		r = b.status(t)
-		return len(r.Lanes) == 2 && r.Lanes[1].Consumers >= 1 && r.Lanes[1].Pending+uint64(r.Lanes[1].AckPending) == 5
+		return len(r.Lanes) == 2 && r.Lanes[1].Queued == 5
 	})
+	// Paused before its first message, it never had a consumer
+	// (orchestrator.Config.ReleaseHeld): its messages wait in the stream.
+	if l := r.Lanes[1]; l.Consumers != 0 || l.Pending != 0 || l.AckPending != 0 {
+		t.Errorf("bulk lane %+v: a consumer for the paused conversation", l)
+	}
 	if len(r.Unavailable) != 0 {
 		t.Errorf("unavailable: %v", r.Unavailable)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/dispatch"
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/control"
 	"github.com/sluicehq/sluice/suppression"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -141,6 +142,58 @@ func BenchmarkSuppressionCheck(b *testing.B) {
 			}
 			b.Cleanup(func() { _ = svc.Stop(context.Background()) })
 			waitFor(b, 10*time.Minute, "the batch to drain", func() bool { return bd.streamMsgs(b) == 0 })
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+			if got := bd.rec.Ledger.Stats().Unique; got != b.N {
+				b.Fatalf("delivered %d of %d", got, b.N)
+			}
+		})
+	}
+}
+
+// BenchmarkHeldConversations drains b.N bulk messages of 8 live
+// conversations beside 56 held (paused) ones holding 100 messages each,
+// with the held conversations' consumers kept (ReleaseHeld < 0) and
+// released (the default): the server checks every ack against every
+// consumer of the stream, so kept ones cost the live conversations. The
+// messages are queued first; the timer runs from the workers' start until
+// only the held messages remain.
+func BenchmarkHeldConversations(b *testing.B) {
+	const held, perHeld = 56, 100
+	for _, tc := range []struct {
+		name    string
+		release time.Duration
+	}{{"kept", -1}, {"released", 0}} {
+		b.Run(tc.name, func(b *testing.B) {
+			bd := setup(b)
+			var acts []*wire.Activation
+			for c := range held {
+				for i := range perHeld {
+					acts = append(acts, activation(fmt.Sprintf("h%d-%d", c, i), wire.LaneBulk, "acme", fmt.Sprintf("held%d", c), dispatch.ChannelEmail, "a@example.com"))
+				}
+			}
+			for i := range b.N {
+				acts = append(acts, activation(fmt.Sprintf("l-%d", i), wire.LaneBulk, "acme", fmt.Sprintf("live%d", i%8), dispatch.ChannelEmail, fmt.Sprintf("user%d@example.com", i)))
+			}
+			bd.publish(b, acts)
+			svc, err := orchestrator.NewService(bd.js, allChannels(bd.rec), bd.elog, orchestrator.Config{ReleaseHeld: tc.release}, bd.log, prometheus.NewRegistry())
+			if err != nil {
+				b.Fatal(err)
+			}
+			for c := range held {
+				svc.Controls().SetConversation("acme", fmt.Sprintf("held%d", c), control.StatePaused)
+			}
+			b.ResetTimer()
+			start := time.Now()
+			if err := svc.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = svc.Stop(ctx)
+			})
+			waitFor(b, 10*time.Minute, "the live messages to drain", func() bool { return bd.streamMsgs(b) == held*perHeld })
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 			if got := bd.rec.Ledger.Stats().Unique; got != b.N {

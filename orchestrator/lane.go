@@ -307,6 +307,11 @@ type bulkSource struct {
 	// inMemory makes the conversation consumers keep their state in the
 	// servers' memory (Config.ConversationConsumersInMemory).
 	inMemory bool
+	// releaseHeld is how long a held conversation keeps its consumer
+	// (Config.ReleaseHeld; negative: always); fetched is when each
+	// consumer was last included in a round, or created.
+	releaseHeld time.Duration
+	fetched     map[string]time.Time
 }
 
 // deferred notes that subject's messages wait for ch.
@@ -335,7 +340,7 @@ func (s *bulkSource) skip(subject string) bool {
 
 func newBulkSource(stream jetstream.Stream, cfg LaneConfig, interval time.Duration, log *slog.Logger, m *metrics) *bulkSource {
 	return &bulkSource{stream: stream, cfg: cfg, interval: interval, log: log, m: m,
-		convs: make(map[string]jetstream.Consumer), wake: make(chan struct{}, 1)}
+		convs: make(map[string]jetstream.Consumer), wake: make(chan struct{}, 1), fetched: make(map[string]time.Time)}
 }
 
 // bulkConsumerName names a conversation's durable consumer: readable, and
@@ -347,28 +352,15 @@ func bulkConsumerName(subject string) string {
 }
 
 // discover reconciles the set of conversation consumers with the subjects
-// that hold bulk messages: a consumer for each new subject, deletion for each
-// subject that has emptied.
+// that hold bulk messages: a consumer for each new subject whose
+// conversation is active, deletion for each subject that has emptied, and
+// the release of held conversations' consumers (see release).
 func (s *bulkSource) discover(ctx context.Context) error {
 	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(wire.Subject(wire.LaneBulk, "*", "*")))
 	if err != nil {
 		return err
 	}
-	subjects := info.State.Subjects
-	s.mu.Lock()
-	var add, remove []string
-	for subj, n := range subjects {
-		if _, ok := s.convs[subj]; !ok && n > 0 {
-			add = append(add, subj)
-		}
-	}
-	for subj := range s.convs {
-		if subjects[subj] == 0 {
-			remove = append(remove, subj)
-		}
-	}
-	s.mu.Unlock()
-
+	add, remove, release := s.plan(info.State.Subjects, time.Now())
 	for _, subj := range add {
 		cons, err := s.createConsumer(ctx, subj)
 		if err != nil {
@@ -377,21 +369,15 @@ func (s *bulkSource) discover(ctx context.Context) error {
 		}
 		s.mu.Lock()
 		s.convs[subj] = cons
+		s.fetched[subj] = time.Now()
 		s.mu.Unlock()
 		s.m.consumerChanges.WithLabelValues("created").Inc()
 	}
 	for _, subj := range remove {
-		s.mu.Lock()
-		delete(s.convs, subj)
-		s.mu.Unlock()
-		// Another worker process may still use it; if it is gone it is
-		// recreated by the next discovery, and WorkQueue retention keeps the
-		// messages meanwhile.
-		err := s.stream.DeleteConsumer(ctx, bulkConsumerName(subj))
-		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			s.log.Warn("delete conversation consumer failed", "subject", subj, "err", err)
-		}
-		s.m.consumerChanges.WithLabelValues("deleted").Inc()
+		s.deleteConsumer(ctx, subj, "deleted")
+	}
+	for _, subj := range release {
+		s.deleteConsumer(ctx, subj, "released")
 	}
 	s.mu.Lock()
 	s.m.bulkConsumers.Set(float64(len(s.convs)))
@@ -403,6 +389,63 @@ func (s *bulkSource) discover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// plan sorts the bulk subjects (with their message counts) into the
+// consumers to create, to delete because their subject emptied, and to
+// release.
+//
+// A held conversation (paused, quarantined, stopped) is not fetched, but
+// its consumer would still cost the live ones: the server checks every
+// acknowledgement in the stream against every consumer of it (56 held
+// consumers took a third off 8 live ones' rate, BENCHMARKS.md). So a held
+// conversation gets no consumer, and one it has is released, deleted, once
+// no round has included it for releaseHeld: by then every message a worker
+// fetched before the hold has been handled (a held message is given back
+// unsent, Nak). Its queued messages stay in the work-queue stream, and the
+// consumer created when the conversation is active again starts from them,
+// so a release sends nothing twice. With a negative releaseHeld held
+// conversations keep their consumers, as before.
+func (s *bulkSource) plan(subjects map[string]uint64, now time.Time) (add, remove, release []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := s.releaseHeld < 0
+	for subj, n := range subjects {
+		if _, ok := s.convs[subj]; !ok && n > 0 && (keep || !s.held(subj)) {
+			add = append(add, subj)
+		}
+	}
+	for subj := range s.convs {
+		switch {
+		case subjects[subj] == 0:
+			remove = append(remove, subj)
+		case !keep && s.held(subj) && now.Sub(s.fetched[subj]) >= s.releaseHeld:
+			release = append(release, subj)
+		}
+	}
+	return add, remove, release
+}
+
+// held reports whether subject's conversation is not active.
+func (s *bulkSource) held(subject string) bool {
+	return s.controls != nil && s.controls.heldSubject(subject)
+}
+
+// deleteConsumer forgets subject's consumer and deletes it, counting the
+// change as why.
+func (s *bulkSource) deleteConsumer(ctx context.Context, subj, why string) {
+	s.mu.Lock()
+	delete(s.convs, subj)
+	delete(s.fetched, subj)
+	s.mu.Unlock()
+	// Another worker process may still use it; if it is gone it is
+	// recreated by the next discovery, and WorkQueue retention keeps the
+	// messages meanwhile.
+	err := s.stream.DeleteConsumer(ctx, bulkConsumerName(subj))
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		s.log.Warn("delete conversation consumer failed", "subject", subj, "err", err)
+	}
+	s.m.consumerChanges.WithLabelValues(why).Inc()
 }
 
 // createConsumer creates (or finds) subject's conversation consumer, its
@@ -454,9 +497,11 @@ func (s *bulkSource) snapshot() []jetstream.Consumer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	subjects := make([]string, 0, len(s.convs))
+	now := time.Now()
 	for subj := range s.convs {
 		if !s.skip(subj) {
 			subjects = append(subjects, subj)
+			s.fetched[subj] = now
 		}
 	}
 	sort.Strings(subjects)
@@ -473,6 +518,7 @@ func (s *bulkSource) drop(cons jetstream.Consumer) {
 	for subj, c := range s.convs {
 		if c == cons {
 			delete(s.convs, subj)
+			delete(s.fetched, subj)
 		}
 	}
 }

@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		consumerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "orchestrator", Name: "bulk_consumer_changes_total",
-			Help: "Per-conversation bulk consumers created and deleted.",
+			Help: "Per-conversation bulk consumers created, deleted (their subject emptied) and released (their conversation held: paused, quarantined, stopped).",
 		}, []string{"change"}),
 	}
 	m.held = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -52,6 +52,17 @@ type Config struct {
 	// messages were in flight, and they are sent again. Off by default;
 	// meant for replicated streams, where losing a node loses nothing.
 	ConversationConsumersInMemory bool
+	// ReleaseHeld is how long a held conversation (paused, quarantined,
+	// stopped) keeps its bulk consumer once the lane stopped fetching it:
+	// then the consumer is deleted, and created again when the conversation
+	// is active (bulkSource.plan). Every acknowledgement in the bulk stream
+	// is checked against every consumer of the stream, so held
+	// conversations' consumers slow the live ones (BENCHMARKS.md). It must
+	// outlast a send that began before the hold, with its outcome's record
+	// and ack (SendTimeout, then the error log's commit), or that message
+	// would be sent again after the resume. Default the bulk lane's AckWait
+	// (30s); negative keeps held conversations' consumers.
+	ReleaseHeld time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -71,6 +82,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DiscoverInterval == 0 {
 		c.DiscoverInterval = 250 * time.Millisecond
+	}
+	if c.ReleaseHeld == 0 {
+		c.ReleaseHeld = c.Bulk.AckWait
 	}
 	if c.StatsInterval == 0 {
 		c.StatsInterval = 5 * time.Second
@@ -92,6 +106,8 @@ func (c *Config) validate() error {
 		return errors.New("orchestrator: SendTimeout must be shorter than each lane's AckWait")
 	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
 		return errors.New("orchestrator: RetryBase must be positive and RetryMax at least RetryBase")
+	case c.ReleaseHeld >= 0 && c.ReleaseHeld <= c.SendTimeout:
+		return errors.New("orchestrator: ReleaseHeld must be longer than SendTimeout (or negative: held conversations keep their consumers)")
 	}
 	return nil
 }
@@ -198,6 +214,7 @@ func (s *Service) Start(ctx context.Context) error {
 	ts := &transactionalSource{cons: s.trans, batch: tc.FetchBatch, log: s.log}
 	s.bulk = newBulkSource(stream, s.cfg.Bulk, s.cfg.DiscoverInterval, s.log, s.m)
 	s.bulk.inMemory = s.cfg.ConversationConsumersInMemory
+	s.bulk.releaseHeld = s.cfg.ReleaseHeld
 	s.bulk.isClosed = func(ch dispatch.Channel) bool { return s.providerClosed(ch) && !s.controls.ChannelDisabled(ch) }
 	s.bulk.controls = s.controls
 	s.pipe.unavailable = s.bulk.deferred

@@ -120,7 +120,9 @@ type Replica struct {
 
 // Lane is one lane's consumers, summed: Queued is what the stream holds for
 // the lane, Pending what its consumers have yet to deliver, AckPending what
-// they delivered and wait for the ack of.
+// they delivered and wait for the ack of. A held bulk conversation has no
+// consumer once released (orchestrator.Config.ReleaseHeld): its messages
+// are in Queued, not in Pending.
 type Lane struct {
 	Lane        string `json:"lane"`
 	Consumers   int    `json:"consumers"`

@@ -1,0 +1,161 @@
+package orchestrator_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/dispatch"
+	"github.com/sluicehq/sluice/internal/metrictest"
+	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/orchestrator/control"
+	"github.com/sluicehq/sluice/wire"
+)
+
+// TestHeldConsumerReleased: a conversation paused while its messages are
+// being sent keeps its bulk consumer for ReleaseHeld, then loses it (the
+// live conversations' acks no longer pay for it); messages published while
+// it is held get no consumer; once it is active again a new consumer takes
+// every queued message, and each message is sent once, counted once, the
+// sends in flight at the pause included. With a negative ReleaseHeld the
+// held consumer stays.
+func TestHeldConsumerReleased(t *testing.T) {
+	t.Parallel()
+	const releaseHeld = 1500 * time.Millisecond
+	b := setup(t)
+	ctx := context.Background()
+	stream, err := b.js.Stream(ctx, orchestrator.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	sent := map[string]int{}
+	provider := funcProvider(func(ctx context.Context, m *dispatch.Message) error {
+		if m.Conversation == "big" {
+			time.Sleep(20 * time.Millisecond) // sends in flight when the pause comes
+		}
+		mu.Lock()
+		sent[m.ID]++
+		mu.Unlock()
+		return nil
+	})
+	sentOf := func(conv string) (n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for id := range sent {
+			if len(id) > len(conv) && id[:len(conv)] == conv {
+				n++
+			}
+		}
+		return n
+	}
+	reg := prometheus.NewRegistry()
+	svc, err := orchestrator.NewService(b.js, allChannels(provider), b.elog, orchestrator.Config{
+		SendTimeout: time.Second, ReleaseHeld: releaseHeld, DiscoverInterval: 50 * time.Millisecond,
+	}, b.log, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = svc.Stop(sctx)
+	})
+
+	var acts []*wire.Activation
+	add := func(conv string, from, n int) {
+		var batch []*wire.Activation
+		for i := from; i < from+n; i++ {
+			batch = append(batch, activation(fmt.Sprintf("%s-%d", conv, i), wire.LaneBulk, "acme", conv, dispatch.ChannelEmail, fmt.Sprintf("u%d@example.com", i)))
+		}
+		b.publish(t, batch)
+		acts = append(acts, batch...)
+	}
+	add("big", 0, 2000)
+	bigConsumer := orchestrator.BulkConsumerName(wire.Subject(wire.LaneBulk, "acme", "big"))
+	exists := func() bool {
+		_, err := stream.Consumer(ctx, bigConsumer)
+		return err == nil
+	}
+	waitFor(t, 10*time.Second, "the first sends of big", func() bool { return sentOf("big") >= 50 })
+	svc.Controls().SetConversation("acme", "big", control.StatePaused)
+	paused := time.Now()
+
+	add("live", 0, 200)
+	waitFor(t, 20*time.Second, "the live conversation sent", func() bool { return sentOf("live") == 200 })
+	waitFor(t, 10*time.Second, "big's consumer released", func() bool { return !exists() })
+	if held := time.Since(paused); held < releaseHeld {
+		t.Fatalf("big's consumer released %v after the pause, before ReleaseHeld (%v)", held, releaseHeld)
+	}
+	if v, _ := metrictest.Value(t, reg, "sluice_orchestrator_bulk_consumer_changes_total", map[string]string{"change": "released"}); v != 1 {
+		t.Errorf("released consumers counted %v, want 1", v)
+	}
+	atPause := sentOf("big")
+	if atPause == 0 || atPause >= 2000 {
+		t.Fatalf("%d of big's 2000 sent before the pause took hold: the test did not pause it mid-send", atPause)
+	}
+	// Published while held: queued, no consumer made for them.
+	add("big", 2000, 100)
+	time.Sleep(5 * 50 * time.Millisecond)
+	if exists() {
+		t.Fatal("a consumer was created for a held conversation")
+	}
+	if n := sentOf("big"); n != atPause {
+		t.Fatalf("big sent %d while held (%d at the release)", n, atPause)
+	}
+
+	svc.Controls().SetConversation("acme", "big", control.StateActive)
+	waitFor(t, 30*time.Second, "every message sent after the resume", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(sent) == len(acts)
+	})
+	waitFor(t, 10*time.Second, "the stream emptied", func() bool { return b.streamMsgs(t) == 0 })
+	mu.Lock()
+	for _, a := range acts {
+		if n := sent[a.ID]; n != 1 {
+			t.Errorf("%s sent %d times", a.ID, n)
+		}
+	}
+	mu.Unlock()
+	waitFor(t, 10*time.Second, "each message counted once", func() bool {
+		var n int64
+		err := b.db.Pool.QueryRow(ctx, `SELECT coalesce(sum(count), 0)::bigint FROM delivery_counts`).Scan(&n)
+		return err == nil && n == int64(len(acts))
+	})
+}
+
+// TestHeldConsumerKept: with a negative ReleaseHeld a held conversation
+// keeps its consumer, as before ReleaseHeld existed.
+func TestHeldConsumerKept(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	svc := b.start(t, b.js, allChannels(b.rec), orchestrator.Config{ReleaseHeld: -1, DiscoverInterval: 50 * time.Millisecond})
+	svc.Controls().SetConversation("acme", "held", control.StatePaused)
+	var acts []*wire.Activation
+	for i := range 20 {
+		acts = append(acts, activation(fmt.Sprintf("h%d", i), wire.LaneBulk, "acme", "held", dispatch.ChannelEmail, "a@example.com"))
+	}
+	b.publish(t, acts)
+	stream, err := b.js.Stream(ctx, orchestrator.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := orchestrator.BulkConsumerName(wire.Subject(wire.LaneBulk, "acme", "held"))
+	waitFor(t, 10*time.Second, "the held conversation's consumer", func() bool {
+		_, err := stream.Consumer(ctx, name)
+		return err == nil
+	})
+	time.Sleep(time.Second)
+	if _, err := stream.Consumer(ctx, name); err != nil {
+		t.Fatalf("the held conversation's consumer is gone with ReleaseHeld < 0: %v", err)
+	}
+}
