@@ -404,8 +404,11 @@ func (s *bulkSource) discover(ctx context.Context) error {
 // fetched before the hold has been handled (a held message is given back
 // unsent, Nak). Its queued messages stay in the work-queue stream, and the
 // consumer created when the conversation is active again starts from them,
-// so a release sends nothing twice. With a negative releaseHeld held
-// conversations keep their consumers, as before.
+// so a release sends nothing twice. In a fleet each worker decides from its
+// own rounds; every worker's control watch sees a hold within milliseconds,
+// and one that did not would be sending a held conversation's messages
+// anyway. With a negative releaseHeld held conversations keep their
+// consumers, as before.
 func (s *bulkSource) plan(subjects map[string]uint64, now time.Time) (add, remove, release []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
