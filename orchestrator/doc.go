@@ -36,9 +36,8 @@
 //     messages are never fetched. The consumer itself would still cost the
 //     others (the server checks every ack in the stream against every
 //     consumer of it), so a held conversation gets no consumer, and one it
-//     has is deleted once the lane has not fetched it for
-//     Config.ReleaseHeld; it is created again when the conversation is
-//     active.
+//     has is deleted once it has been held for Config.ReleaseHeld; it is
+//     created again when the conversation is active.
 //
 // When the process is saturated while transactional messages are being
 // handled, the bulk lane yields: bulkGate halves how many bulk messages are

@@ -308,10 +308,11 @@ type bulkSource struct {
 	// servers' memory (Config.ConversationConsumersInMemory).
 	inMemory bool
 	// releaseHeld is how long a held conversation keeps its consumer
-	// (Config.ReleaseHeld; negative: always); fetched is when each
-	// consumer was last included in a round, or created.
+	// (Config.ReleaseHeld; negative: always); heldSince is when this
+	// worker first saw each consumer's conversation held, since it last saw
+	// it active.
 	releaseHeld time.Duration
-	fetched     map[string]time.Time
+	heldSince   map[string]time.Time
 }
 
 // deferred notes that subject's messages wait for ch.
@@ -340,7 +341,7 @@ func (s *bulkSource) skip(subject string) bool {
 
 func newBulkSource(stream jetstream.Stream, cfg LaneConfig, interval time.Duration, log *slog.Logger, m *metrics) *bulkSource {
 	return &bulkSource{stream: stream, cfg: cfg, interval: interval, log: log, m: m,
-		convs: make(map[string]jetstream.Consumer), wake: make(chan struct{}, 1), fetched: make(map[string]time.Time)}
+		convs: make(map[string]jetstream.Consumer), wake: make(chan struct{}, 1), heldSince: make(map[string]time.Time)}
 }
 
 // bulkConsumerName names a conversation's durable consumer: readable, and
@@ -369,7 +370,6 @@ func (s *bulkSource) discover(ctx context.Context) error {
 		}
 		s.mu.Lock()
 		s.convs[subj] = cons
-		s.fetched[subj] = time.Now()
 		s.mu.Unlock()
 		s.m.consumerChanges.WithLabelValues("created").Inc()
 	}
@@ -400,14 +400,16 @@ func (s *bulkSource) discover(ctx context.Context) error {
 // acknowledgement in the stream against every consumer of it (56 held
 // consumers took a third off 8 live ones' rate, BENCHMARKS.md). So a held
 // conversation gets no consumer, and one it has is released, deleted, once
-// no round has included it for releaseHeld: by then every message a worker
-// fetched before the hold has been handled (a held message is given back
-// unsent, Nak). Its queued messages stay in the work-queue stream, and the
-// consumer created when the conversation is active again starts from them,
-// so a release sends nothing twice. In a fleet each worker decides from its
-// own rounds; every worker's control watch sees a hold within milliseconds,
-// and one that did not would be sending a held conversation's messages
-// anyway. With a negative releaseHeld held conversations keep their
+// this worker has seen it held for releaseHeld without a break. A worker
+// checks the conversation's state before each send (a held message is
+// given back unsent, Nak), so every send of it began before the hold was
+// seen, and releaseHeld (longer than SendTimeout, at least the lane's
+// AckWait by default) lets the last of them be recorded and acked. Its
+// queued messages stay in the work-queue stream, and the consumer created
+// when the conversation is active again starts from them, so a release
+// sends nothing twice. In a fleet each worker decides from what it sees;
+// every worker's control watch sees a hold within milliseconds, and one
+// that did not would be sending a held conversation's messages anyway. With a negative releaseHeld held conversations keep their
 // consumers, as before.
 func (s *bulkSource) plan(subjects map[string]uint64, now time.Time) (add, remove, release []string) {
 	s.mu.Lock()
@@ -419,10 +421,16 @@ func (s *bulkSource) plan(subjects map[string]uint64, now time.Time) (add, remov
 		}
 	}
 	for subj := range s.convs {
+		since, seen := s.heldSince[subj]
 		switch {
 		case subjects[subj] == 0:
 			remove = append(remove, subj)
-		case !keep && s.held(subj) && now.Sub(s.fetched[subj]) >= s.releaseHeld:
+		case keep:
+		case !s.held(subj):
+			delete(s.heldSince, subj)
+		case !seen:
+			s.heldSince[subj] = now
+		case now.Sub(since) >= s.releaseHeld:
 			release = append(release, subj)
 		}
 	}
@@ -439,7 +447,7 @@ func (s *bulkSource) held(subject string) bool {
 func (s *bulkSource) deleteConsumer(ctx context.Context, subj, why string) {
 	s.mu.Lock()
 	delete(s.convs, subj)
-	delete(s.fetched, subj)
+	delete(s.heldSince, subj)
 	s.mu.Unlock()
 	// Another worker process may still use it; if it is gone it is
 	// recreated by the next discovery, and WorkQueue retention keeps the
@@ -500,11 +508,10 @@ func (s *bulkSource) snapshot() []jetstream.Consumer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	subjects := make([]string, 0, len(s.convs))
-	now := time.Now()
 	for subj := range s.convs {
 		if !s.skip(subj) {
 			subjects = append(subjects, subj)
-			s.fetched[subj] = now
+			delete(s.heldSince, subj) // seen active: a new hold starts afresh
 		}
 	}
 	sort.Strings(subjects)
@@ -521,7 +528,7 @@ func (s *bulkSource) drop(cons jetstream.Consumer) {
 	for subj, c := range s.convs {
 		if c == cons {
 			delete(s.convs, subj)
-			delete(s.fetched, subj)
+			delete(s.heldSince, subj)
 		}
 	}
 }

@@ -53,8 +53,8 @@ type Config struct {
 	// meant for replicated streams, where losing a node loses nothing.
 	ConversationConsumersInMemory bool
 	// ReleaseHeld is how long a held conversation (paused, quarantined,
-	// stopped) keeps its bulk consumer once the lane stopped fetching it:
-	// then the consumer is deleted, and created again when the conversation
+	// stopped) keeps its bulk consumer, from when a worker first sees it
+	// held: then the consumer is deleted, and created again when the conversation
 	// is active (bulkSource.plan). Every acknowledgement in the bulk stream
 	// is checked against every consumer of the stream, so held
 	// conversations' consumers slow the live ones (BENCHMARKS.md). It must

@@ -52,7 +52,7 @@ func laneFlags(fs *flag.FlagSet, cfg *orchestrator.Config) {
 	fs.DurationVar(&cfg.BulkYield, "bulk-yield", envDuration("SLUICE_BULK_YIELD", 0), "scheduler latency (p99 over 100ms) above which the bulk lane handles fewer messages at once, so transactional messages get the CPU (default 1ms; negative: never yield)")
 	fs.BoolVar(&cfg.ConversationConsumersInMemory, "bulk-consumers-in-memory", envBool("SLUICE_BULK_CONSUMERS_IN_MEMORY", false), "keep the bulk lane's per-conversation consumers' state in the NATS servers' memory: less server work per message, but a restart of a single server (or of all replicas) sends the messages in flight again; for replicated streams")
 	fs.DurationVar(&cfg.SendTimeout, "send-timeout", envDuration("SLUICE_SEND_TIMEOUT", 0), "bound on one provider call (default 10s)")
-	fs.DurationVar(&cfg.ReleaseHeld, "bulk-release-held", envDuration("SLUICE_BULK_RELEASE_HELD", 0), "delete a held (paused, quarantined, stopped) conversation's bulk consumer once the lane has not fetched it for this long, so it costs the live conversations' acks nothing; created again on resume (default the bulk AckWait, 30s; negative: keep them)")
+	fs.DurationVar(&cfg.ReleaseHeld, "bulk-release-held", envDuration("SLUICE_BULK_RELEASE_HELD", 0), "delete a held (paused, quarantined, stopped) conversation's bulk consumer once it has been held this long, so it costs the live conversations' acks nothing; created again on resume (default the bulk AckWait, 30s; negative: keep them)")
 }
 
 // quarantineFlags registers the automatic quarantine's threshold: a
