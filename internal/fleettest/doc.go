@@ -15,10 +15,12 @@
 // sluice binary is SLUICE_FLEET_BIN, or built once into a temporary
 // directory.
 //
-// TestFleet drains mostly-invalid campaigns through three faults, one per
+// TestFleet drains mostly-invalid campaigns through four faults, one per
 // campaign: a worker killed with SIGKILL and restarted, the node leading
 // SLUICE_ACTIVATIONS killed and restarted 20 s later (publishing and reads go
-// on meanwhile), Postgres stopped for 30 s. After each, at rest, every
+// on meanwhile), Postgres stopped for 30 s, and the campaign paused until
+// its bulk consumer is released (workers run with --bulk-release-held 12s),
+// then resumed: nothing counted while held, nothing sent twice. After each, at rest, every
 // conversation's counts are exact and the streams are back at three
 // replicas. TestFleetDrainRate (SLUICE_FLEET_BENCH=1) measures what one and
 // two workers drain with replicas 1 and 3.

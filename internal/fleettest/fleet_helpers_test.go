@@ -21,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
+	"github.com/sluicehq/sluice/wire"
 )
 
 const tenant = "acme"
@@ -60,7 +61,7 @@ func startFleet(t *testing.T, replicas, workers int) *fleet {
 	f.api = newProc(t, bin, "api", append(common, "--api")...)
 	f.api.start()
 	for i := range max(workers, -workers) {
-		w := newProc(t, bin, fmt.Sprintf("worker%d", i+1), append(common, "--worker", "--quarantine-ratio", "0",
+		w := newProc(t, bin, fmt.Sprintf("worker%d", i+1), append(common, "--worker", "--quarantine-ratio", "0", "--bulk-release-held", releaseHeld.String(),
 			"--providers", "real", "--smtp-addr", f.smtp.Addr(), "--smtp-tls", "none", "--smtp-from", "x@example.com")...)
 		if workers > 0 {
 			w.start()
@@ -99,6 +100,40 @@ type campaign struct {
 }
 
 func (c *campaign) invalid() int64 { return c.accepted - c.valid }
+
+// releaseHeld is the workers' --bulk-release-held: how long a held
+// conversation keeps its consumer (longer than the default send timeout,
+// 10s, as it must be).
+const releaseHeld = 12 * time.Second
+
+// change pauses or resumes c for the whole fleet through the admin API.
+func (f *fleet) change(c *campaign, action string) {
+	f.t.Helper()
+	code, resp, err := f.do(http.MethodPost, "/v1/admin/conversations/"+tenant+"/"+c.id+"/"+action, "application/json", []byte(`{"reason":"fleet test"}`))
+	if err != nil || code != http.StatusOK {
+		f.t.Fatalf("%s %s: %d %s %v", action, c.id, code, resp, err)
+	}
+}
+
+// consumers counts the activation stream's consumers filtered on c's bulk
+// subject.
+func (f *fleet) consumers(c *campaign) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := f.js.Stream(ctx, orchestrator.StreamName)
+	if err != nil {
+		return 0, err
+	}
+	subject := wire.Subject(wire.LaneBulk, tenant, c.id)
+	n := 0
+	lister := s.ListConsumers(ctx)
+	for ci := range lister.Info() {
+		if ci.Config.FilterSubject == subject {
+			n++
+		}
+	}
+	return n, lister.Err()
+}
 
 // createCampaign creates an email conversation.
 func (f *fleet) createCampaign(id string) *campaign {

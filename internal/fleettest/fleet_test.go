@@ -35,6 +35,7 @@ func TestFleet(t *testing.T) {
 		{"worker kill -9 and restart", killWorker},
 		{"stream leader's node kill -9, restarted after 20s", killLeader},
 		{"postgres stopped for 30s", stopPostgres},
+		{"campaign paused until its consumer is released, then resumed", pauseResume},
 	} {
 		phase := time.Now()
 		c := f.createCampaign(fmt.Sprintf("fault%d", len(all)+1))
@@ -113,6 +114,48 @@ func killLeader(f *fleet, c *campaign) {
 	}
 	f.nats.start(n)
 	f.t.Logf("node %s restarted; %d counted during its 20s outage", leader, drained)
+}
+
+// pauseResume pauses c mid-drain for the whole fleet: once the sends in
+// flight are counted nothing more is, its consumer is released after
+// releaseHeld (the live conversations' acks no longer pay for it), and
+// after the resume a new consumer drains what was left, each message
+// counted once (atRest) and none sent twice.
+func pauseResume(f *fleet, c *campaign) {
+	done := f.midDrain(c)
+	dups := f.smtp.Ledger().Stats().Duplicates // the earlier faults' are all in
+	f.change(c, "pause")
+	pausedAt := time.Now()
+	f.t.Logf("%s paused with %d of %d counted", c.id, done, c.accepted)
+	poll(f.t, releaseHeld+30*time.Second, c.id+"'s consumer released", func() (bool, string) {
+		n, err := f.consumers(c)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n == 0, fmt.Sprintf("%d consumers", n)
+	})
+	if held := time.Since(pausedAt); held < releaseHeld {
+		f.t.Errorf("%s's consumer released %v after the pause, before --bulk-release-held %v", c.id, held, releaseHeld)
+	}
+	k1, err := f.counts(c.id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	k2, err := f.counts(c.id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	held := k1.Delivered + k1.Invalid + k1.Failed
+	if now := k2.Delivered + k2.Invalid + k2.Failed; now != held || held >= c.accepted {
+		f.t.Errorf("%s held: %d counted at the release, %d two seconds later, of %d", c.id, held, now, c.accepted)
+	}
+	f.t.Logf("%s held %v with %d of %d counted, its consumer released; resumed", c.id, time.Since(pausedAt).Round(time.Millisecond), held, c.accepted)
+	f.change(c, "resume")
+	f.waitCounted(c, c.accepted)
+	if d := f.smtp.Ledger().Stats().Duplicates; d != dups {
+		f.t.Errorf("%d messages sent twice across the pause, its release and the resume", d-dups)
+	}
 }
 
 // stopPostgres stops Postgres for 30s mid-drain; the workers go on through
