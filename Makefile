@@ -44,9 +44,10 @@ console-screenshots: chromium
 
 ## loadtest-smoke: a short incident replay (200k messages, 95 % invalid, quarantine off so every
 ## invalid message goes through the error log): accounting must be exact and the transactional
-## p99 under 2s (a smoke bound for a shared 2-core machine, not a throughput assertion)
+## p99 during the burst under 100ms, issue 14's bound (measured 22-27ms alone, 42ms inside CI on a
+## slow day: the margin a shared 2-core machine needs; not a throughput assertion)
 loadtest-smoke: build
-	./$(BIN) loadtest --messages 200000 --quarantine none --max-tx-p99 250ms --report $$(mktemp -d /tmp/sluice-loadtest-XXXXXX)
+	./$(BIN) loadtest --messages 200000 --quarantine none --max-tx-p99 100ms --report $$(mktemp -d /tmp/sluice-loadtest-XXXXXX)
 
 ## postgres: make sure PostgreSQL server binaries (initdb, pg_ctl, postgres) are installed
 postgres:
