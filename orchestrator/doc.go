@@ -27,10 +27,10 @@
 //   - bulk: one durable pull consumer per conversation that has messages,
 //     discovered from the stream's per-subject counts and deleted once the
 //     conversation's subject is empty. The lane fetches at most FetchBatch
-//     messages from each conversation in turn (round-robin, FetchNoWait; the
-//     pull requests of a round are sent together, so their round trips
-//     overlap), so a
-//     1k-message conversation activated after a 1M-message one is served at
+//     messages from each conversation in turn (round-robin, FetchNoWait,
+//     eight conversations' pull requests sent together so their round trips
+//     overlap, the next eight's sent before this eight's messages are
+//     handled), so a 1k-message conversation activated after a 1M-message one is served at
 //     once, at an equal share of the lane, instead of waiting behind it.
 //     Pausing a conversation means skipping its consumer: its queued
 //     messages are never fetched. The consumer itself would still cost the

@@ -505,21 +505,32 @@ func (s *bulkSource) discoverLoop(ctx context.Context) {
 // those of conversations not active and those waiting for an open provider
 // or a disabled channel.
 func (s *bulkSource) snapshot() []jetstream.Consumer {
+	_, cons := s.window("", -1)
+	return cons
+}
+
+// window returns, in subject order, up to n (every one when n < 0) of the
+// conversation consumers whose subjects sort after after, leaving out those
+// snapshot leaves out, with their subjects.
+func (s *bulkSource) window(after string, n int) ([]string, []jetstream.Consumer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	subjects := make([]string, 0, len(s.convs))
 	for subj := range s.convs {
-		if !s.skip(subj) {
+		if subj > after && !s.skip(subj) {
 			subjects = append(subjects, subj)
-			delete(s.heldSince, subj) // seen active: a new hold starts afresh
 		}
 	}
 	sort.Strings(subjects)
+	if n >= 0 && len(subjects) > n {
+		subjects = subjects[:n]
+	}
 	out := make([]jetstream.Consumer, len(subjects))
 	for i, subj := range subjects {
 		out[i] = s.convs[subj]
+		delete(s.heldSince, subj) // seen active: a new hold starts afresh
 	}
-	return out
+	return subjects, out
 }
 
 func (s *bulkSource) drop(cons jetstream.Consumer) {
@@ -533,37 +544,51 @@ func (s *bulkSource) drop(cons jetstream.Consumer) {
 	}
 }
 
+// pullWindow is how many conversations' pull requests the bulk lane sends
+// at once. A round goes through the conversations a window at a time, in
+// subject order, rather than pulling from every one at its start: with 256
+// conversations at once, pulling from all of them left every consumer with
+// messages delivered and waiting, up to a whole round, so the server kept
+// rewriting every consumer's state file (half its CPU, BENCHMARKS.md), and
+// the waiting messages needed progress reports. The next window's pulls
+// are sent before the current window's messages are handed to the
+// workers, so the server gathers them while the workers work.
+const pullWindow = 8
+
+// pulled is a window's pull requests in flight.
+type pulled struct {
+	subjects []string
+	cons     []jetstream.Consumer
+	batches  []jetstream.MessageBatch
+}
+
 // run fetches round-robin: each conversation in turn gets up to FetchBatch
 // messages, and submitting them blocks while the lane's workers are busy, so
 // a conversation's share of the lane is 1/(active conversations) whatever
-// its backlog. A round's pull requests are all sent before the first batch
-// is read, so their round trips overlap instead of adding up.
+// its backlog. The conversations are taken pullWindow at a time; a window's
+// pull requests are all sent together, so their round trips overlap, and
+// before the previous window's batches are handed over. A round that found
+// nothing waits for a new conversation or 50ms.
 func (s *bulkSource) run(ctx context.Context, p *pool) {
+	got := 0
+	w := s.pull("")
 	for ctx.Err() == nil {
-		got := 0
-		cons := s.snapshot()
-		batches := make([]jetstream.MessageBatch, len(cons))
-		for i, c := range cons {
-			b, err := c.FetchNoWait(s.cfg.FetchBatch)
-			if err != nil {
-				s.fetchFailed(c, err)
-				continue
-			}
-			batches[i] = b
+		var next *pulled
+		if len(w.subjects) == pullWindow {
+			next = s.pull(w.subjects[len(w.subjects)-1])
 		}
-		for i, b := range batches {
-			if b == nil {
-				continue
-			}
-			n, err := p.submitAll(b)
-			got += n
-			if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-				s.fetchFailed(cons[i], err)
-			}
-		}
+		got += s.submit(p, w)
 		if ctx.Err() != nil {
+			if next != nil {
+				s.submit(p, next) // fetched already: handled, not left to AckWait
+			}
 			return
 		}
+		if next != nil {
+			w = next
+			continue
+		}
+		// The round is over.
 		if got == 0 {
 			select {
 			case <-ctx.Done():
@@ -571,7 +596,41 @@ func (s *bulkSource) run(ctx context.Context, p *pool) {
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
+		got, w = 0, s.pull("")
 	}
+}
+
+// pull sends a pull request to each consumer of the window after after.
+func (s *bulkSource) pull(after string) *pulled {
+	w := &pulled{}
+	w.subjects, w.cons = s.window(after, pullWindow)
+	w.batches = make([]jetstream.MessageBatch, len(w.cons))
+	for i, c := range w.cons {
+		b, err := c.FetchNoWait(s.cfg.FetchBatch)
+		if err != nil {
+			s.fetchFailed(c, err)
+			continue
+		}
+		w.batches[i] = b
+	}
+	return w
+}
+
+// submit hands each batch of w to the workers and returns how many
+// messages they held.
+func (s *bulkSource) submit(p *pool, w *pulled) int {
+	got := 0
+	for i, b := range w.batches {
+		if b == nil {
+			continue
+		}
+		n, err := p.submitAll(b)
+		got += n
+		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			s.fetchFailed(w.cons[i], err)
+		}
+	}
+	return got
 }
 
 func (s *bulkSource) fetchFailed(cons jetstream.Consumer, err error) {
