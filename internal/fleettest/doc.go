@@ -16,7 +16,9 @@
 // directory.
 //
 // TestFleet drains mostly-invalid campaigns through four faults, one per
-// campaign: a worker killed with SIGKILL and restarted, the node leading
+// campaign, each campaign queued whole while paused and resumed, and its
+// fault struck once a tenth of it has left the stream while some is still
+// queued (not judged by the counts, which lag the acks): a worker killed with SIGKILL and restarted, the node leading
 // SLUICE_ACTIVATIONS killed and restarted 20 s later (publishing and reads go
 // on meanwhile), Postgres stopped for 30 s, and the campaign paused until
 // its bulk consumer is released (workers run with --bulk-release-held 12s),

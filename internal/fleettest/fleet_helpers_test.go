@@ -115,8 +115,10 @@ func (f *fleet) change(c *campaign, action string) {
 	}
 }
 
-// consumers counts the activation stream's consumers filtered on c's bulk
-// subject.
+// consumers counts the activation stream's consumers of c's bulk subject,
+// by name (sluice_bulk_<tenant>_<conversation>_<hash>). Names come from the
+// cluster's assignments; listing consumers' infos instead leaves out, with
+// no error, any whose leader does not answer within the server's 4s.
 func (f *fleet) consumers(c *campaign) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -124,15 +126,44 @@ func (f *fleet) consumers(c *campaign) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	subject := wire.Subject(wire.LaneBulk, tenant, c.id)
+	prefix := "sluice_bulk_" + tenant + "_" + c.id + "_"
 	n := 0
-	lister := s.ListConsumers(ctx)
-	for ci := range lister.Info() {
-		if ci.Config.FilterSubject == subject {
+	lister := s.ConsumerNames(ctx)
+	for name := range lister.Name() {
+		if strings.HasPrefix(name, prefix) {
 			n++
 		}
 	}
 	return n, lister.Err()
+}
+
+// queued is how many of c's bulk messages the activations stream holds.
+func (f *fleet) queued(c *campaign) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := f.js.Stream(ctx, orchestrator.StreamName)
+	if err != nil {
+		return 0, err
+	}
+	subject := wire.Subject(wire.LaneBulk, tenant, c.id)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Subjects[subject], nil
+}
+
+// waitConsumed waits until at least n of c's messages have left the
+// stream (handled and acked; their outcomes may still be on the way).
+func (f *fleet) waitConsumed(c *campaign, n int64) {
+	f.t.Helper()
+	poll(f.t, 2*time.Minute, fmt.Sprintf("%d of %s consumed", n, c.id), func() (bool, string) {
+		q, err := f.queued(c)
+		if err != nil {
+			return false, err.Error()
+		}
+		return int64(q) <= c.accepted-n, fmt.Sprintf("%d queued", q)
+	})
 }
 
 // createCampaign creates an email conversation.
