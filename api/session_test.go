@@ -47,28 +47,21 @@ func TestSessions(t *testing.T) {
 	if strings.Contains(c.Value, admin) || strings.Contains(c.Value, strings.Split(admin, "_")[3]) {
 		t.Error("the cookie holds the key's secret")
 	}
-	req := func(c *http.Cookie) *http.Request {
-		r := httptest.NewRequest("GET", "/console/", nil)
-		if c != nil {
-			r.AddCookie(c)
-		}
-		return r
-	}
-	p, err := auth.Identify(req(c))
+	p, err := auth.Identify(consoleGet(c))
 	if err != nil || p.Tenant != "acme" || !p.Has(ScopeAdmin) || p.Has(ScopeSend) || p.Actor() != "key:"+p.KeyID+"@acme" {
 		t.Fatalf("Identify = %+v, %v; want acme's admin without send", p, err)
 	}
-	if _, err := auth.Identify(req(nil)); !errors.Is(err, ErrNoSession) {
+	if _, err := auth.Identify(consoleGet(nil)); !errors.Is(err, ErrNoSession) {
 		t.Errorf("no cookie: %v", err)
 	}
 	tampered := *c
 	tampered.Value = strings.Replace(c.Value, ".", "x.", 1)
-	if _, err := auth.Identify(req(&tampered)); !errors.Is(err, ErrSessionInvalid) {
+	if _, err := auth.Identify(consoleGet(&tampered)); !errors.Is(err, ErrSessionInvalid) {
 		t.Errorf("tampered cookie: %v", err)
 	}
 	other, _ := NewSessions(SessionConfig{Key: []byte(strings.Repeat("o", 32)), Now: clock})
 	forged, _ := other.issue(Principal{Tenant: "acme", KeyID: p.KeyID}, false)
-	if _, err := auth.Identify(req(forged)); !errors.Is(err, ErrSessionInvalid) {
+	if _, err := auth.Identify(consoleGet(forged)); !errors.Is(err, ErrSessionInvalid) {
 		t.Errorf("cookie signed with another key: %v", err)
 	}
 	for _, key := range []string{f.key("acme", ScopeSend, ScopeRead), "sk_acme_0123456789abcdef_" + strings.Repeat("0", 48)} {
@@ -81,7 +74,43 @@ func TestSessions(t *testing.T) {
 	}
 
 	// A change needs the session's CSRF token, on the admin routes too.
-	token := auth.CSRFToken(req(c))
+	token := auth.CSRFToken(consoleGet(c))
+	checkCSRF(t, f, c, token)
+	if r := f.do(http.MethodGet, "/v1/admin/audit", "", nil, withCookie(c)); r.status != http.StatusOK {
+		t.Errorf("GET with the session: %d %s", r.status, r.body)
+	}
+
+	// Expiry asks again; so does revoking the key.
+	now = now.Add(time.Hour)
+	if _, err := auth.Identify(consoleGet(c)); !errors.Is(err, ErrSessionExpired) {
+		t.Errorf("after the TTL: %v, want ErrSessionExpired", err)
+	}
+	if r := f.do(http.MethodGet, "/v1/admin/audit", "", nil, withCookie(c)); r.status != http.StatusUnauthorized {
+		t.Errorf("expired session on the API: %d", r.status)
+	}
+	now = now.Add(-time.Hour)
+	revokeKey(t, f, "acme", p.KeyID)
+	if _, err := auth.Identify(consoleGet(c)); !errors.Is(err, ErrSessionInvalid) {
+		t.Errorf("revoked key's session: %v, want ErrSessionInvalid", err)
+	}
+	if _, err := NewSessions(SessionConfig{Key: []byte("short")}); err == nil {
+		t.Error("a short key is accepted")
+	}
+}
+
+// consoleGet is a request for the console carrying cookie c, if any.
+func consoleGet(c *http.Cookie) *http.Request {
+	r := httptest.NewRequest("GET", "/console/", nil)
+	if c != nil {
+		r.AddCookie(c)
+	}
+	return r
+}
+
+// checkCSRF: a change made with session c is refused without its CSRF
+// token or with a forged one, and passes authentication with token.
+func checkCSRF(t *testing.T, f *fixture, c *http.Cookie, token string) {
+	t.Helper()
 	for _, tc := range []struct {
 		token string
 		want  int
@@ -94,35 +123,21 @@ func TestSessions(t *testing.T) {
 			t.Errorf("pause with token %q: %d %s, want %d", tc.token, r.status, r.body, tc.want)
 		}
 	}
-	if r := f.do(http.MethodGet, "/v1/admin/audit", "", nil, withCookie(c)); r.status != http.StatusOK {
-		t.Errorf("GET with the session: %d %s", r.status, r.body)
-	}
+}
 
-	// Expiry asks again; so does revoking the key.
-	now = now.Add(time.Hour)
-	if _, err := auth.Identify(req(c)); !errors.Is(err, ErrSessionExpired) {
-		t.Errorf("after the TTL: %v, want ErrSessionExpired", err)
-	}
-	if r := f.do(http.MethodGet, "/v1/admin/audit", "", nil, withCookie(c)); r.status != http.StatusUnauthorized {
-		t.Errorf("expired session on the API: %d", r.status)
-	}
-	now = now.Add(-time.Hour)
-	keys, err := ListAPIKeys(t.Context(), f.db.Pool, "acme")
+// revokeKey revokes tenant's API key keyID.
+func revokeKey(t *testing.T, f *fixture, tenant, keyID string) {
+	t.Helper()
+	keys, err := ListAPIKeys(t.Context(), f.db.Pool, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
-		if k.ID == p.KeyID {
+		if k.ID == keyID {
 			if _, err := RevokeAPIKey(t.Context(), f.db.Pool, k.ID); err != nil {
 				t.Fatal(err)
 			}
 		}
-	}
-	if _, err := auth.Identify(req(c)); !errors.Is(err, ErrSessionInvalid) {
-		t.Errorf("revoked key's session: %v, want ErrSessionInvalid", err)
-	}
-	if _, err := NewSessions(SessionConfig{Key: []byte("short")}); err == nil {
-		t.Error("a short key is accepted")
 	}
 }
 

@@ -3,11 +3,9 @@ package orchestrator_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/dispatch"
@@ -44,39 +42,14 @@ func testHeldConsumerReleased(t *testing.T, workers int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	sent := map[string]int{}
-	provider := funcProvider(func(ctx context.Context, m *dispatch.Message) error {
+	sends := &countingProvider{next: funcProvider(func(ctx context.Context, m *dispatch.Message) error {
 		if m.Conversation == "big" {
 			time.Sleep(20 * time.Millisecond) // sends in flight when the pause comes
 		}
-		mu.Lock()
-		sent[m.ID]++
-		mu.Unlock()
 		return nil
-	})
-	sentOf := func(conv string) (n int) {
-		mu.Lock()
-		defer mu.Unlock()
-		for id := range sent {
-			if len(id) > len(conv) && id[:len(conv)] == conv {
-				n++
-			}
-		}
-		return n
-	}
+	})}
 	cfg := orchestrator.Config{SendTimeout: time.Second, ReleaseHeld: releaseHeld, DiscoverInterval: 50 * time.Millisecond}
-	regs := make([]*prometheus.Registry, workers)
-	svcs := make([]*orchestrator.Service, workers)
-	for i := range svcs {
-		js, elog := b.js, orchestrator.ErrorLog(b.elog)
-		if i > 0 {
-			_, js = connect(t, b.url)
-			elog = b.newErrorLog(t, js, errorlog.Config{})
-		}
-		regs[i] = prometheus.NewRegistry()
-		svcs[i] = startService(t, js, elog, allChannels(provider), cfg, b, regs[i])
-	}
+	svcs, regs := startWorkers(t, b, workers, allChannels(sends), cfg)
 	setState := func(st control.ConversationState) {
 		for _, svc := range svcs {
 			svc.Controls().SetConversation("acme", "big", st)
@@ -98,29 +71,18 @@ func testHeldConsumerReleased(t *testing.T, workers int) {
 		_, err := stream.Consumer(ctx, bigConsumer)
 		return err == nil
 	}
-	waitFor(t, 10*time.Second, "the first sends of big", func() bool { return sentOf("big") >= 50 })
+	waitFor(t, 10*time.Second, "the first sends of big", func() bool { return sends.distinct("big-") >= 50 })
 	setState(control.StatePaused)
 	paused := time.Now()
 
 	add("live", 0, 200)
-	waitFor(t, 20*time.Second, "the live conversation sent", func() bool { return sentOf("live") == 200 })
+	waitFor(t, 20*time.Second, "the live conversation sent", func() bool { return sends.distinct("live-") == 200 })
 	waitFor(t, 10*time.Second, "big's consumer released", func() bool { return !exists() })
 	if held := time.Since(paused); held < releaseHeld {
 		t.Fatalf("big's consumer released %v after the pause, before ReleaseHeld (%v)", held, releaseHeld)
 	}
-	var released float64
-	waitFor(t, 5*time.Second, "the release counted", func() bool {
-		released = 0
-		for _, reg := range regs {
-			v, _ := metrictest.Value(t, reg, "sluice_orchestrator_bulk_consumer_changes_total", map[string]string{"change": "released"})
-			released += v
-		}
-		return released >= 1
-	})
-	if released > float64(workers) {
-		t.Errorf("released consumers counted %v by %d workers, want 1 to %d", released, workers, workers)
-	}
-	atPause := sentOf("big")
+	checkReleasedOnce(t, regs)
+	atPause := sends.distinct("big-")
 	if atPause == 0 || atPause >= 2000 {
 		t.Fatalf("%d of big's 2000 sent before the pause took hold: the test did not pause it mid-send", atPause)
 	}
@@ -130,47 +92,50 @@ func testHeldConsumerReleased(t *testing.T, workers int) {
 	if exists() {
 		t.Fatal("a consumer was created for a held conversation")
 	}
-	if n := sentOf("big"); n != atPause {
+	if n := sends.distinct("big-"); n != atPause {
 		t.Fatalf("big sent %d while held (%d at the release)", n, atPause)
 	}
 
 	setState(control.StateActive)
-	waitFor(t, 30*time.Second, "every message sent after the resume", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(sent) == len(acts)
-	})
-	waitFor(t, 10*time.Second, "the stream emptied", func() bool { return b.streamMsgs(t) == 0 })
-	mu.Lock()
-	for _, a := range acts {
-		if n := sent[a.ID]; n != 1 {
-			t.Errorf("%s sent %d times", a.ID, n)
-		}
-	}
-	mu.Unlock()
-	waitFor(t, 10*time.Second, "each message counted once", func() bool {
-		var n int64
-		err := b.db.Pool.QueryRow(ctx, `SELECT coalesce(sum(count), 0)::bigint FROM delivery_counts`).Scan(&n)
-		return err == nil && n == int64(len(acts))
-	})
+	b.waitDrained(t, sends, acts)
+	sends.sentOnce(t, acts, nil)
 }
 
-// startService runs a Service with its own registry until the test ends.
-func startService(t *testing.T, js jetstream.JetStream, elog orchestrator.ErrorLog, providers map[dispatch.Channel]dispatch.Provider, cfg orchestrator.Config, b *bundle, reg *prometheus.Registry) *orchestrator.Service {
+// startWorkers runs n Services on the bundle's server, each with its own
+// registry; all but the first with their own connection and error log, as
+// separate worker processes would.
+func startWorkers(t *testing.T, b *bundle, n int, providers map[dispatch.Channel]dispatch.Provider, cfg orchestrator.Config) ([]*orchestrator.Service, []*prometheus.Registry) {
 	t.Helper()
-	svc, err := orchestrator.NewService(js, providers, elog, cfg, b.log, reg)
-	if err != nil {
-		t.Fatal(err)
+	regs := make([]*prometheus.Registry, n)
+	svcs := make([]*orchestrator.Service, n)
+	for i := range svcs {
+		js, elog := b.js, orchestrator.ErrorLog(b.elog)
+		if i > 0 {
+			_, js = connect(t, b.url)
+			elog = b.newErrorLog(t, js, errorlog.Config{})
+		}
+		regs[i] = prometheus.NewRegistry()
+		svcs[i] = b.startRegistered(t, js, elog, providers, cfg, regs[i])
 	}
-	if err := svc.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = svc.Stop(sctx)
+	return svcs, regs
+}
+
+// checkReleasedOnce waits until the workers have counted a released
+// consumer, and fails if more than one release per worker was counted.
+func checkReleasedOnce(t *testing.T, regs []*prometheus.Registry) {
+	t.Helper()
+	var released float64
+	waitFor(t, 5*time.Second, "the release counted", func() bool {
+		released = 0
+		for _, reg := range regs {
+			v, _ := metrictest.Value(t, reg, "sluice_orchestrator_bulk_consumer_changes_total", map[string]string{"change": "released"})
+			released += v
+		}
+		return released >= 1
 	})
-	return svc
+	if released > float64(len(regs)) {
+		t.Errorf("released consumers counted %v by %d workers, want 1 to %d", released, len(regs), len(regs))
+	}
 }
 
 // TestHeldConsumerKept: with a negative ReleaseHeld a held conversation

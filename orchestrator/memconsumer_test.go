@@ -43,17 +43,12 @@ func TestConversationConsumersInMemory(t *testing.T) {
 
 	// The first send waits until the consumers have been looked at.
 	release := make(chan struct{})
-	var mu sync.Mutex
-	sent := map[string]int{}
 	first := sync.Once{}
-	provider := funcProvider(func(ctx context.Context, m *dispatch.Message) error {
+	sends := &countingProvider{next: funcProvider(func(ctx context.Context, m *dispatch.Message) error {
 		first.Do(func() { <-release })
-		mu.Lock()
-		sent[m.ID]++
-		mu.Unlock()
 		return nil
-	})
-	b.start(t, b.js, allChannels(provider), orchestrator.Config{ConversationConsumersInMemory: true})
+	})}
+	b.start(t, b.js, allChannels(sends), orchestrator.Config{ConversationConsumersInMemory: true})
 
 	for _, conv := range []string{"c1", "c2"} {
 		name := orchestrator.BulkConsumerName(wire.Subject(wire.LaneBulk, "acme", conv))
@@ -68,22 +63,6 @@ func TestConversationConsumersInMemory(t *testing.T) {
 	}
 	close(release)
 
-	waitFor(t, 30*time.Second, "every message sent", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(sent) == len(acts)
-	})
-	waitFor(t, 10*time.Second, "the stream emptied", func() bool { return b.streamMsgs(t) == 0 })
-	mu.Lock()
-	defer mu.Unlock()
-	for i, a := range acts {
-		if n := sent[a.ID]; n != 1 && (a.Conversation != "c2" || n != 2) {
-			t.Errorf("message %d of %s sent %d times", i, a.Conversation, n)
-		}
-	}
-	waitFor(t, 10*time.Second, "each message counted once", func() bool {
-		var n int64
-		err := b.db.Pool.QueryRow(ctx, `SELECT coalesce(sum(count), 0)::bigint FROM delivery_counts`).Scan(&n)
-		return err == nil && n == int64(len(acts))
-	})
+	b.waitDrained(t, sends, acts)
+	sends.sentOnce(t, acts, func(a *wire.Activation) bool { return a.Conversation == "c2" })
 }

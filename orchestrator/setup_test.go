@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,7 +97,14 @@ func (b *bundle) start(tb testing.TB, js jetstream.JetStream, providers map[disp
 // process would.
 func (b *bundle) startWith(tb testing.TB, js jetstream.JetStream, elog orchestrator.ErrorLog, providers map[dispatch.Channel]dispatch.Provider, cfg orchestrator.Config) *orchestrator.Service {
 	tb.Helper()
-	svc, err := orchestrator.NewService(js, providers, elog, cfg, b.log, prometheus.NewRegistry())
+	return b.startRegistered(tb, js, elog, providers, cfg, prometheus.NewRegistry())
+}
+
+// startRegistered runs a Service whose metrics go to reg until the test
+// ends.
+func (b *bundle) startRegistered(tb testing.TB, js jetstream.JetStream, elog orchestrator.ErrorLog, providers map[dispatch.Channel]dispatch.Provider, cfg orchestrator.Config, reg *prometheus.Registry) *orchestrator.Service {
+	tb.Helper()
+	svc, err := orchestrator.NewService(js, providers, elog, cfg, b.log, reg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -234,6 +242,44 @@ func (c *countingProvider) count(id string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.calls[id]
+}
+
+// distinct is how many messages were sent at least once; with prefix, only
+// those whose id starts with it.
+func (c *countingProvider) distinct(prefix string) (n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range c.calls {
+		if strings.HasPrefix(id, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// sentOnce checks that every activation was sent once, or as allowed says
+// for the ones that may be sent twice.
+func (c *countingProvider) sentOnce(tb testing.TB, acts []*wire.Activation, twiceAllowed func(*wire.Activation) bool) {
+	tb.Helper()
+	for i, a := range acts {
+		n := c.count(a.ID)
+		if n != 1 && (twiceAllowed == nil || !twiceAllowed(a) || n != 2) {
+			tb.Errorf("message %d (%s of %s) sent %d times", i, a.ID, a.Conversation, n)
+		}
+	}
+}
+
+// waitDrained waits until every activation has been sent, the streams are
+// empty and delivery_counts holds one delivery per activation.
+func (b *bundle) waitDrained(tb testing.TB, sends *countingProvider, acts []*wire.Activation) {
+	tb.Helper()
+	waitFor(tb, 30*time.Second, "every message sent", func() bool { return sends.distinct("") == len(acts) })
+	waitFor(tb, 10*time.Second, "the stream emptied", func() bool { return b.streamMsgs(tb) == 0 })
+	waitFor(tb, 10*time.Second, "each message counted once", func() bool {
+		var n int64
+		err := b.db.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(count), 0)::bigint FROM delivery_counts`).Scan(&n)
+		return err == nil && n == int64(len(acts))
+	})
 }
 
 var _ = fmt.Sprintf

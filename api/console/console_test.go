@@ -309,6 +309,64 @@ func auditPage(t *testing.T, b *browser, storms []string) {
 	b.clean("audit")
 }
 
+// signIn signs in with key on the sign-in page and waits for the next
+// page or the refusal.
+func (b *browser) signIn(key string) {
+	b.t.Helper()
+	b.open("/console/signin")
+	b.do("sign in", chromedp.SetValue("#key", key), chromedp.Click("#signin"))
+	b.waitJS("the next page", `document.readyState === 'complete' && document.querySelector('main h1') !== null && location.pathname !== '/console/signin' || document.getElementById('signin-message') !== null`, 10*time.Second)
+}
+
+// fetchStatus makes a request from the page with its session cookie, the
+// CSRF header set to the JavaScript expression csrf, and returns the status.
+func (b *browser) fetchStatus(method, path, csrf, body string) int {
+	b.t.Helper()
+	const js = `fetch(%s, {method: %s, headers: {'Content-Type': 'application/json', 'X-CSRF-Token': %s}, body: %s}).then(r => r.status)`
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(js, jsString(path), jsString(method), csrf, body), chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return n
+}
+
+// checkTenantAdmin: signed in with acme's admin key, the console shows
+// acme's conversations only, another tenant's is not found, and the
+// session acts on the admin routes as the key.
+func checkTenantAdmin(t *testing.T, b *browser) {
+	t.Helper()
+	b.open("/console/conversations")
+	rows := eval[[]string](b, `Array.from(document.querySelectorAll('tr[data-conv]')).map(r => r.dataset.conv)`)
+	if strings.Join(rows, " ") != "acme/acme-news" {
+		t.Errorf("tenant admin's conversations: %v, want acme/acme-news only", rows)
+	}
+	b.open("/console/conversations/bravo/bravo-news")
+	if h := eval[string](b, `document.querySelector('main h1').textContent`); h != "Not Found" {
+		t.Errorf("another tenant's conversation: %q, want Not Found", h)
+	}
+	// The session acts on the admin routes as the key: the fleet's switch
+	// is refused, its own conversation's pause is allowed, and a change
+	// without the CSRF token is refused.
+	if n := b.fetchStatus("PUT", "/v1/admin/errorlog", "document.body.dataset.csrf", `'{"mode":"off"}'`); n != http.StatusForbidden {
+		t.Errorf("tenant session PUT errorlog: %d, want 403", n)
+	}
+	if n := b.fetchStatus("POST", "/v1/admin/conversations/acme/acme-news/pause", "'forged'", "null"); n != http.StatusForbidden {
+		t.Errorf("tenant session pause without the CSRF token: %d, want 403", n)
+	}
+	if n := b.fetchStatus("POST", "/v1/admin/conversations/acme/acme-news/pause", "document.body.dataset.csrf", "null"); n != http.StatusOK {
+		t.Errorf("tenant session pause: %d, want 200", n)
+	}
+	if n := b.fetchStatus("POST", "/v1/conversations/acme-news/activations", "document.body.dataset.csrf", `'[{"to":"x@example.com"}]'`); n != http.StatusForbidden {
+		t.Errorf("tenant session sending activations: %d, want 403 (a session carries admin only)", n)
+	}
+	b.open("/console/audit")
+	if text := eval[string](b, `document.querySelector('table.audit').textContent`); !strings.Contains(text, "key:") || !strings.Contains(text, "@acme") || strings.Contains(text, "errorlog.mode") {
+		t.Errorf("tenant admin's audit: %s", text)
+	}
+}
+
 // TestConsoleSignIn drives the console of a deployment outside dev: without
 // a credential only the sign-in page answers; a key without the admin scope
 // is refused; a tenant's admin key sees its tenant's conversations only and
@@ -351,67 +409,23 @@ func TestConsoleSignIn(t *testing.T) {
 		}
 	}
 	b.shot("signin")
-	signIn := func(key string) {
-		t.Helper()
-		b.open("/console/signin")
-		b.do("sign in", chromedp.SetValue("#key", key), chromedp.Click("#signin"))
-		b.waitJS("the next page", `document.readyState === 'complete' && document.querySelector('main h1') !== null && location.pathname !== '/console/signin' || document.getElementById('signin-message') !== null`, 10*time.Second)
-	}
-	signIn(sendA)
+	b.signIn(sendA)
 	if msg := eval[string](b, `(document.getElementById('signin-message') || {}).textContent || ''`); !strings.Contains(msg, "admin scope") {
 		t.Errorf("a send key's sign-in: %q, want a refusal naming the admin scope", msg)
 	}
-	signIn("sk_acme_0123456789abcdef_" + strings.Repeat("0", 48))
+	b.signIn("sk_acme_0123456789abcdef_" + strings.Repeat("0", 48))
 	if msg := eval[string](b, `(document.getElementById('signin-message') || {}).textContent || ''`); !strings.Contains(msg, "not valid") {
 		t.Errorf("a wrong key's sign-in: %q", msg)
 	}
 
-	signIn(adminA)
+	b.signIn(adminA)
 	if u := eval[string](b, `location.pathname`); u != "/console/" {
 		t.Fatalf("tenant admin signed in at %s", u)
 	}
 	if eval[bool](b, `document.getElementById('mode') !== null || document.body.textContent.includes('Pause intake')`) {
 		t.Error("a tenant admin sees a fleet-wide switch")
 	}
-	b.open("/console/conversations")
-	rows := eval[[]string](b, `Array.from(document.querySelectorAll('tr[data-conv]')).map(r => r.dataset.conv)`)
-	if strings.Join(rows, " ") != "acme/acme-news" {
-		t.Errorf("tenant admin's conversations: %v, want acme/acme-news only", rows)
-	}
-	b.open("/console/conversations/bravo/bravo-news")
-	if h := eval[string](b, `document.querySelector('main h1').textContent`); h != "Not Found" {
-		t.Errorf("another tenant's conversation: %q, want Not Found", h)
-	}
-	// The session acts on the admin routes as the key: the fleet's switch
-	// is refused, its own conversation's pause is allowed, and a change
-	// without the CSRF token is refused.
-	js := `fetch(%s, {method: %s, headers: {'Content-Type': 'application/json', 'X-CSRF-Token': %s}, body: %s}).then(r => r.status)`
-	status := func(method, path, csrf, body string) int {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		defer cancel()
-		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(js, jsString(path), jsString(method), csrf, body), chromedp.EvalAwaitPromise))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	if n := status("PUT", "/v1/admin/errorlog", "document.body.dataset.csrf", `'{"mode":"off"}'`); n != http.StatusForbidden {
-		t.Errorf("tenant session PUT errorlog: %d, want 403", n)
-	}
-	if n := status("POST", "/v1/admin/conversations/acme/acme-news/pause", "'forged'", "null"); n != http.StatusForbidden {
-		t.Errorf("tenant session pause without the CSRF token: %d, want 403", n)
-	}
-	if n := status("POST", "/v1/admin/conversations/acme/acme-news/pause", "document.body.dataset.csrf", "null"); n != http.StatusOK {
-		t.Errorf("tenant session pause: %d, want 200", n)
-	}
-	if n := status("POST", "/v1/conversations/acme-news/activations", "document.body.dataset.csrf", `'[{"to":"x@example.com"}]'`); n != http.StatusForbidden {
-		t.Errorf("tenant session sending activations: %d, want 403 (a session carries admin only)", n)
-	}
-	b.open("/console/audit")
-	if text := eval[string](b, `document.querySelector('table.audit').textContent`); !strings.Contains(text, "key:") || !strings.Contains(text, "@acme") || strings.Contains(text, "errorlog.mode") {
-		t.Errorf("tenant admin's audit: %s", text)
-	}
+	checkTenantAdmin(t, b)
 	b.shot("tenant-admin")
 	b.do("sign out", chromedp.Click(".signout button"))
 	b.waitJS("the sign-in page", `location.pathname === '/console/signin'`, 10*time.Second)
@@ -420,7 +434,7 @@ func TestConsoleSignIn(t *testing.T) {
 		t.Errorf("after sign-out: at %s", u)
 	}
 
-	signIn(operator)
+	b.signIn(operator)
 	b.open("/console/conversations")
 	if rows := eval[[]string](b, `Array.from(document.querySelectorAll('tr[data-conv]')).map(r => r.dataset.conv).sort()`); strings.Join(rows, " ") != "acme/acme-news bravo/bravo-news" {
 		t.Errorf("operator's conversations: %v", rows)

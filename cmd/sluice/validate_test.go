@@ -10,16 +10,44 @@ import (
 	"testing/iotest"
 )
 
+// validateCase is one run of sluice validate and what it must print.
+type validateCase struct {
+	name       string
+	args       []string
+	stdin      string
+	wantCode   int
+	wantOut    string
+	wantErrSub string // substring of stderr; "" means stderr must be empty
+}
+
+// runValidateCases runs each case as a parallel subtest.
+func runValidateCases(t *testing.T, tests []validateCase) {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			code := runValidate(tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
+			if code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, stderr.String())
+			}
+			if got := stdout.String(); got != tt.wantOut {
+				t.Errorf("stdout = %q, want %q", got, tt.wantOut)
+			}
+			switch got := stderr.String(); {
+			case tt.wantErrSub == "" && got != "":
+				t.Errorf("stderr = %q, want empty", got)
+			case !strings.Contains(got, tt.wantErrSub):
+				t.Errorf("stderr = %q, want it to contain %q", got, tt.wantErrSub)
+			}
+		})
+	}
+}
+
+// TestRunValidate: addresses from the arguments or standard input, one
+// verdict a line in their order, as text or JSON.
 func TestRunValidate(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name       string
-		args       []string
-		stdin      string
-		wantCode   int
-		wantOut    string
-		wantErrSub string // substring of stderr; "" means stderr must be empty
-	}{
+	tests := []validateCase{
 		{
 			name:     "all valid args",
 			args:     []string{"--channel", "email", "user@example.com", "first.last+tag@bücher.de"},
@@ -93,6 +121,16 @@ func TestRunValidate(t *testing.T) {
 			wantOut: `{"address":"+14155552671","valid":true,"reason":""}` + "\n" +
 				`{"address":"","valid":false,"reason":"empty","detail":"address is empty"}` + "\n",
 		},
+	}
+	runValidateCases(t, tests)
+}
+
+// TestRunValidateUsage: flags sluice validate cannot run with, and an
+// input line too long to read, exit 2 with the reason on stderr; -h prints
+// the usage.
+func TestRunValidateUsage(t *testing.T) {
+	t.Parallel()
+	tests := []validateCase{
 		{
 			name:       "missing channel",
 			args:       []string{"user@example.com"},
@@ -138,25 +176,7 @@ func TestRunValidate(t *testing.T) {
 			wantErrSub: "line 2 of standard input is longer than",
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			var stdout, stderr bytes.Buffer
-			code := runValidate(tt.args, strings.NewReader(tt.stdin), &stdout, &stderr)
-			if code != tt.wantCode {
-				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, stderr.String())
-			}
-			if got := stdout.String(); got != tt.wantOut {
-				t.Errorf("stdout = %q, want %q", got, tt.wantOut)
-			}
-			switch got := stderr.String(); {
-			case tt.wantErrSub == "" && got != "":
-				t.Errorf("stderr = %q, want empty", got)
-			case !strings.Contains(got, tt.wantErrSub):
-				t.Errorf("stderr = %q, want it to contain %q", got, tt.wantErrSub)
-			}
-		})
-	}
+	runValidateCases(t, tests)
 }
 
 // TestRunValidateJSONRoundTrip checks that --json output is valid JSON for

@@ -41,31 +41,8 @@ func TestEmailOutageLeavesOtherChannelsFlowing(t *testing.T) {
 	}
 
 	local.SMTP.SetFaults(sink.Faults{ErrorRate: 1})
-	type result struct {
-		m   *dispatch.Message
-		err error
-	}
 	const perChannel = 60
-	results := make(chan result, 3*perChannel)
-	var g errgroup.Group
-	g.SetLimit(8)
-	for i := range perChannel {
-		for ch, to := range map[dispatch.Channel]string{
-			dispatch.ChannelEmail: fmt.Sprintf("u%d@example.com", i),
-			dispatch.ChannelSMS:   fmt.Sprintf("+1415555%04d", i),
-			dispatch.ChannelPush:  pushToken(i),
-		} {
-			m := &dispatch.Message{ID: fmt.Sprintf("%s-%d", ch, i), Channel: ch, To: to}
-			g.Go(func() error {
-				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-				defer cancel()
-				results <- result{m, provs[ch].Send(ctx, m)}
-				return nil
-			})
-		}
-	}
-	g.Wait()
-	close(results)
+	results := sendEachChannel(t, provs, perChannel)
 	var emails []*dispatch.Message
 	unavailable := 0
 	for r := range results {
@@ -96,21 +73,7 @@ func TestEmailOutageLeavesOtherChannelsFlowing(t *testing.T) {
 	}
 
 	local.SMTP.SetFaults(sink.Faults{})
-	deadline := time.Now().Add(5 * time.Second)
-	for _, m := range emails {
-		for {
-			err := provs[dispatch.ChannelEmail].Send(t.Context(), m)
-			if err == nil {
-				break
-			}
-			var ue *dispatch.UnavailableError
-			if !errors.As(err, &ue) || time.Now().After(deadline) {
-				t.Fatalf("email %s after recovery: %v", m.ID, err)
-			}
-			// The pipeline would NakWithDelay(ue.RetryAfter); poll sooner.
-			time.Sleep(min(ue.RetryAfter, 20*time.Millisecond))
-		}
-	}
+	resendUntilDelivered(t, provs[dispatch.ChannelEmail], emails)
 	for i := range perChannel {
 		for _, ch := range []dispatch.Channel{dispatch.ChannelEmail, dispatch.ChannelSMS, dispatch.ChannelPush} {
 			if n := local.Count(fmt.Sprintf("%s-%d", ch, i)); n != 1 {
@@ -128,6 +91,61 @@ func TestEmailOutageLeavesOtherChannelsFlowing(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(names, " "), "sluice_breaker_transitions_total") {
 		t.Errorf("metrics %v lack the breaker transitions", names)
+	}
+}
+
+// sent is one send and what it returned.
+type sent struct {
+	m   *dispatch.Message
+	err error
+}
+
+// sendEachChannel sends perChannel messages on each of email, SMS and
+// push, eight at a time, and returns every send's result.
+func sendEachChannel(t *testing.T, provs map[dispatch.Channel]dispatch.Provider, perChannel int) chan sent {
+	t.Helper()
+	results := make(chan sent, 3*perChannel)
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i := range perChannel {
+		for ch, to := range map[dispatch.Channel]string{
+			dispatch.ChannelEmail: fmt.Sprintf("u%d@example.com", i),
+			dispatch.ChannelSMS:   fmt.Sprintf("+1415555%04d", i),
+			dispatch.ChannelPush:  pushToken(i),
+		} {
+			m := &dispatch.Message{ID: fmt.Sprintf("%s-%d", ch, i), Channel: ch, To: to}
+			g.Go(func() error {
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				defer cancel()
+				results <- sent{m, provs[ch].Send(ctx, m)}
+				return nil
+			})
+		}
+	}
+	g.Wait()
+	close(results)
+	return results
+}
+
+// resendUntilDelivered sends each message again, as the pipeline's
+// redelivery would, until the provider takes it; an error other than
+// unavailable, or 5s without success, fails the test.
+func resendUntilDelivered(t *testing.T, p dispatch.Provider, msgs []*dispatch.Message) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, m := range msgs {
+		for {
+			err := p.Send(t.Context(), m)
+			if err == nil {
+				break
+			}
+			var ue *dispatch.UnavailableError
+			if !errors.As(err, &ue) || time.Now().After(deadline) {
+				t.Fatalf("email %s after recovery: %v", m.ID, err)
+			}
+			// The pipeline would NakWithDelay(ue.RetryAfter); poll sooner.
+			time.Sleep(min(ue.RetryAfter, 20*time.Millisecond))
+		}
 	}
 }
 
