@@ -114,6 +114,12 @@ type Config struct {
 	// DataDir holds the self-contained stack's NATS store and Postgres.
 	// Default a new directory under os.TempDir(), removed at the end.
 	DataDir string
+	// DurablePostgres runs the self-contained stack's Postgres with fsync,
+	// synchronous_commit and full_page_writes on, as a production database
+	// is, so that every commit waits for the disk: the sync mode pays it per
+	// event, the batched modes per batch. Default off (a throwaway cluster
+	// tuned for speed, as the figures in BENCHMARKS.md were measured).
+	DurablePostgres bool
 
 	// NATSURL targets a running sluice instead of the self-contained stack.
 	NATSURL string

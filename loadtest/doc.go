@@ -21,7 +21,9 @@
 //
 // By default the run starts its own stack, so that one command reproduces
 // the whole experiment: an embedded NATS JetStream server on a free port, a
-// throwaway local Postgres (pglocal, in a temporary directory), a sluice node
+// throwaway local Postgres (pglocal, in a temporary directory; fsync and
+// synchronous_commit off, unless DurablePostgres asks for a production
+// database's commits, each waiting for the disk), a sluice node
 // with the worker and API roles, and the sinks that stand in for the
 // providers: the in-process recorder (Sinks "recorder", the default) or the
 // real-protocol SMTP, Twilio, FCM and APNs sinks (Sinks "protocol"), or

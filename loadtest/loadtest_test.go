@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -440,7 +441,7 @@ func TestRunningTargetQuarantine(t *testing.T) {
 // its sinks and quarantine. It is stopped when the test ends.
 func runningTarget(ctx context.Context, t *testing.T, cfg Config) *modeStack {
 	t.Helper()
-	st, err := startStack(ctx, tempDataDir(t), discardLogger())
+	st, err := startStack(ctx, tempDataDir(t), false, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,4 +452,33 @@ func runningTarget(ctx context.Context, t *testing.T, cfg Config) *modeStack {
 	}
 	t.Cleanup(func() { ms.stop(context.Background(), discardLogger()) })
 	return ms
+}
+
+// TestDurablePostgres: the self-contained stack's Postgres commits without
+// waiting for the disk unless DurablePostgres asks for production's
+// commits, and the report says which it ran with.
+func TestDurablePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two Postgres clusters")
+	}
+	t.Parallel()
+	for _, durable := range []bool{false, true} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			st, err := startStack(ctx, tempDataDir(t), durable, discardLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.close(context.Background()) })
+			got := postgresSettings(ctx, st.pg.AdminURL("postgres"))
+			want := "(fsync off, synchronous_commit off)"
+			if durable {
+				want = "(fsync on, synchronous_commit on)"
+			}
+			if !strings.HasSuffix(got, want) {
+				t.Errorf("Postgres %q, want it to end %q", got, want)
+			}
+		})
+	}
 }

@@ -78,6 +78,9 @@ func Summary(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "sluice loadtest: scenario %s, %d messages (%.0f%% invalid), %d conversations, trickle %.0f/s, seed %d\n",
 		rep.Scenario, rep.Messages, rep.InvalidRatio*100, rep.Conversations, rep.TrickleRate, rep.Seed)
 	fmt.Fprintf(w, "target: %s; quarantine: %s; %d CPUs %s\n", rep.Target, rep.Quarantine, rep.Machine.CPUs, rep.Machine.CPUModel)
+	if rep.Machine.Postgres != "" {
+		fmt.Fprintf(w, "Postgres %s\n", rep.Machine.Postgres)
+	}
 	if rep.PublishRate > 0 {
 		fmt.Fprintf(w, "publishing paced at %.0f msgs/s (ceiling included)\n", rep.PublishRate)
 	}

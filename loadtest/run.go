@@ -90,7 +90,7 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 	if err != nil {
 		return err
 	}
-	st, err := startStack(ctx, cfg.DataDir, logger)
+	st, err := startStack(ctx, cfg.DataDir, cfg.DurablePostgres, logger)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 		defer cancel()
 		st.close(sctx)
 	}()
-	rep.Machine.Postgres = postgresVersion(ctx, st.pg.AdminURL("postgres"))
+	rep.Machine.Postgres = postgresSettings(ctx, st.pg.AdminURL("postgres"))
 	if cfg.Sinks == SinksSMTPSink {
 		if st.smtpSink, err = startPostfixSink(ctx, cfg.SMTPSinkPath); err != nil {
 			return err
@@ -388,7 +388,9 @@ func machine() Machine {
 	return m
 }
 
-func postgresVersion(ctx context.Context, url string) string {
+// postgresSettings is the server's version and how it commits: the
+// settings that decide what a commit costs.
+func postgresSettings(ctx context.Context, url string) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	pool, err := pgxpool.New(ctx, url)
@@ -396,7 +398,9 @@ func postgresVersion(ctx context.Context, url string) string {
 		return ""
 	}
 	defer pool.Close()
-	var v string
-	_ = pool.QueryRow(ctx, `SHOW server_version`).Scan(&v)
-	return v
+	var v, fsync, syncCommit string
+	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit')`).Scan(&v, &fsync, &syncCommit); err != nil {
+		return ""
+	}
+	return v + " (fsync " + fsync + ", synchronous_commit " + syncCommit + ")"
 }

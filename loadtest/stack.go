@@ -35,7 +35,7 @@ type stack struct {
 	smtpSink *postfixSink
 }
 
-func startStack(ctx context.Context, dataDir string, logger *slog.Logger) (_ *stack, err error) {
+func startStack(ctx context.Context, dataDir string, durable bool, logger *slog.Logger) (_ *stack, err error) {
 	s := &stack{dir: dataDir, log: logger}
 	if s.dir == "" {
 		// As root pglocal runs Postgres as the postgres user, which must be
@@ -51,7 +51,7 @@ func startStack(ctx context.Context, dataDir string, logger *slog.Logger) (_ *st
 	} else if err := os.MkdirAll(s.dir, 0o711); err != nil {
 		return nil, fmt.Errorf("loadtest: data dir: %w", err)
 	}
-	s.pg, err = pglocal.Start(ctx, pglocal.Config{Dir: s.pgDir(), Fast: true, Ephemeral: true, Logger: logger})
+	s.pg, err = pglocal.Start(ctx, pglocal.Config{Dir: s.pgDir(), Fast: !durable, Ephemeral: true, Logger: logger})
 	if err != nil {
 		s.close(context.Background())
 		return nil, fmt.Errorf("loadtest: postgres: %w", err)

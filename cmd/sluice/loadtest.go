@@ -73,6 +73,7 @@ func parseLoadtest(args []string, stderr io.Writer) (*loadtestRun, error) {
 	fs.IntVar(&cfg.SMTPConns, "smtp-conns", loadtest.SMTPConnsDefault, "with --sinks smtp-sink: the SMTP provider's connections and smtp-source's sessions")
 	fs.IntVar(&cfg.SMTPMessagesPerConn, "smtp-messages-per-conn", 0, "with --sinks smtp-sink: messages per SMTP connection before it is replaced (0: the provider's default)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (the whole self-contained stack but Postgres) to this file")
+	fs.BoolVar(&cfg.DurablePostgres, "durable-postgres", false, "run the self-contained stack's Postgres with fsync and synchronous_commit on, as in production (every commit waits for the disk)")
 	fs.StringVar(&cfg.NATSServer, "nats-server", "", "run the self-contained stack's NATS servers as processes of this nats-server binary, as deployments do, instead of embedded (their CPU added to the figures)")
 	fs.BoolVar(&cfg.BulkConsumersInMemory, "bulk-consumers-in-memory", false, "run the self-contained node with serve's --bulk-consumers-in-memory (and the per-conversation reference alike)")
 	fs.StringVar(&cfg.PhaseProfiles, "phase-profiles", "", "write a CPU profile of each measured phase (ceiling-<shape>.prof, mode-<mode>.prof: publish to drain) and heap profiles at its start and end (.heap0, .heap: diff them for its allocations) into this existing directory; not with --cpuprofile")
