@@ -79,7 +79,7 @@ type Config struct {
 	// per-conversation reference's consumers alike.
 	BulkConsumersInMemory bool
 
-	// PhaseProfiles, when set, is a directory that receives a CPU profile
+	// PhaseProfiles, when set, is a directory (created if missing) that receives a CPU profile
 	// of this process for each measured phase: ceiling-<shape>.prof for the
 	// ceilings, mode-<mode>.prof for each mode's burst (publish to drain),
 	// with heap profiles at the phase's start and end (<name>.heap0,

@@ -46,7 +46,7 @@ func TestCompareWithNATSServerProcesses(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	var pids []int
-	profiles := t.TempDir()
+	profiles := filepath.Join(t.TempDir(), "profiles") // created by the run
 	seen := func(Progress) {
 		found := natsServerPids(t, bin)
 		mu.Lock()

@@ -14,10 +14,13 @@ import (
 // <name>.heap0 and <name>.heap the heap profiles at its start and its end,
 // whose difference (go tool pprof -sample_index=alloc_space -diff_base
 // <name>.heap0 <name>.heap) is what the phase allocated. It does nothing
-// when cfg.PhaseProfiles is empty.
+// when cfg.PhaseProfiles is empty, and creates the directory if missing.
 func startPhaseProfile(cfg *Config, name string) (stop func(), err error) {
 	if cfg.PhaseProfiles == "" {
 		return func() {}, nil
+	}
+	if err := os.MkdirAll(cfg.PhaseProfiles, 0o755); err != nil {
+		return nil, fmt.Errorf("loadtest: phase profile: %w", err)
 	}
 	base := filepath.Join(cfg.PhaseProfiles, name)
 	if err := writeHeapProfile(base + ".heap0"); err != nil {
