@@ -79,12 +79,12 @@ type Config struct {
 	// per-conversation reference's consumers alike.
 	BulkConsumersInMemory bool
 
-	// PhaseProfiles, when set, is a directory (created if missing) that receives a CPU profile
-	// of this process for each measured phase: ceiling-<shape>.prof for the
-	// ceilings, mode-<mode>.prof for each mode's burst (publish to drain),
-	// with heap profiles at the phase's start and end (<name>.heap0,
-	// <name>.heap: their difference is what it allocated). It cannot be
-	// combined with a whole-run CPU profile.
+	// PhaseProfiles, when set, is a directory (created if missing) that
+	// receives a CPU profile of this process for each measured phase:
+	// ceiling-<shape>.prof for the ceilings, mode-<mode>.prof for each
+	// mode's burst (publish to drain), with heap profiles at the phase's
+	// start and end (<name>.heap0, <name>.heap: their difference is what it
+	// allocated). It cannot be combined with a whole-run CPU profile.
 	PhaseProfiles string
 
 	// Compare runs the burst once per mode in Modes, with quarantine off,
