@@ -141,7 +141,7 @@ func resendUntilDelivered(t *testing.T, p dispatch.Provider, msgs []*dispatch.Me
 			}
 			var ue *dispatch.UnavailableError
 			if !errors.As(err, &ue) || time.Now().After(deadline) {
-				t.Fatalf("email %s after recovery: %v", m.ID, err)
+				t.Fatalf("%s after recovery: %v", m.ID, err)
 			}
 			// The pipeline would NakWithDelay(ue.RetryAfter); poll sooner.
 			time.Sleep(min(ue.RetryAfter, 20*time.Millisecond))
