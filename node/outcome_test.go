@@ -72,6 +72,8 @@ func TestMetricsExistFromTheStart(t *testing.T) {
 		`sluice_errorlog_dropped_total{reason="buffer_full"} 0`, `sluice_errorlog_mode{mode="full"} 1`,
 		`sluice_errorlog_writer_breaker_state 0`, `sluice_orchestrator_quarantines_total 0`,
 		`sluice_consumer_pending_messages{lane="bulk"}`, `sluice_errorlog_events_total{outcome="written"} 0`,
+		`sluice_orchestrator_reacks_total{lane="bulk",reason="leader_elected"} 0`,
+		`sluice_orchestrator_reacks_total{lane="transactional",reason="reconnected"} 0`,
 	} {
 		if !strings.Contains(text, series) {
 			t.Errorf("missing %s", series)

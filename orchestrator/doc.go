@@ -77,6 +77,9 @@
 // Explicit acks. Delivered: Ack. Invalid address, poison message, permanent
 // provider rejection: recorded in the error log, then Ack (or TermWithReason
 // for poison) from the error log's callback once the record is committed.
+// Each lane remembers its last acks per consumer and sends them again when a
+// consumer's leader changes (see ackReplay in reack.go), so that acks lost
+// with a dead NATS node do not hold a conversation up until AckWait.
 // Transient failure: NakWithDelay with capped exponential backoff, never a bare
 // Nak; on the last allowed delivery (MaxDeliver) the message is recorded as
 // failed with reason max_deliveries and terminated instead, so nothing reaches

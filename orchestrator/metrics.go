@@ -18,6 +18,7 @@ type metrics struct {
 	consumerChanges *prometheus.CounterVec
 	held            *prometheus.CounterVec
 	quarantined     prometheus.Counter
+	reacks          *prometheus.CounterVec
 }
 
 // HeldChannelDisabled is the reason label of sluice_orchestrator_held_total
@@ -70,8 +71,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Namespace: "sluice", Subsystem: "orchestrator", Name: "quarantines_total",
 		Help: "Conversations this worker quarantined automatically because too many of their recent messages had invalid addresses.",
 	})
+	m.reacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "sluice", Subsystem: "orchestrator", Name: "reacks_total",
+		Help: "Acks sent again because those sent while a consumer had no leader may have been lost, by lane and reason (leader_elected: the server announced the consumer's new leader; reconnected: the lane's connection came back).",
+	}, []string{"lane", "reason"})
 	m.zero()
-	for _, c := range []prometheus.Collector{m.quarantined, m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.bulkLimit, m.consumerChanges} {
+	for _, c := range []prometheus.Collector{m.reacks, m.quarantined, m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.bulkLimit, m.consumerChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -101,6 +106,8 @@ func (m *metrics) zero() {
 		for _, h := range held {
 			m.held.WithLabelValues(l, h)
 		}
+		m.reacks.WithLabelValues(l, reackLeaderElected)
+		m.reacks.WithLabelValues(l, reackReconnected)
 	}
 	for _, c := range []string{"created", "deleted"} {
 		m.consumerChanges.WithLabelValues(c)

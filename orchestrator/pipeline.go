@@ -57,6 +57,9 @@ type pipeline struct {
 	// notify, when set, hears every outcome once its count is durable
 	// (delivery-status webhooks).
 	notify Notifier
+	// acks, when set, remembers each lane's acks, to send them again when
+	// a consumer's leader changes (ackReplay).
+	acks map[wire.Lane]*ackReplay
 	// sources names each lane's stream for the error log (Source): the
 	// sequences of the two streams overlap.
 	sources map[wire.Lane]string
@@ -287,13 +290,17 @@ func (p *pipeline) record(lane wire.Lane, msg jetstream.Msg, meta *jetstream.Msg
 		}
 		acked := func() {
 			var aerr error
+			term := ""
 			if how == ackTerm {
-				aerr = msg.TermWithReason(ev.Reason)
+				term = ev.Reason
+				aerr = msg.TermWithReason(term)
 			} else {
 				aerr = msg.Ack()
 			}
 			if aerr != nil {
 				p.log.Warn("ack after recording failed; the message will be redelivered and deduplicated by the error log", "err", aerr)
+			} else if r := p.acks[lane]; r != nil {
+				r.remember(meta.Stream, meta.Consumer, msg.Reply(), term, p.now())
 			}
 			p.m.messages.WithLabelValues(string(lane), ev.Channel, string(ev.Outcome)).Inc()
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -211,6 +212,10 @@ func (s *Service) Start(ctx context.Context) error {
 	bp.start(workCtx, s.cfg.Bulk.Workers)
 	s.pools = []*pool{tp, bp}
 
+	s.pipe.acks = map[wire.Lane]*ackReplay{
+		wire.LaneBulk:          s.replayAcks(fetchCtx, wire.LaneBulk, s.js.Conn(), StreamName, s.cfg.Bulk),
+		wire.LaneTransactional: s.replayAcks(fetchCtx, wire.LaneTransactional, txJS.Conn(), TransactionalStreamName, tc),
+	}
 	ts := &transactionalSource{cons: s.trans, batch: tc.FetchBatch, log: s.log}
 	s.bulk = newBulkSource(stream, s.cfg.Bulk, s.cfg.DiscoverInterval, s.log, s.m)
 	s.bulk.inMemory = s.cfg.ConversationConsumersInMemory
@@ -232,6 +237,41 @@ func (s *Service) Start(ctx context.Context) error {
 		"transactional_workers", tc.Workers, "bulk_workers", s.cfg.Bulk.Workers,
 		"ack_wait", tc.AckWait, "max_deliver", tc.MaxDeliver)
 	return nil
+}
+
+// replayAcks remembers the lane's acks and sends them again when the server
+// announces a new leader for one of the stream's consumers, and when nc has
+// reconnected (see ackReplay), until ctx ends.
+func (s *Service) replayAcks(ctx context.Context, lane wire.Lane, nc *nats.Conn, stream string, c LaneConfig) *ackReplay {
+	r := newAckReplay(c.MaxAckPending+c.FetchBatch, s.m.reacks.MustCurryWith(prometheus.Labels{"lane": string(lane)}), nc.Publish)
+	sub, err := nc.Subscribe(leaderElectedPrefix+stream+".*", r.leaderElected)
+	if err != nil {
+		s.log.Warn("cannot follow consumer leader changes; acks lost with a leader wait for AckWait", "stream", stream, "err", err)
+	}
+	reconnected := nc.StatusChanged(nats.CONNECTED)
+	s.fetchers.Add(1)
+	go func() {
+		defer s.fetchers.Done()
+		defer nc.RemoveStatusListener(reconnected)
+		if sub != nil {
+			defer func() { _ = sub.Unsubscribe() }()
+		}
+		sweep := time.NewTicker(ackReplayIdle / 2)
+		defer sweep.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-reconnected:
+				if n := r.replayRepeatedly(stream, "", reackReconnected); n > 0 {
+					s.log.Info("acks sent again after reconnecting", "lane", lane, "acks", n)
+				}
+			case now := <-sweep.C:
+				r.forget(now.Add(-ackReplayIdle))
+			}
+		}
+	}()
+	return r
 }
 
 // Stop stops fetching, lets the workers finish every message already

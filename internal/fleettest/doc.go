@@ -15,12 +15,15 @@
 // sluice binary is SLUICE_FLEET_BIN, or built once into a temporary
 // directory.
 //
-// TestFleet drains mostly-invalid campaigns through four faults, one per
+// TestFleet drains mostly-invalid campaigns through five faults, one per
 // campaign, each campaign queued whole while paused and resumed, and its
 // fault struck once a tenth of it has left the stream while some is still
 // queued (not judged by the counts, which lag the acks): a worker killed with SIGKILL and restarted, the node leading
 // SLUICE_ACTIVATIONS killed and restarted 20 s later (publishing and reads go
-// on meanwhile), Postgres stopped for 30 s, and the campaign paused until
+// on meanwhile), the node leading the campaign's bulk consumer killed (the
+// workers send their acks again to its new leader, so the campaign drains
+// within 20 s but for what the dead leader delivered and no worker got),
+// Postgres stopped for 30 s, and the campaign paused until
 // its bulk consumer is released (workers run with --bulk-release-held 12s),
 // then resumed: nothing counted while held, nothing sent twice. After each, at rest, every
 // conversation's counts are exact and the streams are back at three

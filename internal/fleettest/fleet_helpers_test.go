@@ -137,6 +137,70 @@ func (f *fleet) consumers(c *campaign) (int, error) {
 	return n, lister.Err()
 }
 
+// consumerLeader is the name of c's bulk consumer and of the node leading it.
+func (f *fleet) consumerLeader(c *campaign) (name, leader string) {
+	f.t.Helper()
+	prefix := "sluice_bulk_" + tenant + "_" + c.id + "_"
+	poll(f.t, 30*time.Second, "the leader of "+c.id+"'s consumer", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := f.js.Stream(ctx, orchestrator.StreamName)
+		if err != nil {
+			return false, err.Error()
+		}
+		lister := s.ConsumerNames(ctx)
+		for n := range lister.Name() {
+			if strings.HasPrefix(n, prefix) {
+				name = n
+			}
+		}
+		if name == "" {
+			return false, fmt.Sprintf("no consumer %s* (%v)", prefix, lister.Err())
+		}
+		cons, err := s.Consumer(ctx, name)
+		if err != nil {
+			return false, err.Error()
+		}
+		if cl := cons.CachedInfo().Cluster; cl != nil {
+			leader = cl.Leader
+		}
+		return leader != "", "no leader"
+	})
+	return name, leader
+}
+
+// consumerState describes a bulk consumer's counts, for the log.
+func (f *fleet) consumerState(name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := f.js.Consumer(ctx, orchestrator.StreamName, name)
+	if err != nil {
+		return err.Error()
+	}
+	i := cons.CachedInfo()
+	return fmt.Sprintf("consumer: %d pending, %d awaiting an ack, %d redelivered", i.NumPending, i.NumAckPending, i.NumRedelivered)
+}
+
+// workerMetric is each running worker's samples of a metric, for the log.
+func (f *fleet) workerMetric(name string) string {
+	var out []string
+	for _, w := range f.workers {
+		resp, err := f.client.Get("http://" + w.httpAddr + "/metrics")
+		if err != nil {
+			out = append(out, w.name+": "+err.Error())
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, name+"{") {
+				out = append(out, w.name+" "+strings.TrimPrefix(line, name))
+			}
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
 // queued is how many of c's bulk messages the activations stream holds.
 func (f *fleet) queued(c *campaign) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

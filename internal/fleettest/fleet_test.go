@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // perCampaign is the size of each fault's campaign: nine in ten invalid.
 const perCampaign = 20_000
 
-// TestFleet: four faults, each in the middle of a campaign's drain, and
+// TestFleet: five faults, each in the middle of a campaign's drain, and
 // after each, at rest, every campaign so far exact.
 func TestFleet(t *testing.T) {
 	start := time.Now()
@@ -34,6 +34,7 @@ func TestFleet(t *testing.T) {
 	}{
 		{"worker kill -9 and restart", killWorker},
 		{"stream leader's node kill -9, restarted after 20s", killLeader},
+		{"the campaign consumer's leader's node kill -9", killConsumerLeader},
 		{"postgres stopped for 30s", stopPostgres},
 		{"campaign paused until its consumer is released, then resumed", pauseResume},
 	} {
@@ -124,6 +125,37 @@ func killLeader(f *fleet, c *campaign) {
 	}
 	f.nats.start(n)
 	f.t.Logf("node %s restarted; %d counted during its 20s outage", leader, drained)
+}
+
+// killConsumerLeader kills the node leading c's bulk consumer mid-drain
+// (the stream's leader may be another) and restarts it 20s later. The
+// workers' acks sent while the consumer had no leader are lost; they are sent
+// again when its new leader is elected, so the drain goes on after the
+// election instead of stopping until AckWait (30s) redelivers every message
+// whose ack was lost, each then sent a second time. What is left to
+// AckWait are the messages the dead leader delivered that never reached a
+// worker: at most the consumer's MaxAckPending.
+func killConsumerLeader(f *fleet, c *campaign) {
+	name, leader := f.consumerLeader(c)
+	n := f.nats.node(leader)
+	done := f.midDrain(c)
+	dups := f.smtp.Ledger().Stats().Duplicates
+	killedAt := time.Now()
+	f.nats.kill(n)
+	f.t.Logf("node %s (leader of consumer %s) killed with %d of %d counted", leader, name, done, c.accepted)
+	const lostInTransit = 1024 // the bulk lane's MaxAckPending
+	poll(f.t, 20*time.Second, fmt.Sprintf("%s drained but for at most %d messages with its consumer's leader killed (AckWait is 30s)", c.id, lostInTransit), func() (bool, string) {
+		q, err := f.queued(c)
+		if err != nil {
+			return false, err.Error()
+		}
+		return q <= lostInTransit, fmt.Sprintf("%d queued", q)
+	})
+	q, _ := f.queued(c)
+	f.t.Logf("%s drained but for %d messages %v after the kill (%s), %d sends repeated; acks sent again: %s", c.id, q, time.Since(killedAt).Round(time.Millisecond),
+		f.consumerState(name), f.smtp.Ledger().Stats().Duplicates-dups, f.workerMetric("sluice_orchestrator_reacks_total"))
+	time.Sleep(time.Until(killedAt.Add(20 * time.Second)))
+	f.nats.start(n)
 }
 
 // pauseResume pauses c mid-drain for the whole fleet: once the sends in
