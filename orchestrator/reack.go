@@ -39,7 +39,7 @@ import (
 type ackReplay struct {
 	size  int // acks remembered per consumer
 	mu    sync.Mutex
-	rings map[string]*ackRing // by stream + "." + consumer
+	rings map[ackKey]*ackRing
 	sent  *prometheus.CounterVec
 	// publish sends one remembered ack; nc.Publish in service, a recorder
 	// in tests.
@@ -63,6 +63,9 @@ const (
 
 var ackBody = []byte("+ACK")
 
+// ackKey names a consumer.
+type ackKey struct{ stream, consumer string }
+
 // ackRing is one consumer's last acks, oldest overwritten first.
 type ackRing struct {
 	subj []string
@@ -72,7 +75,7 @@ type ackRing struct {
 }
 
 func newAckReplay(size int, sent *prometheus.CounterVec, publish func(string, []byte) error) *ackReplay {
-	return &ackReplay{size: size, rings: map[string]*ackRing{}, sent: sent, publish: publish, after: reackAfter}
+	return &ackReplay{size: size, rings: map[ackKey]*ackRing{}, sent: sent, publish: publish, after: reackAfter}
 }
 
 // remember records an ack sent to reply for stream's consumer; term is the
@@ -85,7 +88,7 @@ func (r *ackReplay) remember(stream, consumer, reply string, term string, now ti
 	if term != "" {
 		body = []byte("+TERM " + term)
 	}
-	key := stream + "." + consumer
+	key := ackKey{stream, consumer}
 	r.mu.Lock()
 	ring := r.rings[key]
 	if ring == nil {
@@ -112,7 +115,7 @@ func (r *ackReplay) replay(stream, consumer, why string) int {
 	var acks []ack
 	r.mu.Lock()
 	for key, ring := range r.rings {
-		if consumer != "" && key != stream+"."+consumer {
+		if consumer != "" && key != (ackKey{stream, consumer}) {
 			continue
 		}
 		for i := range ring.subj {

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -74,4 +75,23 @@ func counted(t *testing.T, c *prometheus.CounterVec, reason string) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// BenchmarkAckRemember is what remembering costs each ack, against the
+// 20-30 µs of CPU a bulk message costs the whole stack (BENCHMARKS.md).
+func BenchmarkAckRemember(b *testing.B) {
+	r, _, _ := newTestReplay(1152)
+	replies := make([]string, 4096)
+	for i := range replies {
+		replies[i] = fmt.Sprintf("$JS.ACK.SLUICE_ACTIVATIONS.sluice_bulk_acme_c%d_0123abcd.1.%d.%d.1765000000000000000.0", i%8, i, i)
+	}
+	consumers := make([]string, 8)
+	for i := range consumers {
+		consumers[i] = "sluice_bulk_acme_c" + strconv.Itoa(i) + "_0123abcd"
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		r.remember("SLUICE_ACTIVATIONS", consumers[i%8], replies[i%len(replies)], "", now)
+	}
 }
