@@ -74,6 +74,7 @@ func TestMetricsExistFromTheStart(t *testing.T) {
 		`sluice_consumer_pending_messages{lane="bulk"}`, `sluice_errorlog_events_total{outcome="written"} 0`,
 		`sluice_orchestrator_reacks_total{lane="bulk",reason="leader_elected"} 0`,
 		`sluice_orchestrator_reacks_total{lane="transactional",reason="reconnected"} 0`,
+		`sluice_orchestrator_redelivered_completed_total{lane="bulk"} 0`,
 	} {
 		if !strings.Contains(text, series) {
 			t.Errorf("missing %s", series)

@@ -19,6 +19,7 @@ type metrics struct {
 	held            *prometheus.CounterVec
 	quarantined     prometheus.Counter
 	reacks          *prometheus.CounterVec
+	completedAgain  *prometheus.CounterVec
 }
 
 // HeldChannelDisabled is the reason label of sluice_orchestrator_held_total
@@ -75,8 +76,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Namespace: "sluice", Subsystem: "orchestrator", Name: "reacks_total",
 		Help: "Acks sent again because those sent while a consumer had no leader may have been lost, by lane and reason (leader_elected: the server announced the consumer's new leader; reconnected: the lane's connection came back).",
 	}, []string{"lane", "reason"})
+	m.completedAgain = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "sluice", Subsystem: "orchestrator", Name: "redelivered_completed_total",
+		Help: "Messages delivered again after this worker had recorded their outcome and acked them (the consumer's new leader never learnt of the ack): acked again, neither sent nor counted a second time.",
+	}, []string{"lane"})
 	m.zero()
-	for _, c := range []prometheus.Collector{m.reacks, m.quarantined, m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.bulkLimit, m.consumerChanges} {
+	for _, c := range []prometheus.Collector{m.completedAgain, m.reacks, m.quarantined, m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.bulkLimit, m.consumerChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -108,6 +113,7 @@ func (m *metrics) zero() {
 		}
 		m.reacks.WithLabelValues(l, reackLeaderElected)
 		m.reacks.WithLabelValues(l, reackReconnected)
+		m.completedAgain.WithLabelValues(l)
 	}
 	for _, c := range []string{"created", "deleted"} {
 		m.consumerChanges.WithLabelValues(c)

@@ -108,6 +108,9 @@ func (p *pipeline) handle(ctx context.Context, lane wire.Lane, msg jetstream.Msg
 		p.log.Error("message without JetStream metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
+	if p.completedBefore(lane, msg, meta) {
+		return
+	}
 	a, err := wire.Decode(msg.Data(), p.cfg.MaxVarsBytes)
 	if err != nil {
 		var ee *wire.EnvelopeError
@@ -210,6 +213,32 @@ func (p *pipeline) send(ctx context.Context, lane wire.Lane, msg jetstream.Msg, 
 	}
 }
 
+// completedBefore acks msg again, and reports true, when this worker has
+// already recorded its outcome and acked it: a redelivery by a consumer
+// leader that never learnt of that ack (see ackReplay). It is neither sent
+// nor counted again.
+func (p *pipeline) completedBefore(lane wire.Lane, msg jetstream.Msg, meta *jetstream.MsgMetadata) bool {
+	r := p.acks[lane]
+	if r == nil {
+		return false
+	}
+	ok, term := r.completed(meta.Stream, meta.Consumer, meta.Sequence.Stream, meta.Timestamp)
+	if !ok {
+		return false
+	}
+	var err error
+	if term {
+		err = msg.Term()
+	} else {
+		err = msg.Ack()
+	}
+	if err != nil {
+		p.log.Warn("ack of a message completed earlier failed; it will be redelivered", "err", err)
+	}
+	p.m.completedAgain.WithLabelValues(string(lane)).Inc()
+	return true
+}
+
 // hold puts back a message that must wait (its conversation is not active,
 // its channel is disabled) without counting a delivery outcome. In the bulk
 // lane it is Nak'd: the conversation is no longer fetched, so it waits in the
@@ -300,7 +329,7 @@ func (p *pipeline) record(lane wire.Lane, msg jetstream.Msg, meta *jetstream.Msg
 			if aerr != nil {
 				p.log.Warn("ack after recording failed; the message will be redelivered and deduplicated by the error log", "err", aerr)
 			} else if r := p.acks[lane]; r != nil {
-				r.remember(meta.Stream, meta.Consumer, msg.Reply(), term, p.now())
+				r.remember(acked{stream: meta.Stream, consumer: meta.Consumer, reply: msg.Reply(), seq: meta.Sequence.Stream, stored: meta.Timestamp, term: term}, p.now())
 			}
 			p.m.messages.WithLabelValues(string(lane), ev.Channel, string(ev.Outcome)).Inc()
 		}

@@ -30,7 +30,15 @@ import (
 // so sending one again is harmless. A new leader may also take an ack
 // before it has applied the deliveries its predecessor replicated last, and
 // ignore it; so the acks are sent at the announcement and again after each
-// of reackAfter. Since a leaderless consumer delivers
+// of reackAfter.
+//
+// A new leader that had not yet learnt of its predecessor's last deliveries
+// delivers those messages again instead, as if for the first time, and no
+// ack sent before it does so can stop that. A worker that finds such a
+// message among those it has acked itself (same stream sequence, same
+// stored time) acks it again and does not send it a second time
+// (completed); one that receives another worker's is left to send it again,
+// counted once. Since a leaderless consumer delivers
 // nothing new, the acks lost are at most what its workers held when the
 // leader died: MaxAckPending, plus what the fetch in progress brought; a
 // consumer's memory is that many acks (the reply subjects nats.go already
@@ -49,8 +57,9 @@ type ackReplay struct {
 }
 
 // reackAfter are the delays, after a leader's announcement or a reconnect,
-// at which the acks are sent once more.
-var reackAfter = []time.Duration{time.Second, 5 * time.Second}
+// at which the acks are sent once more; the last is still well inside the
+// 30 s AckWait after which the new leader would redeliver what it holds.
+var reackAfter = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second}
 
 // ackReplayIdle is how long a consumer's acks are kept after its last one.
 const ackReplayIdle = 2 * time.Minute
@@ -66,10 +75,13 @@ var ackBody = []byte("+ACK")
 // ackKey names a consumer.
 type ackKey struct{ stream, consumer string }
 
-// ackRing is one consumer's last acks, oldest overwritten first.
+// ackRing is one consumer's last acks, oldest overwritten first, and the
+// messages they completed: stream sequence to stored time.
 type ackRing struct {
 	subj []string
 	body [][]byte
+	seq  []uint64
+	done map[uint64]completion
 	next int
 	last time.Time
 }
@@ -78,31 +90,64 @@ func newAckReplay(size int, sent *prometheus.CounterVec, publish func(string, []
 	return &ackReplay{size: size, rings: map[ackKey]*ackRing{}, sent: sent, publish: publish, after: reackAfter}
 }
 
-// remember records an ack sent to reply for stream's consumer; term is the
-// reason of a +TERM, "" for a +ACK.
-func (r *ackReplay) remember(stream, consumer, reply string, term string, now time.Time) {
-	if reply == "" {
+// completion is how a remembered message was acked.
+type completion struct {
+	stored int64 // the message's stored time, Unix ns
+	term   bool  // +TERM, not +ACK
+}
+
+// acked is one ack sent: the message's consumer, reply subject, stream
+// sequence and stored time, and the reason of a +TERM ("" for a +ACK).
+type acked struct {
+	stream, consumer, reply string
+	seq                     uint64
+	stored                  time.Time
+	term                    string
+}
+
+// remember records an ack sent.
+func (r *ackReplay) remember(a acked, now time.Time) {
+	if a.reply == "" {
 		return
 	}
 	body := ackBody
-	if term != "" {
-		body = []byte("+TERM " + term)
+	if a.term != "" {
+		body = []byte("+TERM " + a.term)
 	}
-	key := ackKey{stream, consumer}
+	key := ackKey{a.stream, a.consumer}
 	r.mu.Lock()
 	ring := r.rings[key]
 	if ring == nil {
-		ring = &ackRing{subj: make([]string, 0, r.size), body: make([][]byte, 0, r.size)}
+		ring = &ackRing{subj: make([]string, 0, r.size), body: make([][]byte, 0, r.size),
+			seq: make([]uint64, 0, r.size), done: make(map[uint64]completion, r.size)}
 		r.rings[key] = ring
 	}
 	if len(ring.subj) < r.size {
-		ring.subj, ring.body = append(ring.subj, reply), append(ring.body, body)
+		ring.subj, ring.body, ring.seq = append(ring.subj, a.reply), append(ring.body, body), append(ring.seq, a.seq)
 	} else {
-		ring.subj[ring.next], ring.body[ring.next] = reply, body
+		delete(ring.done, ring.seq[ring.next])
+		ring.subj[ring.next], ring.body[ring.next], ring.seq[ring.next] = a.reply, body, a.seq
 		ring.next = (ring.next + 1) % r.size
 	}
+	ring.done[a.seq] = completion{stored: a.stored.UnixNano(), term: a.term != ""}
 	ring.last = now
 	r.mu.Unlock()
+}
+
+// completed reports whether this worker has acked the message at seq of
+// stream's consumer, stored at stored, and whether that ack was a +TERM.
+func (r *ackReplay) completed(stream, consumer string, seq uint64, stored time.Time) (ok, term bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ring := r.rings[ackKey{stream, consumer}]
+	if ring == nil {
+		return false, false
+	}
+	c, found := ring.done[seq]
+	if !found || c.stored != stored.UnixNano() {
+		return false, false
+	}
+	return true, c.term
 }
 
 // replay sends again the remembered acks of stream's consumer, or of every

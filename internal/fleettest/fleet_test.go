@@ -156,6 +156,10 @@ func killConsumerLeader(f *fleet, c *campaign) {
 		f.consumerState(name), f.smtp.Ledger().Stats().Duplicates-dups, f.workerMetric("sluice_orchestrator_reacks_total"))
 	time.Sleep(time.Until(killedAt.Add(20 * time.Second)))
 	f.nats.start(n)
+	f.waitConsumed(c, c.accepted) // every message acked: any redelivery is behind
+	f.waitCounted(c, c.accepted)
+	f.t.Logf("after the consumer leader's kill: %d sends repeated; redelivered after their ack, not sent again: %s",
+		f.smtp.Ledger().Stats().Duplicates-dups, f.workerMetric("sluice_orchestrator_redelivered_completed_total"))
 }
 
 // pauseResume pauses c mid-drain for the whole fleet: once the sends in
