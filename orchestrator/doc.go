@@ -79,7 +79,9 @@
 // for poison) from the error log's callback once the record is committed.
 // Each lane remembers its last acks per consumer and sends them again when a
 // consumer's leader changes (see ackReplay in reack.go), so that acks lost
-// with a dead NATS node do not hold a conversation up until AckWait.
+// with a dead NATS node do not hold a conversation up until AckWait; a
+// message delivered again after this worker acked it is acked again, not
+// sent again.
 // Transient failure: NakWithDelay with capped exponential backoff, never a bare
 // Nak; on the last allowed delivery (MaxDeliver) the message is recorded as
 // failed with reason max_deliveries and terminated instead, so nothing reaches
