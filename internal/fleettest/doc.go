@@ -22,7 +22,7 @@
 // SLUICE_ACTIVATIONS killed and restarted 20 s later (publishing and reads go
 // on meanwhile), the node leading the campaign's bulk consumer killed (the
 // workers send their acks again to its new leader, so the campaign drains
-// within 20 s but for what the dead leader delivered and no worker got),
+// within 25 s, before AckWait, but for at most MaxAckPending),
 // Postgres stopped for 30 s, and the campaign paused until
 // its bulk consumer is released (workers run with --bulk-release-held 12s),
 // then resumed: nothing counted while held, nothing sent twice. After each, at rest, every

@@ -144,7 +144,11 @@ func killConsumerLeader(f *fleet, c *campaign) {
 	f.nats.kill(n)
 	f.t.Logf("node %s (leader of consumer %s) killed with %d of %d counted", leader, name, done, c.accepted)
 	const lostInTransit = 1024 // the bulk lane's MaxAckPending
-	poll(f.t, 20*time.Second, fmt.Sprintf("%s drained but for at most %d messages with its consumer's leader killed (AckWait is 30s)", c.id, lostInTransit), func() (bool, string) {
+	// Within 25s: a new leader may ignore the acks sent again at its
+	// election and at +1s and +5s (see orchestrator's ackReplay), and
+	// without them the drain waits until AckWait, 30s after the last
+	// deliveries before the kill.
+	poll(f.t, 25*time.Second, fmt.Sprintf("%s drained but for at most %d messages with its consumer's leader killed (AckWait is 30s)", c.id, lostInTransit), func() (bool, string) {
 		q, err := f.queued(c)
 		if err != nil {
 			return false, err.Error()
