@@ -38,12 +38,13 @@ import (
 // message among those it has acked itself (same stream sequence, same
 // stored time) acks it again and does not send it a second time
 // (completed); one that receives another worker's is left to send it again,
-// counted once. Since a leaderless consumer delivers
-// nothing new, the acks lost are at most what its workers held when the
-// leader died: MaxAckPending, plus what the fetch in progress brought; a
-// consumer's memory is that many acks (the reply subjects nats.go already
-// allocated), and a consumer that acks nothing for ackReplayIdle is
-// forgotten.
+// counted once.
+//
+// Since a leaderless consumer delivers nothing new, the acks lost are at
+// most what its workers held when the leader died: MaxAckPending, plus what
+// the fetch in progress brought; a consumer's memory is that many acks (the
+// reply subjects nats.go already allocated), and a consumer that acks
+// nothing for ackReplayIdle is forgotten.
 type ackReplay struct {
 	size  int // acks remembered per consumer
 	mu    sync.Mutex
@@ -122,9 +123,13 @@ func (r *ackReplay) remember(a acked, now time.Time) {
 			seq: make([]uint64, 0, r.size), done: make(map[uint64]completion, r.size)}
 		r.rings[key] = ring
 	}
-	if len(ring.subj) < r.size {
+	switch _, again := ring.done[a.seq]; {
+	case again:
+		// Acked before (a redelivery): its entry stands, so that pushing
+		// it out later drops the one completion the ring holds for it.
+	case len(ring.subj) < r.size:
 		ring.subj, ring.body, ring.seq = append(ring.subj, a.reply), append(ring.body, body), append(ring.seq, a.seq)
-	} else {
+	default:
 		delete(ring.done, ring.seq[ring.next])
 		ring.subj[ring.next], ring.body[ring.next], ring.seq[ring.next] = a.reply, body, a.seq
 		ring.next = (ring.next + 1) % r.size

@@ -120,6 +120,25 @@ func TestAckReplayKnowsWhatItCompleted(t *testing.T) {
 	}
 }
 
+// TestAckReplayAckedTwice: a message acked a second time (redelivered to
+// the worker that acked it) keeps one entry, so pushing out older ones does
+// not forget it.
+func TestAckReplayAckedTwice(t *testing.T) {
+	r, sent, _ := newTestReplay(3)
+	now := time.Now()
+	for _, seq := range []uint64{1, 2, 3, 2, 4} {
+		r.remember(ackOf("S", "c1", seq, ""), now)
+	}
+	for seq, want := range map[uint64]bool{1: false, 2: true, 3: true, 4: true} {
+		if done, _ := r.completed("S", "c1", seq, stored(seq)); done != want {
+			t.Errorf("after acks of 1, 2, 3, 2, 4 in a ring of 3: completed(%d) = %v, want %v", seq, done, want)
+		}
+	}
+	if n := r.replay("S", "c1", reackLeaderElected); n != 3 {
+		t.Errorf("replayed %d acks (%q), want 3", n, sent.acks)
+	}
+}
+
 func counted(t *testing.T, c *prometheus.CounterVec, reason string) float64 {
 	t.Helper()
 	var m dto.Metric
