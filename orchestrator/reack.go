@@ -30,7 +30,7 @@ import (
 // so sending one again is harmless. A new leader may also take an ack
 // before it has applied the deliveries its predecessor replicated last, and
 // ignore it; so the acks are sent at the announcement and again after each
-// of reackAfter.
+// of the delays newAckReplay sets (1, 5 and 15 s).
 //
 // A new leader that had not yet learnt of its predecessor's last deliveries
 // delivers those messages again instead, as if for the first time, and no
@@ -53,14 +53,9 @@ type ackReplay struct {
 	// publish sends one remembered ack; nc.Publish in service, a recorder
 	// in tests.
 	publish func(subject string, body []byte) error
-	// after are the delays at which a replay is repeated (reackAfter).
+	// after are the delays at which a replay is repeated.
 	after []time.Duration
 }
-
-// reackAfter are the delays, after a leader's announcement or a reconnect,
-// at which the acks are sent once more; the last is still well inside the
-// 30 s AckWait after which the new leader would redeliver what it holds.
-var reackAfter = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second}
 
 // ackReplayIdle is how long a consumer's acks are kept after its last one.
 const ackReplayIdle = 2 * time.Minute
@@ -71,7 +66,7 @@ const (
 	reackReconnected   = "reconnected"
 )
 
-var ackBody = []byte("+ACK")
+const ackBody = "+ACK"
 
 // ackKey names a consumer.
 type ackKey struct{ stream, consumer string }
@@ -80,7 +75,7 @@ type ackKey struct{ stream, consumer string }
 // messages they completed: stream sequence to stored time.
 type ackRing struct {
 	subj []string
-	body [][]byte
+	body []string
 	seq  []uint64
 	done map[uint64]completion
 	next int
@@ -88,7 +83,11 @@ type ackRing struct {
 }
 
 func newAckReplay(size int, sent *prometheus.CounterVec, publish func(string, []byte) error) *ackReplay {
-	return &ackReplay{size: size, rings: map[ackKey]*ackRing{}, sent: sent, publish: publish, after: reackAfter}
+	// The delays after a leader's announcement or a reconnect at which the
+	// acks are sent once more; the last is still well inside the 30 s
+	// AckWait after which the new leader would redeliver what it holds.
+	after := []time.Duration{time.Second, 5 * time.Second, 15 * time.Second}
+	return &ackReplay{size: size, rings: map[ackKey]*ackRing{}, sent: sent, publish: publish, after: after}
 }
 
 // completion is how a remembered message was acked.
@@ -113,13 +112,13 @@ func (r *ackReplay) remember(a acked, now time.Time) {
 	}
 	body := ackBody
 	if a.term != "" {
-		body = []byte("+TERM " + a.term)
+		body = "+TERM " + a.term
 	}
 	key := ackKey{a.stream, a.consumer}
 	r.mu.Lock()
 	ring := r.rings[key]
 	if ring == nil {
-		ring = &ackRing{subj: make([]string, 0, r.size), body: make([][]byte, 0, r.size),
+		ring = &ackRing{subj: make([]string, 0, r.size), body: make([]string, 0, r.size),
 			seq: make([]uint64, 0, r.size), done: make(map[uint64]completion, r.size)}
 		r.rings[key] = ring
 	}
@@ -159,8 +158,7 @@ func (r *ackReplay) completed(stream, consumer string, seq uint64, stored time.T
 // consumer when consumer is "", and returns how many it sent.
 func (r *ackReplay) replay(stream, consumer, why string) int {
 	type ack struct {
-		subj string
-		body []byte
+		subj, body string
 	}
 	var acks []ack
 	r.mu.Lock()
@@ -175,7 +173,7 @@ func (r *ackReplay) replay(stream, consumer, why string) int {
 	r.mu.Unlock()
 	n := 0
 	for _, a := range acks {
-		if r.publish(a.subj, a.body) == nil {
+		if r.publish(a.subj, []byte(a.body)) == nil {
 			n++
 		}
 	}
