@@ -67,11 +67,19 @@ SELECT count(*) FROM ins`
 // [$3, $4]) that earlier batches counted, as a multirange: one GiST scan over
 // the error_seen rows that overlap the batch's span, intersected in the
 // server, so that a batch of first deliveries reads back '{}'.
-const seenIn = `SELECT coalesce(range_agg(r), '{}')::text FROM (
-  SELECT unnest(e.seqs * $2::text::int8multirange) AS r
+// seenIn is, for each source of a batch (the bulk lane has a stream per
+// conversation), which of the batch's sequences earlier batches counted:
+// one query per batch, whatever its sources.
+const seenIn = `SELECT u.i, (SELECT coalesce(range_agg(r), '{}')::text FROM (
+  SELECT unnest(e.seqs * u.mr::int8multirange) AS r
   FROM error_seen e
-  WHERE e.source = $1 AND e.seqs && int8range($3, $4, '[]')
-) x`
+  WHERE e.source = u.src AND e.seqs && int8range(u.lo, u.hi, '[]')
+) x)
+FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[]) WITH ORDINALITY AS u(src, mr, lo, hi, i)`
+
+// addSeen records the sequences a batch counted, a row per source.
+const addSeen = `INSERT INTO error_seen (source, seqs)
+SELECT src, mr::int8multirange FROM unnest($1::text[], $2::text[]) AS u(src, mr)`
 
 const addCounts = `INSERT INTO error_counts AS c (tenant, conversation, channel, reason, outcome, minute, count)
 SELECT t, cv, ch, r, o, date_trunc('minute', now()), n
@@ -252,15 +260,19 @@ func (l *Log) writeDB(b *batch, source string) (written int64, err error) {
 func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) error {
 	deltas := make([]int64, len(b.keys))
 	sources, events := b.bySource(source)
-	for _, src := range sources {
-		fresh, err := l.unseen(ctx, tx, b.keys, events[src], src, deltas)
-		if err != nil {
-			return err
+	seen, err := lookupSeen(ctx, tx, sources, events)
+	if err != nil {
+		return err
+	}
+	var added, ranges []string
+	for i, src := range sources {
+		if fresh := l.unseen(b.keys, events[src], seen[i], deltas); len(fresh) > 0 {
+			added, ranges = append(added, src), append(ranges, multirange(fresh))
 		}
-		if len(fresh) > 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO error_seen (source, seqs) VALUES ($1, $2::text::int8multirange)`, src, multirange(fresh)); err != nil {
-				return fmt.Errorf("seen: %w", err)
-			}
+	}
+	if len(added) > 0 {
+		if _, err := tx.Exec(ctx, addSeen, added, ranges); err != nil {
+			return fmt.Errorf("seen: %w", err)
 		}
 	}
 	var errs, dlv counterRows
@@ -289,12 +301,8 @@ func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) err
 }
 
 // unseen adds to deltas the events of one source that no earlier batch
-// counted, and returns their sequences.
-func (l *Log) unseen(ctx context.Context, tx pgx.Tx, keys []countKey, events []pending, source string, deltas []int64) ([]uint64, error) {
-	seen, err := lookupSeen(ctx, tx, events, source)
-	if err != nil {
-		return nil, err
-	}
+// counted (seen holds those that one did), and returns their sequences.
+func (l *Log) unseen(keys []countKey, events []pending, seen rangeSet, deltas []int64) []uint64 {
 	var fresh []uint64
 	inBatch := make(map[uint64]struct{}, len(events))
 	for _, e := range events {
@@ -310,30 +318,55 @@ func (l *Log) unseen(ctx context.Context, tx pgx.Tx, keys []countKey, events []p
 		}
 		deltas[e.key]++
 	}
-	return fresh, nil
+	return fresh
 }
 
-// lookupSeen returns which of events' sequences earlier batches counted.
-func lookupSeen(ctx context.Context, tx pgx.Tx, events []pending, source string) (rangeSet, error) {
-	seqs := make([]uint64, 0, len(events))
-	for _, e := range events {
-		if e.seq != 0 {
-			seqs = append(seqs, e.seq)
+// lookupSeen returns, for each of sources, which of its events' sequences
+// earlier batches counted, in one query.
+func lookupSeen(ctx context.Context, tx pgx.Tx, sources []string, events map[string][]pending) ([]rangeSet, error) {
+	out := make([]rangeSet, len(sources))
+	var src, mrs []string
+	var lo, hi []int64
+	var at []int // index in sources of each queried source
+	for i, s := range sources {
+		seqs := make([]uint64, 0, len(events[s]))
+		for _, e := range events[s] {
+			if e.seq != 0 {
+				seqs = append(seqs, e.seq)
+			}
 		}
+		if len(seqs) == 0 {
+			continue
+		}
+		mr := multirange(seqs) // sorts seqs
+		src, mrs = append(src, s), append(mrs, mr)
+		lo, hi = append(lo, int64(seqs[0])), append(hi, int64(seqs[len(seqs)-1]))
+		at = append(at, i)
 	}
-	if len(seqs) == 0 {
-		return nil, nil
+	if len(src) == 0 {
+		return out, nil
 	}
-	mr := multirange(seqs) // sorts seqs
-	var text string
-	if err := tx.QueryRow(ctx, seenIn, source, mr, int64(seqs[0]), int64(seqs[len(seqs)-1])).Scan(&text); err != nil {
-		return nil, fmt.Errorf("seen: %w", err)
-	}
-	set, err := parseMultirange(text)
+	rows, err := tx.Query(ctx, seenIn, src, mrs, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("seen: %w", err)
 	}
-	return set, nil
+	defer rows.Close()
+	for rows.Next() {
+		var i int64
+		var text string
+		if err := rows.Scan(&i, &text); err != nil {
+			return nil, fmt.Errorf("seen: %w", err)
+		}
+		set, err := parseMultirange(text)
+		if err != nil {
+			return nil, fmt.Errorf("seen: %w", err)
+		}
+		out[at[i-1]] = set
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("seen: %w", err)
+	}
+	return out, nil
 }
 
 // counterRows are counter deltas as the columns of an unnest.
