@@ -63,13 +63,13 @@ const mergeStage = `WITH ins AS (
 )
 SELECT count(*) FROM ins`
 
-// seenIn returns the part of a batch's sequences (the multirange $2, within
-// [$3, $4]) that earlier batches counted, as a multirange: one GiST scan over
-// the error_seen rows that overlap the batch's span, intersected in the
-// server, so that a batch of first deliveries reads back '{}'.
-// seenIn is, for each source of a batch (the bulk lane has a stream per
-// conversation), which of the batch's sequences earlier batches counted:
-// one query per batch, whatever its sources.
+// seenIn returns, for each source of a batch (the arrays $1..$4 hold one
+// entry per source: its name, its sequences as a multirange, and their
+// span), the part of those sequences that earlier batches counted, as a
+// multirange, numbered as the arrays are: per source one GiST scan over the
+// error_seen rows that overlap its span, intersected in the server, so that
+// a batch of first deliveries reads back '{}'; one query per batch whatever
+// its sources (a batch holds the transactional and the bulk stream's).
 const seenIn = `SELECT u.i, (SELECT coalesce(range_agg(r), '{}')::text FROM (
   SELECT unnest(e.seqs * u.mr::int8multirange) AS r
   FROM error_seen e
