@@ -38,6 +38,7 @@ type pending struct {
 	row    int64
 	digest [32]byte
 	fut    jetstream.PubAckFuture // nil: stored by an earlier attempt, not published again
+	sent   time.Time              // when fut's publish was sent
 }
 
 // ingest is one activation request being published.
@@ -338,7 +339,7 @@ func (in *ingest) run(ctx context.Context, rr rowReader) *failure {
 			Lane: in.lane, Channel: in.channel, To: rw.to, Vars: rw.vars, EnqueuedAt: in.enqueued,
 			ExpiresAt: in.expiry(rw),
 		}
-		fut, err := in.publish(ctx, a)
+		fut, sent, err := in.publish(ctx, a)
 		if err != nil {
 			in.mu.Lock()
 			if in.pubFailed == nil {
@@ -347,7 +348,7 @@ func (in *ingest) run(ctx context.Context, rr rowReader) *failure {
 			in.mu.Unlock()
 			break
 		}
-		in.push(ctx, pending{row: n, digest: digest, fut: fut})
+		in.push(ctx, pending{row: n, digest: digest, fut: fut, sent: sent})
 	}
 	if f == nil && in.skipThrough > 0 {
 		if n, _ := rr.position(); n < in.skipThrough {
@@ -389,7 +390,7 @@ func (in *ingest) popOldest(ctx context.Context) {
 	in.size--
 	var err error
 	if p.fut != nil {
-		err = in.c.pub.Await(ctx, p.fut, in.c.deps.AckTimeout)
+		err = in.c.pub.Await(ctx, p.fut, p.sent, in.c.deps.AckTimeout)
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -413,14 +414,17 @@ func (in *ingest) popOldest(ctx context.Context) {
 	}
 }
 
-// publish publishes a asynchronously. When the connection's window of
-// pending publishes (shared by every request) is full, it waits for this
-// request's oldest publish, or a moment, and tries again.
-func (in *ingest) publish(ctx context.Context, a *wire.Activation) (jetstream.PubAckFuture, error) {
+// publish publishes a asynchronously and returns when it was sent. When
+// the connection's window of pending publishes (shared by every request) is
+// full, it waits for this request's oldest publish, or a moment, and tries
+// again.
+func (in *ingest) publish(ctx context.Context, a *wire.Activation) (jetstream.PubAckFuture, time.Time, error) {
 	for {
 		fut, err := in.c.pub.PublishAsync(a)
 		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			return fut, err
+			// Sent just before PublishAsync returned, which may have
+			// waited for room in the window first.
+			return fut, time.Now(), err
 		}
 		if in.size > 0 {
 			in.popOldest(ctx)
@@ -428,12 +432,12 @@ func (in *ingest) publish(ctx context.Context, a *wire.Activation) (jetstream.Pu
 			failed := in.pubFailed
 			in.mu.Unlock()
 			if failed != nil {
-				return nil, failed
+				return nil, time.Time{}, failed
 			}
 			continue
 		}
 		if err := in.stopped(); err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -247,7 +247,7 @@ func TestResumeAfterCrash(t *testing.T) {
 
 	// The crashed attempt: rows 1..350 stored, 1..200 recorded and counted.
 	prefix := idPrefix("acme", "crash", "k1")
-	pub := orchestrator.NewPublisher(f.js)
+	pub := orchestrator.NewPublisher(f.js, 0)
 	var chain [32]byte
 	rows := ndjsonLines(1, n)
 	for i := 1; i <= stored; i++ {

@@ -71,12 +71,19 @@ type CampaignDeps struct {
 	// AckTimeout bounds the wait for one publish acknowledgement before it is
 	// retried. Default 10s.
 	AckTimeout time.Duration
+	// DuplicateWindow is the activation streams' duplicate window
+	// (orchestrator.StreamConfig): a publish is retried only within it.
+	// Default orchestrator.DefaultDuplicateWindow.
+	DuplicateWindow time.Duration
 	// CheckpointInterval is how often a request's progress is written to
 	// Postgres (conversations.accepted, activation_requests). Default 500ms.
 	CheckpointInterval time.Duration
 	// LeaseDuration is how long a request with an Idempotency-Key owns it
 	// without a checkpoint; a retry after a crash waits this long at most
-	// before taking over. Default 30s.
+	// before taking over, and a request that cannot write its progress for
+	// about this long stops. Keep it well under DuplicateWindow, so that a
+	// retry that takes over still has the rows the crashed process stored
+	// recognised as duplicates. Default 10s.
 	LeaseDuration time.Duration
 	// IdempotencyRetention is how long an Idempotency-Key is remembered
 	// after its request was first sent (PruneRequests). Default 7 days;
@@ -104,7 +111,10 @@ func (d *CampaignDeps) setDefaults() {
 		d.CheckpointInterval = 500 * time.Millisecond
 	}
 	if d.LeaseDuration == 0 {
-		d.LeaseDuration = 30 * time.Second
+		d.LeaseDuration = 10 * time.Second
+	}
+	if d.DuplicateWindow == 0 {
+		d.DuplicateWindow = orchestrator.DefaultDuplicateWindow
 	}
 	if d.IdempotencyRetention == 0 {
 		d.IdempotencyRetention = DefaultIdempotencyRetention
@@ -154,6 +164,10 @@ func NewCampaigns(ctx context.Context, deps CampaignDeps) (*Campaigns, error) {
 	if err := deps.validate(); err != nil {
 		return nil, err
 	}
+	if deps.DuplicateWindow <= deps.LeaseDuration {
+		deps.Logger.Warn("the activation streams' duplicate window is not longer than a request's lease: a request resumed after a crash of its API process will queue again the rows that process stored but had not recorded",
+			"duplicate_window", deps.DuplicateWindow, "lease", deps.LeaseDuration)
+	}
 	if deps.KV == nil {
 		kv, err := EnsureConversationsBucket(ctx, deps.JS, deps.Replicas, deps.Logger)
 		if err != nil {
@@ -173,7 +187,7 @@ func NewCampaigns(ctx context.Context, deps CampaignDeps) (*Campaigns, error) {
 		deps.Logger.Warn("API accepts requests without a key as the dev tenant (dev only)", "tenant", deps.DevTenant)
 	}
 	return &Campaigns{
-		deps: deps, pool: deps.Pool, js: deps.JS, kv: deps.KV, pub: orchestrator.NewPublisher(deps.JS),
+		deps: deps, pool: deps.Pool, js: deps.JS, kv: deps.KV, pub: orchestrator.NewPublisher(deps.JS, deps.DuplicateWindow),
 		log: deps.Logger, auth: auth, m: m,
 	}, nil
 }

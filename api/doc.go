@@ -53,10 +53,13 @@
 //   - while the first is still running gets 409.
 //
 // Rows the stream stored but the crashed process could not record are
-// published again; the stream's duplicate window (2 minutes, Nats-Msg-Id)
-// stores them once and they are counted then. Only a crash of the API
-// process followed by a retry more than 2 minutes later can queue a row twice,
-// and then at most the rows of one checkpoint interval and publish window.
+// published again; the stream's duplicate window (Nats-Msg-Id;
+// CampaignDeps.DuplicateWindow, default 30 seconds) stores them once and they
+// are counted then. Only a crash of the API process followed by a retry
+// later than the window can queue a row twice, and then at most the rows of
+// one checkpoint interval and publish window. The crashed request's lease
+// (LeaseDuration, 10 s) must end before a retry takes over: a retry sent
+// when the 409's Retry-After says resumes well within the window.
 // Without a key, ids are random: a retry publishes everything again, and a
 // crash of the API process leaves at most one checkpoint interval of stored
 // rows uncounted in conversations.accepted. Clients should always send a key.

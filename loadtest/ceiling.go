@@ -99,7 +99,9 @@ func runCeiling(ctx context.Context, cfg *Config, st *stack, shape ceilingShape)
 	}
 	if _, err := c.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: ceilingStream, Subjects: []string{"loadtest.ceiling.>"},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+		// The activation streams' window: the ceiling keeps the same ids in memory.
+		Duplicates: orchestrator.DefaultDuplicateWindow,
 	}); err != nil {
 		return nil, fmt.Errorf("loadtest: ceiling stream: %w", err)
 	}

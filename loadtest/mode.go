@@ -341,7 +341,7 @@ func (m *modeRun) burst(ctx context.Context) error {
 // publishBurst publishes the burst's messages at the configured rate and
 // waits for their acknowledgements.
 func (m *modeRun) publishBurst(ctx context.Context) error {
-	pub := orchestrator.NewPublisher(m.pubJS)
+	pub := orchestrator.NewPublisher(m.pubJS, 0)
 	pace := pacer{start: m.burstStart, rate: m.cfg.PublishRate}
 	for i := range m.n {
 		if err := ctx.Err(); err != nil {

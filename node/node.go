@@ -61,8 +61,8 @@ type Config struct {
 	// Existing ones are scaled to it at start (see internal/jsensure).
 	// Default 1.
 	Replicas int
-	// Stream configures SLUICE_ACTIVATIONS; its Replicas, when 0, is
-	// Replicas.
+	// Stream configures the activation streams; its Replicas, when 0, is
+	// Replicas. Its DuplicateWindow also bounds the API's publish retries.
 	Stream   orchestrator.StreamConfig
 	ErrorLog errorlog.Config
 	// Providers by channel, for the worker role.
@@ -602,6 +602,7 @@ func (n *Node) mountAPI(ctx, watchCtx context.Context) error {
 		IntakePaused:         intakePaused.Load,
 		IdempotencyRetention: n.cfg.IdempotencyRetention,
 		Replicas:             n.cfg.Replicas,
+		DuplicateWindow:      n.cfg.Stream.DuplicateWindow,
 	})
 	if err != nil {
 		return err

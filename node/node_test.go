@@ -441,7 +441,7 @@ func TestStopSweep(t *testing.T) {
 		waitFor(t, 10*time.Second, "delivered", func() bool { return b.rec.delivered(conv) == 10 })
 		b.must(t, "POST", "/v1/admin/conversations/acme/"+conv+"/stop", nil, http.StatusOK)
 		// As a request that passed the state check before the stop would.
-		pub := orchestrator.NewPublisher(b.n.JS)
+		pub := orchestrator.NewPublisher(b.n.JS, 0)
 		for i := range 25 {
 			a := &wire.Activation{ID: fmt.Sprintf("%s-%d", conv, i), Tenant: "acme", Conversation: conv, Lane: lane,
 				Channel: string(dispatch.ChannelEmail), To: "x@example.com", EnqueuedAt: time.Now()}

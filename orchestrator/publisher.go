@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,11 +21,17 @@ const StallWait = 30 * time.Second
 // a bounded window of unacknowledged publishes.
 type Publisher struct {
 	js jetstream.JetStream
+	// window is the streams' duplicate window: a retry is sent only while
+	// the stream would still recognise it as the same message.
+	window time.Duration
 }
 
-// NewPublisher returns a Publisher over js. Bound the window when creating
-// js with jetstream.WithPublishAsyncMaxPending.
-func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
+// NewPublisher returns a Publisher over js for streams whose duplicate
+// window is window (0: DefaultDuplicateWindow). Bound the window of pending
+// publishes when creating js with jetstream.WithPublishAsyncMaxPending.
+func NewPublisher(js jetstream.JetStream, window time.Duration) *Publisher {
+	return &Publisher{js: js, window: cmp.Or(window, DefaultDuplicateWindow)}
+}
 
 // PublishAsync encodes a and publishes it with its ID as Nats-Msg-Id, so a
 // retried publish within the stream's duplicate window is stored once. It
@@ -44,12 +51,15 @@ func (p *Publisher) PublishAsync(a *wire.Activation) (jetstream.PubAckFuture, er
 	return f, nil
 }
 
-// Await waits for the acknowledgement of an asynchronous publish. A publish
-// that fails or is not acknowledged within timeout is retried synchronously,
-// twice, with the same message and Nats-Msg-Id (so the stream stores it
-// once, within its duplicate window); an error of the stream itself (an
-// API error such as a full stream) is not retried.
-func (p *Publisher) Await(ctx context.Context, fut jetstream.PubAckFuture, timeout time.Duration) error {
+// Await waits for the acknowledgement of an asynchronous publish sent at
+// sent. A publish that fails or is not acknowledged within timeout is
+// retried synchronously, twice, with the same message and Nats-Msg-Id, so
+// the stream stores it once; an error of the stream itself (an API error
+// such as a full stream) is not retried. A retry is sent only if it would
+// end, acknowledged or given up, within the duplicate window of sent:
+// later, the stream could store it a second time, so the publish fails
+// with ErrBeyondWindow instead (it may or may not have been stored).
+func (p *Publisher) Await(ctx context.Context, fut jetstream.PubAckFuture, sent time.Time, timeout time.Duration) error {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var err error
@@ -61,6 +71,9 @@ func (p *Publisher) Await(ctx context.Context, fut jetstream.PubAckFuture, timeo
 		err = errors.New("no acknowledgement within " + timeout.String())
 	}
 	for attempt := 0; attempt < 2 && retryable(err); attempt++ {
+		if time.Since(sent)+timeout > p.window {
+			return fmt.Errorf("%w (%v): %w", ErrBeyondWindow, p.window, err)
+		}
 		pctx, cancel := context.WithTimeout(ctx, timeout)
 		_, err = p.js.PublishMsg(pctx, fut.Msg())
 		cancel()
@@ -70,6 +83,11 @@ func (p *Publisher) Await(ctx context.Context, fut jetstream.PubAckFuture, timeo
 	}
 	return err
 }
+
+// ErrBeyondWindow is returned by Await for a publish that was not
+// acknowledged and could not be retried within the streams' duplicate
+// window: whether the stream stored it is unknown.
+var ErrBeyondWindow = errors.New("orchestrator: publish not acknowledged, and a retry would fall outside the duplicate window")
 
 // retryable tells a failure of the way (a timeout, a lost connection, no
 // responders during an election) from the stream's refusal.

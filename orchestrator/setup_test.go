@@ -55,7 +55,7 @@ func setup(tb testing.TB) *bundle {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	b := &bundle{url: url, js: js, db: db, rec: sink.NewRecorder(), pub: orchestrator.NewPublisher(js), log: logger}
+	b := &bundle{url: url, js: js, db: db, rec: sink.NewRecorder(), pub: orchestrator.NewPublisher(js, 0), log: logger}
 	b.elog = b.newErrorLog(tb, js, errorlog.Config{})
 	return b
 }

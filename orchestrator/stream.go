@@ -40,15 +40,26 @@ func Source(info *jetstream.StreamInfo) string {
 	return info.Config.Name + "@" + info.Created.UTC().Format(time.RFC3339Nano)
 }
 
+// DefaultDuplicateWindow is the activation streams' default duplicate
+// window. The server keeps every Nats-Msg-Id of the window in memory, a few
+// small objects each: at 50,000 publishes a second a 2-minute window (the
+// NATS default) holds six million of them, several hundred MB that the
+// server's garbage collector marks again and again; the goroutines that
+// allocate meanwhile are drafted to help (in one process with an embedded
+// server, the workers' and the transactional lane's too). 30 seconds holds
+// a quarter of that (BENCHMARKS.md, 2026-12-07: a 4M burst's assists 2.2–2.4
+// CPU s instead of 18–27) and still covers the API's retries (10 s per
+// attempt, Publisher.Await) and a request resumed after its lease (10 s).
+const DefaultDuplicateWindow = 30 * time.Second
+
 // StreamConfig configures the activation streams.
 type StreamConfig struct {
 	// Replicas is the number of replicas of each stream. Default 1 (one
 	// server); use 3 on a three-node cluster.
 	Replicas int
 	// DuplicateWindow is how long a Nats-Msg-Id is remembered for dedupe of
-	// retried publishes. Default 2m. The server keeps every id of the window
-	// in memory, so it is a trade between retry horizon and memory at
-	// millions of messages per minute.
+	// retried publishes. Default DefaultDuplicateWindow. A Publisher made
+	// with the same window sends a retry only while it is still covered.
 	DuplicateWindow time.Duration
 	// MaxBytes bounds the bulk stream's storage; publishes are refused
 	// beyond it (DiscardNew) rather than dropping queued messages. Default
@@ -66,7 +77,7 @@ func (c *StreamConfig) setDefaults() {
 		c.Replicas = 1
 	}
 	if c.DuplicateWindow == 0 {
-		c.DuplicateWindow = 2 * time.Minute
+		c.DuplicateWindow = DefaultDuplicateWindow
 	}
 	if c.MaxBytes == 0 {
 		c.MaxBytes = 8 << 30

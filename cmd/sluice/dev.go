@@ -113,6 +113,7 @@ func parseDevFlags(args []string, stderr io.Writer) (devFlags, node.Config, erro
 	fs.IntVar(&f.pgPort, "pg-port", 54329, "port of the local Postgres on 127.0.0.1 (unused with --database-url)")
 	fs.StringVar(&f.dbURL, "database-url", os.Getenv("SLUICE_DATABASE_URL"), "use this Postgres instead of starting a local one")
 	laneFlags(fs, &cfg.Pipeline)
+	streamFlags(fs, &cfg.Stream)
 	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
 	quarantineFlags(fs, &cfg.Quarantine)
 	webhookFlags(fs, &cfg.Webhooks)

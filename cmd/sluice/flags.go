@@ -55,6 +55,12 @@ func laneFlags(fs *flag.FlagSet, cfg *orchestrator.Config) {
 	fs.DurationVar(&cfg.ReleaseHeld, "bulk-release-held", envDuration("SLUICE_BULK_RELEASE_HELD", 0), "delete a held (paused, quarantined, stopped) conversation's bulk consumer once it has been held this long, so it costs the live conversations' acks nothing; created again on resume (default the bulk AckWait, 30s; negative: keep them)")
 }
 
+// streamFlags registers the activation streams' settings that are not
+// derived from --replicas.
+func streamFlags(fs *flag.FlagSet, cfg *orchestrator.StreamConfig) {
+	fs.DurationVar(&cfg.DuplicateWindow, "duplicate-window", envDuration("SLUICE_DUPLICATE_WINDOW", 0), "how long the activation streams remember a Nats-Msg-Id, so a retried publish is stored once; publishes are retried only within it, and an API request resumed after a crash of its API process stores a row twice only if resumed later than this (default 30s, three times the API's 10s lease of a request; the NATS servers keep every id of the window in memory)")
+}
+
 // quarantineFlags registers the automatic quarantine's threshold: a
 // conversation whose last --quarantine-window messages are more than
 // --quarantine-ratio invalid is paused for the fleet, for an operator to

@@ -93,7 +93,7 @@ func startKillBench(t *testing.T) *killBench {
 // publish queues acts in the stream and waits for every acknowledgement.
 func (k *killBench) publish(t *testing.T, acts []*wire.Activation) {
 	t.Helper()
-	pub := orchestrator.NewPublisher(k.js)
+	pub := orchestrator.NewPublisher(k.js, 0)
 	for _, a := range acts {
 		if _, err := pub.PublishAsync(a); err != nil {
 			t.Fatal(err)

@@ -40,6 +40,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	allowSink := fs.Bool("allow-sink-providers", false, "allow --providers=sink outside --env dev and test (logged at WARN: such a process sends nothing to anyone and counts every message delivered)")
 	pcfg := providerFlags(fs)
 	laneFlags(fs, &cfg.Pipeline)
+	streamFlags(fs, &cfg.Stream)
 	errorLogModeFlag(fs, &cfg.ErrorLog.Mode)
 	quarantineFlags(fs, &cfg.Quarantine)
 	webhookFlags(fs, &cfg.Webhooks)

@@ -34,7 +34,7 @@ func connectJS(t *testing.T, natsURL string) jetstream.JetStream {
 // or malformed address.
 func storm(t *testing.T, natsURL string) {
 	t.Helper()
-	pub := orchestrator.NewPublisher(connectJS(t, natsURL))
+	pub := orchestrator.NewPublisher(connectJS(t, natsURL), 0)
 	for i := range stormConversations * stormPerConversation {
 		conv := fmt.Sprintf("storm-%02d", i%stormConversations)
 		to := fmt.Sprintf("user%d@", i)
@@ -62,7 +62,7 @@ func storm(t *testing.T, natsURL string) {
 // trickle publishes valid transactional messages at trickleRate until ctx
 // ends: the transactional latency and the providers' request series.
 func trickle(ctx context.Context, t *testing.T, natsURL string) {
-	pub := orchestrator.NewPublisher(connectJS(t, natsURL))
+	pub := orchestrator.NewPublisher(connectJS(t, natsURL), 0)
 	tick := time.NewTicker(time.Second / trickleRate)
 	defer tick.Stop()
 	for i := 0; ; i++ {
