@@ -69,7 +69,9 @@ type CampaignDeps struct {
 	// wire.DefaultMaxVarsBytes (8 KiB).
 	MaxVarsBytes int
 	// AckTimeout bounds the wait for one publish acknowledgement before it is
-	// retried. Default 10s.
+	// retried (twice, each retry waiting as long, while the retry ends within
+	// DuplicateWindow of the publish). Default 5s: three attempts take 15 s,
+	// half the default window.
 	AckTimeout time.Duration
 	// DuplicateWindow is the activation streams' duplicate window
 	// (orchestrator.StreamConfig): a publish is retried only within it.
@@ -105,7 +107,7 @@ func (d *CampaignDeps) setDefaults() {
 		d.MaxVarsBytes = wire.DefaultMaxVarsBytes
 	}
 	if d.AckTimeout == 0 {
-		d.AckTimeout = 10 * time.Second
+		d.AckTimeout = 5 * time.Second
 	}
 	if d.CheckpointInterval == 0 {
 		d.CheckpointInterval = 500 * time.Millisecond

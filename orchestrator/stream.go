@@ -48,8 +48,9 @@ func Source(info *jetstream.StreamInfo) string {
 // allocate meanwhile are drafted to help (in one process with an embedded
 // server, the workers' and the transactional lane's too). 30 seconds holds
 // a quarter of that (BENCHMARKS.md, 2026-12-07: a 4M burst's assists 2.2–2.4
-// CPU s instead of 18–27) and still covers the API's retries (10 s per
-// attempt, Publisher.Await) and a request resumed after its lease (10 s).
+// CPU s instead of 18–27) and still covers the API's retries (three
+// attempts of 5 s, Publisher.Await) and a request resumed after its lease
+// (10 s).
 const DefaultDuplicateWindow = 30 * time.Second
 
 // StreamConfig configures the activation streams.
