@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/natsrv"
+	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
 )
 
@@ -223,6 +224,9 @@ func TestIncidentQuarantine(t *testing.T) {
 	if rep.Quarantine != QuarantineOn {
 		t.Errorf("quarantine %q", rep.Quarantine)
 	}
+	if rep.DuplicateWindowSeconds != orchestrator.DefaultDuplicateWindow.Seconds() {
+		t.Errorf("duplicate window %v s recorded, the stack's node has %v", rep.DuplicateWindowSeconds, orchestrator.DefaultDuplicateWindow)
+	}
 	if len(m.Quarantine) == 0 {
 		t.Fatal("no conversation quarantined")
 	}
@@ -283,10 +287,13 @@ func TestRunningTarget(t *testing.T) {
 	ms := runningTarget(ctx, t, Config{Sinks: SinksRecorder})
 
 	metricsURL := "http://" + ms.node.HTTP.Addr() + "/metrics"
-	_, m := runExact(ctx, t, Config{
+	rep, m := runExact(ctx, t, Config{
 		Scenario: ScenarioIncident, Messages: 5000, InvalidRatio: -1, TrickleRate: 100, Baseline: 2 * time.Second,
 		NATSURL: ms.ns.url, DatabaseURL: ms.dbURL, MetricsURLs: []string{metricsURL}, Env: "test", Timeout: time.Minute,
 	})
+	if info, err := ms.node.JS.Stream(ctx, orchestrator.StreamName); err != nil || rep.DuplicateWindowSeconds != info.CachedInfo().Config.Duplicates.Seconds() {
+		t.Errorf("duplicate window %v s recorded; the target's stream: %v", rep.DuplicateWindowSeconds, err)
+	}
 	if m.ErrorRowsWritten != int64(m.InvalidMessages) {
 		t.Errorf("%d error rows for %d invalid messages", m.ErrorRowsWritten, m.InvalidMessages)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Report file names inside the report directory.
@@ -80,6 +81,9 @@ func Summary(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "target: %s; quarantine: %s; %d CPUs %s\n", rep.Target, rep.Quarantine, rep.Machine.CPUs, rep.Machine.CPUModel)
 	if rep.Machine.Postgres != "" {
 		fmt.Fprintf(w, "Postgres %s\n", rep.Machine.Postgres)
+	}
+	if rep.DuplicateWindowSeconds > 0 {
+		fmt.Fprintf(w, "activation streams' duplicate window: %v\n", time.Duration(rep.DuplicateWindowSeconds*float64(time.Second)))
 	}
 	if rep.PublishRate > 0 {
 		fmt.Fprintf(w, "publishing paced at %.0f msgs/s (ceiling included)\n", rep.PublishRate)

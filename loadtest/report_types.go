@@ -16,6 +16,11 @@ type Report struct {
 	// PublishRate is the cap on the burst's publish rate; 0: full speed.
 	PublishRate float64 `json:"publish_rate_limit"`
 	Sinks       string  `json:"sinks"`
+	// DuplicateWindowSeconds is the activation streams' duplicate window
+	// (the node's default on the self-contained stack, the target's
+	// SLUICE_ACTIVATIONS otherwise): the NATS server keeps every id of it in
+	// memory, so figures taken with different windows differ (BENCHMARKS.md).
+	DuplicateWindowSeconds float64 `json:"duplicate_window_seconds"`
 	// NATSServer is the nats-server binary the stack ran as separate
 	// processes (--nats-server); empty: embedded.
 	NATSServer string `json:"nats_server,omitempty"`

@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/ctxtime"
 	"github.com/sluicehq/sluice/internal/redact"
+	"github.com/sluicehq/sluice/orchestrator"
 	"github.com/sluicehq/sluice/orchestrator/control"
 	"github.com/sluicehq/sluice/wire"
 )
@@ -85,6 +86,7 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 		nats = "nats-server processes"
 	}
 	rep.Target = "self-contained (" + nats + ", local Postgres, node with worker and API, " + cfg.Sinks + " sinks)"
+	rep.DuplicateWindowSeconds = orchestrator.DefaultDuplicateWindow.Seconds() // the stack's node keeps the default
 	env, err := checkFence(ctx, cfg.Env, nil, nil, cfg.AllowProduction)
 	rep.Env = env
 	if err != nil {
@@ -180,6 +182,9 @@ func runTarget(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logge
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
+	}
+	if st, err := js.Stream(ctx, orchestrator.StreamName); err == nil {
+		rep.DuplicateWindowSeconds = st.CachedInfo().Config.Duplicates.Seconds()
 	}
 	var pool *pgxpool.Pool
 	if cfg.DatabaseURL != "" {
