@@ -29,11 +29,8 @@ func (f silentFuture) Msg() *nats.Msg               { return f.msg }
 // retry as the message it may already hold.
 func TestAwaitRetriesOnlyWithinTheDuplicateWindow(t *testing.T) {
 	t.Parallel()
-	nc, _ := natstest.Start(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, url := natstest.Start(t)
+	_, js := connect(t, url)
 	ctx := context.Background()
 	const window, timeout = 2 * time.Second, 200 * time.Millisecond
 	streams, err := orchestrator.EnsureStreams(ctx, js, orchestrator.StreamConfig{DuplicateWindow: window})
