@@ -22,7 +22,7 @@ type CampaignDeps struct {
 	// Pool is the Postgres pool (conversations, api_keys,
 	// activation_requests; the outcome counters through errorlog.Counts). Required.
 	Pool *pgxpool.Pool
-	// JS publishes activations to SLUICE_ACTIVATIONS, which must exist
+	// JS publishes activations to SLUICE_BULK, which must exist
 	// (orchestrator.EnsureStream). Its WithPublishAsyncMaxPending bounds the
 	// unacknowledged publishes of all requests together. Required.
 	JS jetstream.JetStream

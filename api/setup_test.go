@@ -279,7 +279,7 @@ func (f *fixture) activate(key, conv, idemKey string, body io.Reader, ndjson boo
 	return f.do(http.MethodPost, "/v1/conversations/"+conv+"/activations", key, body, opts...)
 }
 
-// streamMsgs is the number of messages in SLUICE_ACTIVATIONS.
+// streamMsgs is the number of messages in SLUICE_BULK.
 func (f *fixture) streamMsgs() uint64 {
 	f.t.Helper()
 	info, err := f.stream.Info(context.Background())

@@ -32,24 +32,41 @@ type ceilingShape string
 
 const (
 	// ceilingOne is one consumer over the whole burst, consuming while the
-	// burst is published: the reference of every ratio since the load test
-	// began ("the raw JetStream ceiling").
+	// burst is published, on a WorkQueue stream (each ack removes its
+	// message): the reference of every ratio since the load test began
+	// ("the raw JetStream ceiling"), kept as it was so that ratios stay
+	// comparable with BENCHMARKS.md's history.
 	ceilingOne ceilingShape = "one-consumer"
+	// ceilingOneLimits is the same on a stream with the bulk stream's
+	// Limits retention (acks remove nothing; the bulk lane's reclaim pass
+	// is not run): the ceiling of the retention the bulk lane has used since
+	// SLUICE_BULK, against which a mode's ratio compares like with like.
+	ceilingOneLimits ceilingShape = "one-consumer-limits"
 	// ceilingPerConversation is one consumer per conversation, filtered on
-	// its subject, the bulk lane's topology (what makes one conversation's
-	// backlog unable to delay another's), their state stored as the node's
-	// are (Config.BulkConsumersInMemory): what that fairness costs the
-	// server itself. A mode's ratio to it is the pipeline's own cost.
+	// its subject, on a Limits stream: the bulk lane's topology (what makes
+	// one conversation's backlog unable to delay another's), their state
+	// stored as the node's are (Config.BulkConsumersInMemory): what that
+	// fairness costs the server itself. A mode's ratio to it is the
+	// pipeline's own cost.
 	ceilingPerConversation ceilingShape = "per-conversation"
 	// ceilingBacklog is one consumer started once the whole burst is
-	// queued, the incident's situation; its time is the consuming alone.
+	// queued, the incident's situation, on a WorkQueue stream; its time is
+	// the consuming alone.
 	ceilingBacklog ceilingShape = "backlog"
 )
+
+// retention is the shape's stream retention.
+func (s ceilingShape) retention() jetstream.RetentionPolicy {
+	if s == ceilingOneLimits || s == ceilingPerConversation {
+		return jetstream.LimitsPolicy
+	}
+	return jetstream.WorkQueuePolicy
+}
 
 // runCeilings measures the ceiling and its two references on fresh servers
 // and records them in rep.
 func runCeilings(ctx context.Context, cfg *Config, rep *Report, st *stack) error {
-	for _, shape := range []ceilingShape{ceilingOne, ceilingPerConversation, ceilingBacklog} {
+	for _, shape := range []ceilingShape{ceilingOne, ceilingOneLimits, ceilingPerConversation, ceilingBacklog} {
 		stop, err := startPhaseProfile(cfg, "ceiling-"+string(shape))
 		if err != nil {
 			return err
@@ -99,7 +116,7 @@ func runCeiling(ctx context.Context, cfg *Config, st *stack, shape ceilingShape)
 	}
 	if _, err := c.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: ceilingStream, Subjects: []string{"loadtest.ceiling.>"},
-		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage,
+		Retention: shape.retention(), Storage: jetstream.FileStorage,
 		// The activation streams' window: the ceiling keeps the same ids in memory.
 		Duplicates: orchestrator.DefaultDuplicateWindow,
 	}); err != nil {

@@ -42,15 +42,16 @@ func TestIncidentCompare(t *testing.T) {
 	if len(rep.Modes) != 2 || rep.CeilingMsgsPerSec <= 0 {
 		t.Fatalf("modes %d, ceiling %v", len(rep.Modes), rep.CeilingMsgsPerSec)
 	}
-	// The references: per-conversation (a consumer per conversation) and
-	// backlog (one consumer), each having acked the whole burst.
-	if len(rep.References) != 2 {
+	// The references: one consumer on a Limits stream, per-conversation (a
+	// consumer per conversation) and backlog (one consumer), each having
+	// acked the whole burst.
+	if len(rep.References) != 3 {
 		t.Fatalf("references %+v", rep.References)
 	}
 	for i, want := range []struct {
 		shape     ceilingShape
 		consumers int
-	}{{ceilingPerConversation, 8}, {ceilingBacklog, 1}} {
+	}{{ceilingOneLimits, 1}, {ceilingPerConversation, 8}, {ceilingBacklog, 1}} {
 		r := rep.References[i]
 		if r.Shape != string(want.shape) || r.Consumers != want.consumers || r.Messages != 5000 || r.MsgsPerSec <= 0 {
 			t.Errorf("reference %d: %+v, want %s with %d consumers", i, r, want.shape, want.consumers)

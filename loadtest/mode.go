@@ -198,8 +198,11 @@ func (m *modeRun) endTrickle() {
 	m.trickleWG.Wait()
 }
 
-// remaining returns how many of this run's burst messages the stream still
-// holds, in all and by conversation.
+// remaining returns how many of this run's burst messages wait to be
+// handled, in all and by conversation: for each conversation the stream
+// holds messages of, what its consumer has yet to deliver or to have acked
+// (orchestrator.BulkQueued; the stream's count of a subject also holds acked
+// messages the workers' reclaim pass has not yet removed).
 func (m *modeRun) remaining(ctx context.Context) (int64, map[string]uint64, error) {
 	info, err := m.stream.Info(ctx, jetstream.WithSubjectFilter(wire.Subject(wire.LaneBulk, Tenant, "*")))
 	if err != nil {
@@ -213,10 +216,15 @@ func (m *modeRun) remaining(ctx context.Context) (int64, map[string]uint64, erro
 	}
 	for subj, c := range info.State.Subjects {
 		_, _, conv, ok := wire.SubjectParts(subj)
-		if ok && mine[conv] {
-			sum += int64(c)
-			per[conv] = c
+		if !ok || !mine[conv] || c == 0 {
+			continue
 		}
+		q, err := orchestrator.BulkQueued(ctx, m.pubJS, Tenant, conv)
+		if err != nil {
+			return 0, nil, err
+		}
+		sum += int64(q)
+		per[conv] = q
 	}
 	return sum, per, nil
 }

@@ -62,7 +62,7 @@ func TestCompareWithNATSServerProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.AccountingExact || rep.NATSServer != bin || rep.CeilingMsgsPerSec <= 0 || len(rep.References) != 2 {
+	if !rep.AccountingExact || rep.NATSServer != bin || rep.CeilingMsgsPerSec <= 0 || len(rep.References) != 3 {
 		t.Fatalf("exact %v, nats-server %q, ceiling %v, references %d", rep.AccountingExact, rep.NATSServer, rep.CeilingMsgsPerSec, len(rep.References))
 	}
 	if c := rep.Modes[0].CPU; c == nil || c.NATSSeconds <= 0 {
@@ -76,7 +76,7 @@ func TestCompareWithNATSServerProcesses(t *testing.T) {
 			t.Errorf("reference %s CPU %.2fs, of which nats-server %.2fs: the server's share is not counted apart", r.Shape, r.CPUSeconds, r.NATSSeconds)
 		}
 	}
-	checkPhaseProfiles(t, profiles, "ceiling-one-consumer", "ceiling-per-conversation", "ceiling-backlog", "mode-off")
+	checkPhaseProfiles(t, profiles, "ceiling-one-consumer", "ceiling-one-consumer-limits", "ceiling-per-conversation", "ceiling-backlog", "mode-off")
 	if len(pids) == 0 {
 		t.Fatal("no nats-server process seen during the run")
 	}

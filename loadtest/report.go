@@ -144,8 +144,10 @@ func Summary(w io.Writer, rep *Report) {
 // referenceName says what a CeilingReport's shape measures.
 func referenceName(shape string) string {
 	switch ceilingShape(shape) {
+	case ceilingOneLimits:
+		return "one consumer, Limits retention (the bulk stream's; acks remove nothing)"
 	case ceilingPerConversation:
-		return "one consumer per conversation (the bulk lane's topology)"
+		return "one consumer per conversation, Limits retention (the bulk lane's topology)"
 	case ceilingBacklog:
 		return "the whole burst queued first, then consumed"
 	}

@@ -18,7 +18,7 @@ type Report struct {
 	Sinks       string  `json:"sinks"`
 	// DuplicateWindowSeconds is the activation streams' duplicate window
 	// (the node's default on the self-contained stack, the target's
-	// SLUICE_ACTIVATIONS otherwise): the NATS server keeps every id of it in
+	// SLUICE_BULK otherwise): the NATS server keeps every id of it in
 	// memory, so figures taken with different windows differ (BENCHMARKS.md).
 	DuplicateWindowSeconds float64 `json:"duplicate_window_seconds"`
 	// NATSServer is the nats-server binary the stack ran as separate
@@ -51,9 +51,10 @@ type Report struct {
 	// CeilingCPUSeconds (--nats-server); 0 with the embedded server.
 	CeilingNATSSeconds float64 `json:"ceiling_nats_server_seconds,omitempty"`
 	// References are JetStream alone in other shapes, measured with the
-	// ceiling: per-conversation (one filtered consumer per conversation,
-	// the bulk lane's topology) and backlog (the whole burst queued first,
-	// then consumed by one consumer).
+	// ceiling: one-consumer-limits (the ceiling on a stream with the bulk
+	// stream's Limits retention), per-conversation (one filtered consumer
+	// per conversation on such a stream, the bulk lane's topology) and
+	// backlog (the whole burst queued first, then consumed by one consumer).
 	References []CeilingReport `json:"references,omitempty"`
 	Modes      []ModeReport    `json:"modes"`
 	// SMTPSource is postfix's smtp-source pushing Messages into the same
@@ -192,7 +193,7 @@ type QuarantineEvent struct {
 // messages published with the run's window and acked by consumers that do
 // nothing else, on a fresh server in this process.
 type CeilingReport struct {
-	// Shape is one-consumer, per-conversation or backlog.
+	// Shape is one-consumer-limits, per-conversation or backlog.
 	Shape     string `json:"shape"`
 	Consumers int    `json:"consumers"`
 	Messages  int    `json:"messages"`

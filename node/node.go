@@ -56,7 +56,7 @@ type Config struct {
 	Migrate  bool
 	Pipeline orchestrator.Config
 	// Replicas is the replica count of every stream and bucket the node
-	// uses (SLUICE_ACTIVATIONS, SLUICE_ERRORLOG_SPILL, KV_sluice_control,
+	// uses (SLUICE_BULK, SLUICE_ERRORLOG_SPILL, KV_sluice_control,
 	// KV_sluice_conversations): 1 on one server, 3 on a three-node cluster.
 	// Existing ones are scaled to it at start (see internal/jsensure).
 	// Default 1.

@@ -97,6 +97,16 @@ func (c *Controls) ChannelDisabled(ch dispatch.Channel) bool {
 	return c.disabled[ch]
 }
 
+// parkID is a parked copy's Nats-Msg-Id: the original's lane (the two
+// streams' sequences overlap) and stream sequence.
+func parkID(l wire.Lane, seq uint64) string {
+	prefix := "park:" // a transactional message's, as before bulk ones were parked too
+	if l == wire.LaneBulk {
+		prefix = "held:"
+	}
+	return prefix + strconv.FormatUint(seq, 10)
+}
+
 // heldSubject reports whether the conversation of an activation subject is
 // not active.
 func (c *Controls) heldSubject(subject string) bool {
@@ -104,11 +114,12 @@ func (c *Controls) heldSubject(subject string) bool {
 	return ok && c.Conversation(t, conv) != control.StateActive
 }
 
-// park moves a held transactional message to its conversation's bulk
-// subject, where it waits without costing the lanes anything (the bulk lane
-// does not fetch a held conversation), and flows in the bulk lane once the
-// conversation is active again: a paused transactional conversation resumes
-// at bulk priority. The copy is published (deduplicated by the original's
+// park moves a held message to its conversation's bulk subject, where it
+// waits without costing the lanes anything (the bulk lane does not fetch a
+// held conversation), and flows in the bulk lane once the conversation is
+// active again: a paused transactional conversation resumes at bulk
+// priority, a held bulk message goes to the end of its conversation's
+// queue. The copy is published (deduplicated by the original's lane and
 // stream sequence, so a retry after a crash publishes nothing twice) before
 // the original is acknowledged; purging by conversation removes either.
 func (s *Service) park(ctx context.Context, msg jetstream.Msg, a *wire.Activation) error {
@@ -127,7 +138,7 @@ func (s *Service) park(ctx context.Context, msg jetstream.Msg, a *wire.Activatio
 	_, err = s.js.PublishMsg(pctx, &nats.Msg{
 		Subject: wire.Subject(wire.LaneBulk, a.Tenant, a.Conversation),
 		Data:    data,
-		Header:  nats.Header{jetstream.MsgIDHeader: []string{"park:" + strconv.FormatUint(meta.Sequence.Stream, 10)}},
+		Header:  nats.Header{jetstream.MsgIDHeader: []string{parkID(a.Lane, meta.Sequence.Stream)}},
 	})
 	if err != nil {
 		return fmt.Errorf("orchestrator: park %s: %w", msg.Subject(), err)

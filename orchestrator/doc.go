@@ -1,17 +1,25 @@
 // Package orchestrator is sluice's worker pipeline: it consumes activations
-// from the JetStream streams SLUICE_TRANSACTIONAL and SLUICE_ACTIVATIONS,
-// decodes and validates them,
+// from the JetStream streams SLUICE_TRANSACTIONAL and SLUICE_BULK, decodes
+// and validates them,
 // hands valid ones to a channel provider and invalid ones to the error log,
 // and acknowledges each message only once its outcome is durable.
 //
 // # Stream and subjects
 //
-// One stream per lane: SLUICE_TRANSACTIONAL (sluice.act.transactional.*.*)
-// and SLUICE_ACTIVATIONS (sluice.act.bulk.*.*; the name is from when it held
-// both lanes, see [EnsureStreams] for the move), file storage, WorkQueue
-// retention (a message is removed once acked or terminated), and a duplicate
-// window so that a retried publish with the same Nats-Msg-Id (the activation
-// id) is stored once. The transactional lane has a stream of its own so that
+// One stream per lane, file storage, and a duplicate window so that a
+// retried publish with the same Nats-Msg-Id (the activation id) is stored
+// once: SLUICE_TRANSACTIONAL (sluice.act.transactional.*.*), WorkQueue
+// retention (a message is removed once acked or terminated), and SLUICE_BULK
+// (sluice.act.bulk.*.*), Limits retention: an acked message stays until the
+// workers' reclaim pass removes, every second, what every conversation
+// consumer has acked (stream-wide below their lowest ack floor, whole blocks
+// at a time, and each drained conversation's subject), so that an ack costs
+// the server no interest check across the conversations' consumers, no
+// delete and tombstone, no Raft proposal (BENCHMARKS.md, 2026-12-07, fourth
+// session). Purging a conversation therefore counts only what no worker
+// handled ([PurgeConversation]). SLUICE_ACTIVATIONS, the WorkQueue bulk
+// stream of earlier releases, is retired by [EnsureStreams], its messages
+// moved. The transactional lane has a stream of its own so that
 // a burst being published into the bulk stream never queues a password reset
 // behind it (its ingest queue, its lock, the file store's cleanup when a
 // drain empties it). The error log tells the two streams' sequences apart by
@@ -33,11 +41,8 @@
 //     handled), so a 1k-message conversation activated after a 1M-message one is served at
 //     once, at an equal share of the lane, instead of waiting behind it.
 //     Pausing a conversation means skipping its consumer: its queued
-//     messages are never fetched. The consumer itself would still cost the
-//     others (the server checks every ack in the stream against every
-//     consumer of it), so a held conversation gets no consumer, and one it
-//     has is deleted once it has been held for Config.ReleaseHeld; it is
-//     created again when the conversation is active.
+//     messages are never fetched, and the consumer, kept, costs the others
+//     nothing.
 //
 // When the process is saturated while transactional messages are being
 // handled, the bulk lane yields: bulkGate halves how many bulk messages are

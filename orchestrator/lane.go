@@ -307,12 +307,10 @@ type bulkSource struct {
 	// inMemory makes the conversation consumers keep their state in the
 	// servers' memory (Config.ConversationConsumersInMemory).
 	inMemory bool
-	// releaseHeld is how long a held conversation keeps its consumer
-	// (Config.ReleaseHeld; negative: always); heldSince is when this
-	// worker first saw each consumer's conversation held, since it last saw
-	// it active.
-	releaseHeld time.Duration
-	heldSince   map[string]time.Time
+	// js sends the reclaim pass's purges; reclaimedAt and
+	// subjectsReclaimedAt are when its two cadences last ran (see reclaim).
+	js                               jetstream.JetStream
+	reclaimedAt, subjectsReclaimedAt time.Time
 }
 
 // deferred notes that subject's messages wait for ch.
@@ -339,9 +337,9 @@ func (s *bulkSource) skip(subject string) bool {
 	return true
 }
 
-func newBulkSource(stream jetstream.Stream, cfg LaneConfig, interval time.Duration, log *slog.Logger, m *metrics) *bulkSource {
-	return &bulkSource{stream: stream, cfg: cfg, interval: interval, log: log, m: m,
-		convs: make(map[string]jetstream.Consumer), wake: make(chan struct{}, 1), heldSince: make(map[string]time.Time)}
+func newBulkSource(js jetstream.JetStream, stream jetstream.Stream, cfg LaneConfig, interval time.Duration, log *slog.Logger, m *metrics) *bulkSource {
+	return &bulkSource{js: js, stream: stream, cfg: cfg, interval: interval, log: log, m: m,
+		convs: make(map[string]jetstream.Consumer), wake: make(chan struct{}, 1)}
 }
 
 // bulkConsumerName names a conversation's durable consumer: readable, and
@@ -353,15 +351,17 @@ func bulkConsumerName(subject string) string {
 }
 
 // discover reconciles the set of conversation consumers with the subjects
-// that hold bulk messages: a consumer for each new subject whose
-// conversation is active, deletion for each subject that has emptied, and
-// the release of held conversations' consumers (see release).
+// that hold bulk messages: a consumer for each new subject, deletion for
+// each subject that has emptied; before that, the reclaim pass removes what
+// the consumers have acked (which is what empties a drained conversation's
+// subject).
 func (s *bulkSource) discover(ctx context.Context) error {
 	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(wire.Subject(wire.LaneBulk, "*", "*")))
 	if err != nil {
 		return err
 	}
-	add, remove, release := s.plan(info.State.Subjects, time.Now())
+	s.reclaim(ctx, info, time.Now())
+	add, remove := s.plan(info.State.Subjects)
 	for _, subj := range add {
 		cons, err := s.createConsumer(ctx, subj)
 		if err != nil {
@@ -376,9 +376,6 @@ func (s *bulkSource) discover(ctx context.Context) error {
 	for _, subj := range remove {
 		s.deleteConsumer(ctx, subj, "deleted")
 	}
-	for _, subj := range release {
-		s.deleteConsumer(ctx, subj, "released")
-	}
 	s.mu.Lock()
 	s.m.bulkConsumers.Set(float64(len(s.convs)))
 	s.mu.Unlock()
@@ -392,54 +389,30 @@ func (s *bulkSource) discover(ctx context.Context) error {
 }
 
 // plan sorts the bulk subjects (with their message counts) into the
-// consumers to create, to delete because their subject emptied, and to
-// release.
+// consumers to create and those to delete because their subject emptied.
 //
-// A held conversation (paused, quarantined, stopped) is not fetched, but
-// its consumer would still cost the live ones: the server checks every
-// acknowledgement in the stream against every consumer of it (56 held
-// consumers took a third off 8 live ones' rate, BENCHMARKS.md). So a held
-// conversation gets no consumer, and one it has is released, deleted, once
-// this worker has seen it held for releaseHeld without a break. A worker
-// checks the conversation's state before each send (a held message is
-// given back unsent, Nak), so every send of it began before the hold was
-// seen, and releaseHeld (longer than SendTimeout, at least the lane's
-// AckWait by default) lets the last of them be recorded and acked. Its
-// queued messages stay in the work-queue stream, and the consumer created
-// when the conversation is active again starts from them, so a release
-// sends nothing twice. In a fleet each worker decides from what it sees;
-// every worker's control watch sees a hold within milliseconds, and one
-// that did not would be sending a held conversation's messages anyway. With a negative releaseHeld held conversations keep their
-// consumers, as before.
-func (s *bulkSource) plan(subjects map[string]uint64, now time.Time) (add, remove, release []string) {
+// A held conversation (paused, quarantined, stopped) keeps its consumer:
+// it is not fetched, and with the stream's Limits retention an ack is not
+// checked against the other consumers, so it costs the live conversations
+// nothing (on the earlier WorkQueue stream 56 held consumers took a third
+// off 8 live ones' rate, and held conversations' consumers were deleted).
+// A consumer is deleted only once its subject is empty, every message of it
+// acked and reclaimed: one created again later starts from the stream's
+// first message of the subject, so it must find no acked one there.
+func (s *bulkSource) plan(subjects map[string]uint64) (add, remove []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keep := s.releaseHeld < 0
 	for subj, n := range subjects {
-		if _, ok := s.convs[subj]; !ok && n > 0 && (keep || !s.held(subj)) {
+		if _, ok := s.convs[subj]; !ok && n > 0 {
 			add = append(add, subj)
 		}
 	}
 	for subj := range s.convs {
-		since, seen := s.heldSince[subj]
-		switch {
-		case subjects[subj] == 0:
+		if subjects[subj] == 0 {
 			remove = append(remove, subj)
-		case keep:
-		case !s.held(subj):
-			delete(s.heldSince, subj)
-		case !seen:
-			s.heldSince[subj] = now
-		case now.Sub(since) >= s.releaseHeld:
-			release = append(release, subj)
 		}
 	}
-	return add, remove, release
-}
-
-// held reports whether subject's conversation is not active.
-func (s *bulkSource) held(subject string) bool {
-	return s.controls != nil && s.controls.heldSubject(subject)
+	return add, remove
 }
 
 // deleteConsumer forgets subject's consumer and deletes it, counting the
@@ -447,11 +420,10 @@ func (s *bulkSource) held(subject string) bool {
 func (s *bulkSource) deleteConsumer(ctx context.Context, subj, why string) {
 	s.mu.Lock()
 	delete(s.convs, subj)
-	delete(s.heldSince, subj)
 	s.mu.Unlock()
-	// Another worker process may still use it; if it is gone it is
-	// recreated by the next discovery, and WorkQueue retention keeps the
-	// messages meanwhile.
+	// Another worker process may still use it; a message published since
+	// its subject emptied is delivered by the consumer the next discovery
+	// creates.
 	err := s.stream.DeleteConsumer(ctx, bulkConsumerName(subj))
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		s.log.Warn("delete conversation consumer failed", "subject", subj, "err", err)
@@ -463,17 +435,20 @@ func (s *bulkSource) deleteConsumer(ctx context.Context, subj, why string) {
 // state in a file or, with inMemory, in the servers' memory. A file-stored
 // consumer writes its state up to ten times a second, and with one consumer
 // per conversation that write was a tenth of the server's work at 64
-// conversations (BENCHMARKS.md). The stream is a work queue, so an acked
-// message is gone from it: a memory-stored consumer that vanishes with a
-// server restart (every replica, in a cluster) is created again by the next
-// discovery and starts from what the stream still holds, which is every
-// message not acked; but the messages that were in flight are delivered
-// again at once, not only those whose acks were lost, and their delivery
-// counts start again. A consumer stored the other way by an earlier
-// configuration cannot be changed, so it is deleted and created anew (its
-// queued messages stay in the stream; its in-flight ones are redelivered).
+// conversations (BENCHMARKS.md). A conversation consumer never expires on
+// its own (no InactiveThreshold): one created again starts from the
+// subject's first message in the stream, so it may only go once the
+// subject is empty (see plan). That is also the cost of a memory-stored
+// consumer: if it vanishes with a server restart (every replica, in a
+// cluster), the one the next discovery creates delivers again, besides what
+// was in flight, the acked messages the reclaim pass had not yet removed
+// (about reclaimEvery's worth, and those acked above a message waiting for
+// a retry); the error log counts each once (by stream sequence), but valid
+// ones are sent again. A consumer stored the other way by an earlier
+// configuration cannot be changed, so it is deleted and created anew, with
+// the same redeliveries.
 func (s *bulkSource) createConsumer(ctx context.Context, subj string) (jetstream.Consumer, error) {
-	cfg := consumerConfig(bulkConsumerName(subj), subj, s.cfg, time.Hour)
+	cfg := consumerConfig(bulkConsumerName(subj), subj, s.cfg, 0)
 	cfg.MemoryStorage = s.inMemory
 	cons, err := s.stream.CreateOrUpdateConsumer(ctx, cfg)
 	if err == nil || !strings.Contains(err.Error(), "storage type can not be updated") {
@@ -528,7 +503,6 @@ func (s *bulkSource) window(after string, n int) ([]string, []jetstream.Consumer
 	out := make([]jetstream.Consumer, len(subjects))
 	for i, subj := range subjects {
 		out[i] = s.convs[subj]
-		delete(s.heldSince, subj) // seen active: a new hold starts afresh
 	}
 	return subjects, out
 }
@@ -539,7 +513,6 @@ func (s *bulkSource) drop(cons jetstream.Consumer) {
 	for subj, c := range s.convs {
 		if c == cons {
 			delete(s.convs, subj)
-			delete(s.heldSince, subj)
 		}
 	}
 }

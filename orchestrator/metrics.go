@@ -16,6 +16,7 @@ type metrics struct {
 	bulkConsumers   prometheus.Gauge
 	bulkLimit       prometheus.Gauge
 	consumerChanges *prometheus.CounterVec
+	reclaimed       *prometheus.CounterVec
 	held            *prometheus.CounterVec
 	quarantined     prometheus.Counter
 	reacks          *prometheus.CounterVec
@@ -61,8 +62,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		consumerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "sluice", Subsystem: "orchestrator", Name: "bulk_consumer_changes_total",
-			Help: "Per-conversation bulk consumers created, deleted (their subject emptied) and released (their conversation held: paused, quarantined, stopped).",
+			Help: "Per-conversation bulk consumers created and deleted (their subject emptied).",
 		}, []string{"change"}),
+		reclaimed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "sluice", Subsystem: "orchestrator", Name: "bulk_reclaimed_total",
+			Help: "Acked messages this worker's reclaim pass removed from the bulk stream, by how: floor (stream-wide, below every conversation consumer's ack floor), drained (a conversation with nothing left), subject (a conversation's acked messages above a floor held back).",
+		}, []string{"how"}),
 	}
 	m.held = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "sluice", Subsystem: "orchestrator", Name: "held_total",
@@ -81,7 +86,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Messages delivered again after this worker had recorded their outcome and acked them (the consumer's new leader never learnt of the ack): acked again, neither sent nor counted a second time.",
 	}, []string{"lane"})
 	m.zero()
-	for _, c := range []prometheus.Collector{m.completedAgain, m.reacks, m.quarantined, m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.bulkLimit, m.consumerChanges} {
+	for _, c := range []prometheus.Collector{m.completedAgain, m.reacks, m.quarantined, m.held, m.messages, m.processing, m.endToEnd, m.pending, m.ackPending, m.bulkConsumers, m.bulkLimit, m.consumerChanges, m.reclaimed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -117,5 +122,8 @@ func (m *metrics) zero() {
 	}
 	for _, c := range []string{"created", "deleted"} {
 		m.consumerChanges.WithLabelValues(c)
+	}
+	for _, how := range []string{"floor", "drained", "subject"} {
+		m.reclaimed.WithLabelValues(how)
 	}
 }

@@ -240,33 +240,35 @@ func (p *pipeline) completedBefore(lane wire.Lane, msg jetstream.Msg, meta *jets
 }
 
 // hold puts back a message that must wait (its conversation is not active,
-// its channel is disabled) without counting a delivery outcome. In the bulk
-// lane it is Nak'd: the conversation is no longer fetched, so it waits in the
-// stream at no cost. The transactional lane's single consumer cannot leave a
-// conversation out, and a Nak'd message would hold one of its MaxAckPending
-// slots, so a large paused conversation would starve every other one: there
-// the message is parked, moved to its conversation's bulk subject (see
-// Service.park), and waits there; only if that fails, or if the
-// conversation is stopped (its messages are being purged), is it
-// NakWithDelay'd.
+// its channel is disabled) without counting a delivery outcome: it is
+// parked, moved to its conversation's bulk subject (see Service.park), and
+// waits there, at no cost to either lane (the bulk lane does not fetch a
+// held conversation). In the bulk lane that is where it was: the copy goes
+// to the end of the conversation's queue and the original is acked, rather
+// than Nak'd, because a Nak'd message waits in its consumer's redelivery
+// queue, which the server empties whenever the stream is purged (the
+// reclaim pass purges every second; the message would then wait for
+// AckWait). The transactional lane's single consumer cannot leave a
+// conversation out, and a Nak'd message there would hold one of its
+// MaxAckPending slots, so a large paused conversation would starve every
+// other one. Only if parking fails is the message Nak'd (with holdDelay in
+// the transactional lane); a stopped conversation's transactional messages
+// are Nak'd too: parked, they would land in the bulk stream after its purge
+// and wait for the sweep.
 func (p *pipeline) hold(ctx context.Context, lane wire.Lane, msg jetstream.Msg, a *wire.Activation, why string) {
 	p.m.held.WithLabelValues(string(lane), why).Inc()
-	if lane == wire.LaneBulk {
-		if err := msg.Nak(); err != nil {
-			p.log.Warn("nak of a held message failed; it is redelivered after AckWait", "err", err)
-		}
-		return
-	}
-	// A stopped conversation's messages are about to be purged: parking
-	// them would race the purge and leave copies behind.
-	if p.park != nil && why != string(control.StateStopped) {
+	if p.park != nil && (lane == wire.LaneBulk || why != string(control.StateStopped)) {
 		err := p.park(ctx, msg, a)
 		if err == nil {
 			return
 		}
-		p.log.Warn("parking a held transactional message failed; it is retried", "err", err)
+		p.log.Warn("parking a held message failed; it is retried", "lane", lane, "err", err)
 	}
-	if err := msg.NakWithDelay(holdDelay); err != nil {
+	delay := holdDelay
+	if lane == wire.LaneBulk {
+		delay = 0
+	}
+	if err := msg.NakWithDelay(delay); err != nil {
 		p.log.Warn("nak of a held message failed; it is redelivered after AckWait", "err", err)
 	}
 }

@@ -154,7 +154,7 @@ func BenchmarkAckRemember(b *testing.B) {
 	r, _, _ := newTestReplay(1152)
 	replies := make([]string, 4096)
 	for i := range replies {
-		replies[i] = fmt.Sprintf("$JS.ACK.SLUICE_ACTIVATIONS.sluice_bulk_acme_c%d_0123abcd.1.%d.%d.1765000000000000000.0", i%8, i, i)
+		replies[i] = fmt.Sprintf("$JS.ACK.SLUICE_BULK.sluice_bulk_acme_c%d_0123abcd.1.%d.%d.1765000000000000000.0", i%8, i, i)
 	}
 	consumers := make([]string, 8)
 	for i := range consumers {
@@ -163,7 +163,7 @@ func BenchmarkAckRemember(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		r.remember(acked{stream: "SLUICE_ACTIVATIONS", consumer: consumers[i%8], reply: replies[i%len(replies)], seq: uint64(i), stored: now}, now)
+		r.remember(acked{stream: "SLUICE_BULK", consumer: consumers[i%8], reply: replies[i%len(replies)], seq: uint64(i), stored: now}, now)
 	}
 }
 
@@ -250,14 +250,14 @@ func BenchmarkCompletedLookup(b *testing.B) {
 	r, _, _ := newTestReplay(1152)
 	now := time.Now()
 	for i := range uint64(1152) {
-		r.remember(ackOf("SLUICE_ACTIVATIONS", "c1", i, ""), now)
+		r.remember(ackOf("SLUICE_BULK", "c1", i, ""), now)
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		seq := uint64(0)
 		for pb.Next() {
 			seq++
-			r.completed("SLUICE_ACTIVATIONS", "c1", 2000+seq, stored(seq))
+			r.completed("SLUICE_BULK", "c1", 2000+seq, stored(seq))
 		}
 	})
 }

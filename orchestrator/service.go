@@ -50,20 +50,10 @@ type Config struct {
 	// (bulkSource.createConsumer): less work for the server per message,
 	// most with many conversations at once (BENCHMARKS.md), but a restart of
 	// a single server, or of every replica of a cluster, forgets which
-	// messages were in flight, and they are sent again. Off by default;
-	// meant for replicated streams, where losing a node loses nothing.
+	// messages were in flight and which acked ones the reclaim pass had not
+	// yet removed, and they are sent again. Off by default; meant for
+	// replicated streams, where losing a node loses nothing.
 	ConversationConsumersInMemory bool
-	// ReleaseHeld is how long a held conversation (paused, quarantined,
-	// stopped) keeps its bulk consumer, from when a worker first sees it
-	// held: then the consumer is deleted, and created again when the conversation
-	// is active (bulkSource.plan). Every acknowledgement in the bulk stream
-	// is checked against every consumer of the stream, so held
-	// conversations' consumers slow the live ones (BENCHMARKS.md). It must
-	// outlast a send that began before the hold, with its outcome's record
-	// and ack (SendTimeout, then the error log's commit), or that message
-	// would be sent again after the resume. Default the bulk lane's AckWait
-	// (30s); negative keeps held conversations' consumers.
-	ReleaseHeld time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -83,9 +73,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.DiscoverInterval == 0 {
 		c.DiscoverInterval = 250 * time.Millisecond
-	}
-	if c.ReleaseHeld == 0 {
-		c.ReleaseHeld = c.Bulk.AckWait
 	}
 	if c.StatsInterval == 0 {
 		c.StatsInterval = 5 * time.Second
@@ -107,8 +94,6 @@ func (c *Config) validate() error {
 		return errors.New("orchestrator: SendTimeout must be shorter than each lane's AckWait")
 	case c.RetryBase <= 0 || c.RetryMax < c.RetryBase:
 		return errors.New("orchestrator: RetryBase must be positive and RetryMax at least RetryBase")
-	case c.ReleaseHeld >= 0 && c.ReleaseHeld <= c.SendTimeout:
-		return errors.New("orchestrator: ReleaseHeld must be longer than SendTimeout (or negative: held conversations keep their consumers)")
 	}
 	return nil
 }
@@ -217,9 +202,8 @@ func (s *Service) Start(ctx context.Context) error {
 		wire.LaneTransactional: s.replayAcks(fetchCtx, wire.LaneTransactional, txJS.Conn(), TransactionalStreamName, tc),
 	}
 	ts := &transactionalSource{cons: s.trans, batch: tc.FetchBatch, log: s.log}
-	s.bulk = newBulkSource(stream, s.cfg.Bulk, s.cfg.DiscoverInterval, s.log, s.m)
+	s.bulk = newBulkSource(s.js, stream, s.cfg.Bulk, s.cfg.DiscoverInterval, s.log, s.m)
 	s.bulk.inMemory = s.cfg.ConversationConsumersInMemory
-	s.bulk.releaseHeld = s.cfg.ReleaseHeld
 	s.bulk.isClosed = func(ch dispatch.Channel) bool { return s.providerClosed(ch) && !s.controls.ChannelDisabled(ch) }
 	s.bulk.controls = s.controls
 	s.pipe.unavailable = s.bulk.deferred

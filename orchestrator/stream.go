@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -13,9 +12,21 @@ import (
 	"github.com/sluicehq/sluice/wire"
 )
 
-// StreamName is the JetStream stream that holds queued bulk activations. The
-// name predates the split of the lanes (issue 14): it held both until then.
-const StreamName = "SLUICE_ACTIVATIONS"
+// StreamName is the JetStream stream that holds queued bulk activations.
+// Its retention is Limits, not WorkQueue: an acked message is not removed
+// one by one (the server's per-ack interest check across the conversations'
+// consumers, a delete and its tombstone, a Raft proposal in a cluster), but
+// with the others below the conversation consumers' ack floors, by the
+// workers' reclaim pass ([bulkSource.reclaim]), whole blocks at a time.
+// WorkQueue retention cannot be changed in place, so the stream has a new
+// name; SLUICE_ACTIVATIONS of earlier releases is retired (see
+// LegacyStreamName).
+const StreamName = "SLUICE_BULK"
+
+// LegacyStreamName is the bulk stream of earlier releases (WorkQueue
+// retention; until issue 14 it held both lanes). EnsureStreams moves what it
+// still holds to the streams of this release and deletes it.
+const LegacyStreamName = "SLUICE_ACTIVATIONS"
 
 // TransactionalStreamName is the stream of queued transactional activations.
 // The lane has a stream of its own so that a burst being published into the
@@ -96,19 +107,20 @@ type Streams struct {
 	Bulk, Transactional jetstream.Stream
 }
 
-// EnsureStreams creates SLUICE_ACTIVATIONS (bulk) and SLUICE_TRANSACTIONAL,
-// or updates existing ones to cfg where JetStream allows (replicas, max
-// bytes, duplicates window, subjects) and refuses one whose retention or
-// storage differ (jsensure.ErrIncompatible). A SLUICE_ACTIVATIONS of an
-// earlier release, which held both lanes, is narrowed to the bulk lane and
-// the transactional messages it still holds are moved (moveTransactional).
+// EnsureStreams creates SLUICE_BULK and SLUICE_TRANSACTIONAL, or updates
+// existing ones to cfg where JetStream allows (replicas, max bytes,
+// duplicates window, subjects) and refuses one whose retention or storage
+// differ (jsensure.ErrIncompatible). A SLUICE_ACTIVATIONS of an earlier
+// release is retired: its subjects taken away, its consumers deleted, the
+// messages it still holds moved to this release's streams, then deleted
+// (retireLegacy, moveLegacy).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (Streams, error) {
 	cfg.setDefaults()
-	if err := narrowLegacy(ctx, js); err != nil {
+	legacy, err := retireLegacy(ctx, js)
+	if err != nil {
 		return Streams{}, err
 	}
 	var out Streams
-	var err error
 	for _, l := range []wire.Lane{wire.LaneBulk, wire.LaneTransactional} {
 		max := cfg.MaxBytes
 		if l == wire.LaneTransactional {
@@ -121,7 +133,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 			// any other subject is refused at the door instead of sitting in
 			// a stream where no consumer would ever read it.
 			Subjects:   []string{wire.Subject(l, "*", "*")},
-			Retention:  jetstream.WorkQueuePolicy,
+			Retention:  retentionOf(l),
 			Storage:    jetstream.FileStorage,
 			Replicas:   cfg.Replicas,
 			Duplicates: cfg.DuplicateWindow,
@@ -138,78 +150,18 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 			out.Transactional = s
 		}
 	}
-	if err = moveTransactional(ctx, js, out.Bulk, cfg.Logger); err != nil {
+	if err = moveLegacy(ctx, js, legacy, cfg.Logger); err != nil {
 		return Streams{}, err
 	}
 	return out, nil
 }
 
-// PurgeConversation removes every queued activation of a conversation from
-// both lanes' streams, and returns how many were removed. Each
-// purge is atomic on the server, so concurrent callers (two API replicas
-// stopping the same conversation) together remove each message once, and the
-// sum of their counts is exact. Messages being processed when it runs are
-// removed too: stop a conversation (so workers hold its messages) before
-// purging it.
-func PurgeConversation(ctx context.Context, js jetstream.JetStream, tenant, conversation string) (uint64, error) {
-	if !wire.ValidToken(tenant) || !wire.ValidToken(conversation) {
-		return 0, fmt.Errorf("orchestrator: purge: invalid tenant or conversation id %q/%q", tenant, conversation)
+// retentionOf is a lane's stream retention: the transactional lane's one
+// consumer removes each message as it acks it (WorkQueue); the bulk lane's
+// messages stay until reclaimed below its consumers' ack floors (Limits).
+func retentionOf(l wire.Lane) jetstream.RetentionPolicy {
+	if l == wire.LaneTransactional {
+		return jetstream.WorkQueuePolicy
 	}
-	var total uint64
-	for _, lane := range []wire.Lane{wire.LaneTransactional, wire.LaneBulk} {
-		// jetstream.Stream.Purge does not return the count the server
-		// reports, so this sends the API request itself.
-		req, err := json.Marshal(map[string]string{"filter": wire.Subject(lane, tenant, conversation)})
-		if err != nil {
-			return total, err
-		}
-		msg, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+StreamOf(lane), req)
-		if err != nil {
-			return total, fmt.Errorf("orchestrator: purge %s: %w", wire.Subject(lane, tenant, conversation), err)
-		}
-		var resp struct {
-			Success bool   `json:"success"`
-			Purged  uint64 `json:"purged"`
-			Error   *struct {
-				Code        int    `json:"code"`
-				Description string `json:"description"`
-			} `json:"error"`
-		}
-		if err := json.Unmarshal(msg.Data, &resp); err != nil {
-			return total, fmt.Errorf("orchestrator: purge %s: %w", wire.Subject(lane, tenant, conversation), err)
-		}
-		if resp.Error != nil || !resp.Success {
-			desc := "not successful"
-			if resp.Error != nil {
-				desc = resp.Error.Description
-			}
-			return total, fmt.Errorf("orchestrator: purge %s: %s", wire.Subject(lane, tenant, conversation), desc)
-		}
-		total += resp.Purged
-	}
-	return total, nil
-}
-
-// QueuedConversation returns how many activations of a conversation the
-// stream holds, in both lanes: what a stop would purge now (less what the
-// workers finish meanwhile).
-func QueuedConversation(ctx context.Context, js jetstream.JetStream, tenant, conversation string) (uint64, error) {
-	if !wire.ValidToken(tenant) || !wire.ValidToken(conversation) {
-		return 0, fmt.Errorf("orchestrator: queued: invalid tenant or conversation id %q/%q", tenant, conversation)
-	}
-	var total uint64
-	for _, lane := range []wire.Lane{wire.LaneTransactional, wire.LaneBulk} {
-		s, err := js.Stream(ctx, StreamOf(lane))
-		if err != nil {
-			return 0, fmt.Errorf("orchestrator: queued: %w", err)
-		}
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(wire.Subject(lane, tenant, conversation)))
-		if err != nil {
-			return 0, fmt.Errorf("orchestrator: queued %s: %w", wire.Subject(lane, tenant, conversation), err)
-		}
-		for _, n := range info.State.Subjects {
-			total += n
-		}
-	}
-	return total, nil
+	return jetstream.LimitsPolicy
 }

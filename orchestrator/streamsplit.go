@@ -5,80 +5,91 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/sluicehq/sluice/wire"
 )
 
-// Until issue 14 one stream, SLUICE_ACTIVATIONS, held both lanes. A node of
-// this release narrows it to the bulk lane before it creates
-// SLUICE_TRANSACTIONAL (two streams may not claim the same subjects), then
-// moves the transactional messages it still holds. Workers of the earlier
-// release must be stopped first: their transactional consumer on
-// SLUICE_ACTIVATIONS is deleted here.
+// Earlier releases kept the bulk lane (and, until the split of the lanes,
+// the transactional lane too) in SLUICE_ACTIVATIONS, a WorkQueue stream.
+// Retention cannot change in place, so a node of this release retires it:
+// its subjects are taken away (two streams may not claim the same subjects)
+// and its consumers deleted, before SLUICE_BULK and SLUICE_TRANSACTIONAL are
+// created; then each message it still holds is published again to its own
+// subject, which lands it in this release's stream of its lane, and the
+// emptied stream is deleted. Workers of the earlier release must be stopped
+// first: their consumers are deleted here.
 
-// narrowLegacy drops the transactional subjects from an existing
-// SLUICE_ACTIVATIONS that still claims them, with the consumer that read them.
-func narrowLegacy(ctx context.Context, js jetstream.JetStream) error {
-	s, err := js.Stream(ctx, StreamName)
+// retiredSubject is what a retired SLUICE_ACTIVATIONS claims while its
+// messages are moved out: no one publishes to it.
+const retiredSubject = "sluice.retired.activations"
+
+// retireLegacy takes the lanes' subjects and the consumers away from an
+// existing SLUICE_ACTIVATIONS, and returns it (nil when there is none).
+func retireLegacy(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+	s, err := js.Stream(ctx, LegacyStreamName)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("orchestrator: stream %s: %w", StreamName, err)
+		return nil, fmt.Errorf("orchestrator: stream %s: %w", LegacyStreamName, err)
 	}
 	cfg := s.CachedInfo().Config
-	tx := wire.Subject(wire.LaneTransactional, "*", "*")
-	if !slices.Contains(cfg.Subjects, tx) {
-		return nil
+	if len(cfg.Subjects) == 1 && cfg.Subjects[0] == retiredSubject {
+		return s, nil // retired by an earlier start that did not finish the move
 	}
-	if err := js.DeleteConsumer(ctx, StreamName, TransactionalConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("orchestrator: split %s: delete its transactional consumer: %w", StreamName, err)
+	names := s.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if err := s.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("orchestrator: retire %s: delete consumer %s: %w", LegacyStreamName, name, err)
+		}
 	}
-	cfg.Subjects = slices.DeleteFunc(cfg.Subjects, func(s string) bool { return s == tx })
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("orchestrator: split %s: narrow it to the bulk lane: %w", StreamName, err)
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("orchestrator: retire %s: list its consumers: %w", LegacyStreamName, err)
 	}
-	return nil
+	cfg.Subjects = []string{retiredSubject}
+	if s, err = js.UpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("orchestrator: retire %s: take its subjects away: %w", LegacyStreamName, err)
+	}
+	return s, nil
 }
 
-// moveTransactional republishes each transactional message bulk still holds
-// to its subject, now SLUICE_TRANSACTIONAL's, under its own Nats-Msg-Id, and
-// deletes it from bulk once the new stream has stored it. A process that
-// dies between the two leaves a copy that the next start moves again; the
-// transactional stream's duplicate window drops it if that start comes
-// within the window (default 2 minutes).
-func moveTransactional(ctx context.Context, js jetstream.JetStream, bulk jetstream.Stream, logger *slog.Logger) error {
-	filter := wire.SubjectPrefix + string(wire.LaneTransactional) + ".>"
-	info, err := bulk.Info(ctx, jetstream.WithSubjectFilter(filter))
-	if err != nil {
-		return fmt.Errorf("orchestrator: split %s: %w", StreamName, err)
-	}
-	if len(info.State.Subjects) == 0 {
+// moveLegacy republishes each message legacy still holds to its subject, now
+// this release's stream's, under its own Nats-Msg-Id, deletes it from legacy
+// once the new stream has stored it, and deletes legacy once it is empty. A
+// process that dies between a publish and the delete leaves a copy that the
+// next start moves again; the new stream's duplicate window drops it if that
+// start comes within the window.
+func moveLegacy(ctx context.Context, js jetstream.JetStream, legacy jetstream.Stream, logger *slog.Logger) error {
+	if legacy == nil {
 		return nil
 	}
+	info, err := legacy.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("orchestrator: retire %s: %w", LegacyStreamName, err)
+	}
 	moved := 0
-	for seq := info.State.FirstSeq; ; {
-		raw, err := bulk.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+	for seq := info.State.FirstSeq; info.State.Msgs > 0; {
+		raw, err := legacy.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("orchestrator: split %s: read at %d: %w", StreamName, seq, err)
+			return fmt.Errorf("orchestrator: retire %s: read at %d: %w", LegacyStreamName, seq, err)
 		}
 		msg := &nats.Msg{Subject: raw.Subject, Data: raw.Data, Header: raw.Header}
 		if _, err := js.PublishMsg(ctx, msg); err != nil {
-			return fmt.Errorf("orchestrator: split %s: move %d: %w", StreamName, raw.Sequence, err)
+			return fmt.Errorf("orchestrator: retire %s: move %d: %w", LegacyStreamName, raw.Sequence, err)
 		}
-		if err := bulk.DeleteMsg(ctx, raw.Sequence); err != nil {
-			return fmt.Errorf("orchestrator: split %s: delete moved %d: %w", StreamName, raw.Sequence, err)
+		if err := legacy.DeleteMsg(ctx, raw.Sequence); err != nil {
+			return fmt.Errorf("orchestrator: retire %s: delete moved %d: %w", LegacyStreamName, raw.Sequence, err)
 		}
 		moved++
 		seq = raw.Sequence + 1
 	}
-	logger.Info("moved the transactional messages of the earlier single stream", "from", StreamName, "to", TransactionalStreamName, "messages", moved)
+	if err := js.DeleteStream(ctx, LegacyStreamName); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("orchestrator: retire %s: delete it: %w", LegacyStreamName, err)
+	}
+	logger.Info("retired the earlier bulk stream, its messages moved to this release's streams", "from", LegacyStreamName, "messages", moved)
 	return nil
 }

@@ -119,10 +119,12 @@ type Replica struct {
 }
 
 // Lane is one lane's consumers, summed: Queued is what the stream holds for
-// the lane, Pending what its consumers have yet to deliver, AckPending what
-// they delivered and wait for the ack of. A held bulk conversation has no
-// consumer once released (orchestrator.Config.ReleaseHeld): its messages
-// are in Queued, not in Pending.
+// the lane (in the bulk lane that includes acked messages the workers'
+// reclaim pass has not yet removed, about a second's worth while the lane
+// drains), Pending what its consumers have yet to deliver, AckPending what
+// they delivered and wait for the ack of. A conversation's messages
+// published before discovery made its consumer (within a quarter second)
+// are in Queued, not yet in Pending.
 type Lane struct {
 	Lane        string `json:"lane"`
 	Consumers   int    `json:"consumers"`

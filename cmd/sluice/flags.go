@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -52,8 +53,18 @@ func laneFlags(fs *flag.FlagSet, cfg *orchestrator.Config) {
 	fs.DurationVar(&cfg.BulkYield, "bulk-yield", envDuration("SLUICE_BULK_YIELD", 0), "scheduler latency (p99 over 100ms) above which the bulk lane handles fewer messages at once, so transactional messages get the CPU (default 1ms; negative: never yield)")
 	fs.BoolVar(&cfg.ConversationConsumersInMemory, "bulk-consumers-in-memory", envBool("SLUICE_BULK_CONSUMERS_IN_MEMORY", false), "keep the bulk lane's per-conversation consumers' state in the NATS servers' memory: less server work per message, but a restart of a single server (or of all replicas) sends the messages in flight again; for replicated streams")
 	fs.DurationVar(&cfg.SendTimeout, "send-timeout", envDuration("SLUICE_SEND_TIMEOUT", 0), "bound on one provider call (default 10s)")
-	fs.DurationVar(&cfg.ReleaseHeld, "bulk-release-held", envDuration("SLUICE_BULK_RELEASE_HELD", 0), "delete a held (paused, quarantined, stopped) conversation's bulk consumer once it has been held this long, so it costs the live conversations' acks nothing; created again on resume (default the bulk AckWait, 30s; negative: keep them)")
+	fs.Func("bulk-release-held", "deprecated, no effect: held conversations keep their bulk consumers, which cost the live ones nothing since the bulk stream's Limits retention (SLUICE_BULK)", func(string) error {
+		fmt.Fprintln(os.Stderr, releaseHeldGone)
+		return nil
+	})
+	if os.Getenv("SLUICE_BULK_RELEASE_HELD") != "" {
+		fmt.Fprintln(os.Stderr, releaseHeldGone)
+	}
 }
+
+// releaseHeldGone is the warning for --bulk-release-held of earlier
+// releases, still accepted so that their command lines keep working.
+const releaseHeldGone = "sluice: --bulk-release-held / SLUICE_BULK_RELEASE_HELD is deprecated and has no effect: held conversations keep their bulk consumers, which cost the live ones nothing since the bulk stream's Limits retention (SLUICE_BULK)"
 
 // streamFlags registers the activation streams' settings that are not
 // derived from --replicas.

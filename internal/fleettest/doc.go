@@ -19,13 +19,13 @@
 // campaign, each campaign queued whole while paused and resumed, and its
 // fault struck once a tenth of it has left the stream while some is still
 // queued (not judged by the counts, which lag the acks): a worker killed with SIGKILL and restarted, the node leading
-// SLUICE_ACTIVATIONS killed and restarted 20 s later (publishing and reads go
+// SLUICE_BULK killed and restarted 20 s later (publishing and reads go
 // on meanwhile), the node leading the campaign's bulk consumer killed (the
 // workers send their acks again to its new leader, so the campaign drains
 // within 25 s, before AckWait, but for at most MaxAckPending),
-// Postgres stopped for 30 s, and the campaign paused until
-// its bulk consumer is released (workers run with --bulk-release-held 12s),
-// then resumed: nothing counted while held, nothing sent twice. After each, at rest, every
+// Postgres stopped for 30 s, and the campaign paused for 24 s, its bulk
+// consumer kept, then resumed: nothing counted while held, nothing sent
+// twice. After each, at rest, every
 // conversation's counts are exact and the streams are back at three
 // replicas. TestFleetDrainRate (SLUICE_FLEET_BENCH=1) measures what one and
 // two workers drain with replicas 1 and 3.

@@ -21,7 +21,6 @@ import (
 	"github.com/sluicehq/sluice/errorlog"
 	"github.com/sluicehq/sluice/internal/pgtest"
 	"github.com/sluicehq/sluice/orchestrator"
-	"github.com/sluicehq/sluice/wire"
 )
 
 const tenant = "acme"
@@ -61,7 +60,7 @@ func startFleet(t *testing.T, replicas, workers int) *fleet {
 	f.api = newProc(t, bin, "api", append(common, "--api")...)
 	f.api.start()
 	for i := range max(workers, -workers) {
-		w := newProc(t, bin, fmt.Sprintf("worker%d", i+1), append(common, "--worker", "--quarantine-ratio", "0", "--bulk-release-held", releaseHeld.String(),
+		w := newProc(t, bin, fmt.Sprintf("worker%d", i+1), append(common, "--worker", "--quarantine-ratio", "0",
 			"--providers", "real", "--smtp-addr", f.smtp.Addr(), "--smtp-tls", "none", "--smtp-from", "x@example.com")...)
 		if workers > 0 {
 			w.start()
@@ -101,10 +100,10 @@ type campaign struct {
 
 func (c *campaign) invalid() int64 { return c.accepted - c.valid }
 
-// releaseHeld is the workers' --bulk-release-held: how long a held
-// conversation keeps its consumer (longer than the default send timeout,
-// 10s, as it must be).
-const releaseHeld = 12 * time.Second
+// heldFor is how long pauseResume holds its campaign: longer than the
+// default send timeout (10s), so that every send begun before the pause has
+// ended in its first half.
+const heldFor = 24 * time.Second
 
 // change pauses or resumes c for the whole fleet through the admin API.
 func (f *fleet) change(c *campaign, action string) {
@@ -201,20 +200,11 @@ func (f *fleet) workerMetric(name string) string {
 	return strings.Join(out, "; ")
 }
 
-// queued is how many of c's bulk messages the activations stream holds.
+// queued is how many of c's messages wait to be handled (orchestrator.QueuedConversation).
 func (f *fleet) queued(c *campaign) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := f.js.Stream(ctx, orchestrator.StreamName)
-	if err != nil {
-		return 0, err
-	}
-	subject := wire.Subject(wire.LaneBulk, tenant, c.id)
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		return 0, err
-	}
-	return info.State.Subjects[subject], nil
+	return orchestrator.QueuedConversation(ctx, f.js, tenant, c.id)
 }
 
 // waitConsumed waits until at least n of c's messages have left the

@@ -66,7 +66,7 @@ func (f *fleet) statusComplete(rep *status.Report) (bool, string) {
 	if len(servers) != 3 {
 		return false, fmt.Sprintf("%d NATS servers, want 3: %+v", len(servers), rep.NATS.Peers)
 	}
-	for _, want := range []string{"SLUICE_ACTIVATIONS", "SLUICE_ERRORLOG_SPILL", "KV_sluice_control", "KV_sluice_conversations"} {
+	for _, want := range []string{"SLUICE_BULK", "SLUICE_ERRORLOG_SPILL", "KV_sluice_control", "KV_sluice_conversations"} {
 		i := slices.IndexFunc(rep.Streams, func(s status.Stream) bool { return s.Name == want })
 		if i < 0 {
 			return false, "no stream " + want

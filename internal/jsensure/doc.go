@@ -2,7 +2,7 @@
 // brings existing ones to the configuration a process expects.
 //
 // At start every process states what it expects of each stream and bucket it
-// uses (SLUICE_TRANSACTIONAL, SLUICE_ACTIVATIONS, SLUICE_ERRORLOG_SPILL, KV_sluice_control,
+// uses (SLUICE_TRANSACTIONAL, SLUICE_BULK, SLUICE_ERRORLOG_SPILL, KV_sluice_control,
 // KV_sluice_conversations). A missing one is created. An existing one is
 // compared field by field:
 //

@@ -1,0 +1,139 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The bulk stream's retention is Limits (see StreamName): an ack leaves the
+// message in the stream, and each worker's reclaim pass removes what every
+// conversation consumer has acked. Acks stay cheap for the server (no
+// interest check across the conversations' consumers, no delete and
+// tombstone per message, no Raft proposal per ack in a cluster) and the
+// space comes back a block at a time.
+
+// reclaimEvery is how often a worker's reclaim pass runs (in the discovery
+// loop): at 60,000 acks a second the stream holds about a second's worth
+// more than a work queue would.
+const reclaimEvery = time.Second
+
+// reclaimSubjectsEvery is how often the pass also purges, subject by subject,
+// what each conversation acked above the stream-wide floor, which a held
+// conversation (its first queued message) or a message waiting for a retry
+// keeps back: those purges remove messages one at a time, so they run
+// seldom.
+const reclaimSubjectsEvery = 10 * time.Second
+
+// subjectBound is a conversation subject with a sequence below which every
+// message of that subject has been acked.
+type subjectBound struct {
+	subject string
+	below   uint64
+}
+
+// reclaim removes acked messages from the bulk stream, given its info with
+// the per-subject counts (taken before the consumers' infos: a message
+// published after it has a later sequence than any bound found here):
+//
+//   - stream-wide below the floor, the lowest of each conversation
+//     consumer's ack floor + 1 and each consumer-less subject's first
+//     message (a subject whose consumer this worker does not know yet
+//     counts as unacked);
+//   - each conversation whose consumer has acked all it delivered and has
+//     nothing pending: its subject below its last delivered message + 1,
+//     which empties it, so that discovery deletes its consumer;
+//   - every reclaimSubjectsEvery, each subject below its ack floor + 1 where
+//     that is above the stream-wide floor.
+//
+// A consumer's info that cannot be read stops the pass: nothing is removed
+// on a guess.
+func (s *bulkSource) reclaim(ctx context.Context, info *jetstream.StreamInfo, now time.Time) {
+	if now.Sub(s.reclaimedAt) < reclaimEvery {
+		return
+	}
+	s.reclaimedAt = now
+	floor, drained, behind, ok := s.reclaimPlan(ctx, info)
+	if !ok {
+		return
+	}
+	if floor > info.State.FirstSeq {
+		s.purgeReclaimed(ctx, "floor", "", floor)
+	}
+	for _, b := range drained {
+		s.purgeReclaimed(ctx, "drained", b.subject, b.below)
+	}
+	if now.Sub(s.subjectsReclaimedAt) < reclaimSubjectsEvery {
+		return
+	}
+	s.subjectsReclaimedAt = now
+	for _, b := range behind {
+		if b.below > floor {
+			s.purgeReclaimed(ctx, "subject", b.subject, b.below)
+		}
+	}
+}
+
+// reclaimPlan reads each subject's consumer and returns the stream-wide
+// floor, the drained subjects and the bounds of the others; ok is false if
+// something could not be read.
+func (s *bulkSource) reclaimPlan(ctx context.Context, info *jetstream.StreamInfo) (floor uint64, drained, behind []subjectBound, ok bool) {
+	s.mu.Lock()
+	convs := make(map[string]jetstream.Consumer, len(s.convs))
+	for subj, c := range s.convs {
+		convs[subj] = c
+	}
+	s.mu.Unlock()
+	floor = info.State.LastSeq + 1
+	for subj, n := range info.State.Subjects {
+		if n == 0 {
+			continue
+		}
+		var ci *jetstream.ConsumerInfo
+		if c, known := convs[subj]; known {
+			var err error
+			ci, err = c.Info(ctx)
+			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return 0, nil, nil, false
+			}
+		}
+		if ci == nil {
+			raw, err := s.stream.GetMsg(ctx, info.State.FirstSeq, jetstream.WithGetMsgSubject(subj))
+			if err != nil {
+				return 0, nil, nil, false
+			}
+			floor = min(floor, raw.Sequence)
+			continue
+		}
+		if b, done := ackedBelow(ci); done {
+			drained = append(drained, subjectBound{subj, b})
+			continue
+		}
+		floor = min(floor, ci.AckFloor.Stream+1)
+		behind = append(behind, subjectBound{subj, ci.AckFloor.Stream + 1})
+	}
+	return floor, drained, behind, true
+}
+
+// ackedBelow returns, for a consumer that has nothing left to deliver and
+// nothing delivered unacked, the sequence below which every message of its
+// subject is acked, and true.
+func ackedBelow(ci *jetstream.ConsumerInfo) (uint64, bool) {
+	if ci.NumPending > 0 || ci.NumAckPending > 0 {
+		return 0, false
+	}
+	return max(ci.AckFloor.Stream, ci.Delivered.Stream) + 1, true
+}
+
+// purgeReclaimed purges the stream (subj, or all of it when empty) below
+// seq and counts what it removed.
+func (s *bulkSource) purgeReclaimed(ctx context.Context, how, subj string, seq uint64) {
+	n, err := purgeSubject(ctx, s.js, StreamName, subj, seq)
+	if err != nil {
+		s.log.Warn("reclaiming acked bulk messages failed", "how", how, "err", err)
+		return
+	}
+	s.m.reclaimed.WithLabelValues(how).Add(float64(n))
+}
