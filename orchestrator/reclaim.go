@@ -14,6 +14,13 @@ import (
 // interest check across the conversations' consumers, no delete and
 // tombstone per message, no Raft proposal per ack in a cluster) and the
 // space comes back a block at a time.
+//
+// A purge has one side effect on the consumers it concerns (every one, for a
+// stream-wide purge): the server empties their redelivery queues, and a
+// message that was waiting there is delivered again only once its AckWait
+// has passed. So the lane never leaves a held message there (it is parked,
+// see pipeline.hold), and a retry or a deferral (NakWithDelay) that comes
+// due just before a purge waits up to AckWait more.
 
 // reclaimEvery is how often a worker's reclaim pass runs (in the discovery
 // loop): at 60,000 acks a second the stream holds about a second's worth
@@ -101,6 +108,9 @@ func (s *bulkSource) reclaimPlan(ctx context.Context, info *jetstream.StreamInfo
 		}
 		if ci == nil {
 			raw, err := s.stream.GetMsg(ctx, info.State.FirstSeq, jetstream.WithGetMsgSubject(subj))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue // emptied since (purged by a stop): nothing of it to keep
+			}
 			if err != nil {
 				return 0, nil, nil, false
 			}
