@@ -307,10 +307,14 @@ type bulkSource struct {
 	// inMemory makes the conversation consumers keep their state in the
 	// servers' memory (Config.ConversationConsumersInMemory).
 	inMemory bool
-	// js sends the reclaim pass's purges; reclaimedAt and
-	// subjectsReclaimedAt are when its two cadences last ran (see reclaim).
-	js                               jetstream.JetStream
-	reclaimedAt, subjectsReclaimedAt time.Time
+	// js sends the reclaim pass's purges; reclaimedAt, floorReclaimedAt
+	// and subjectsReclaimedAt are when it last ran, purged stream-wide and
+	// purged subject by subject; floor is the stream-wide floor it last
+	// found, since floorMovedAt (see reclaim).
+	js                                                 jetstream.JetStream
+	reclaimedAt, floorReclaimedAt, subjectsReclaimedAt time.Time
+	floor                                              uint64
+	floorMovedAt                                       time.Time
 }
 
 // deferred notes that subject's messages wait for ch.

@@ -27,11 +27,24 @@ import (
 // more than a work queue would.
 const reclaimEvery = time.Second
 
-// reclaimSubjectsEvery is how often the pass also purges, subject by subject,
-// what each conversation acked above the stream-wide floor, which a held
-// conversation (its first queued message) or a message waiting for a retry
-// keeps back: those purges remove messages one at a time, so they run
-// seldom.
+// The stream-wide purge waits until it can remove reclaimFloorBatch
+// messages or reclaimFloorEvery has passed since the last: the file store
+// drops whole blocks at no cost per message, but in the block the floor
+// falls in it removes message by message, with a tombstone each, and
+// rewrites the block. Purging each second what a second of a paced lane
+// acked (less than a block at 15,000 messages a second) made every purge
+// such a one (BENCHMARKS.md, 2026-12-07, fourth session).
+const (
+	reclaimFloorBatch = 200_000
+	reclaimFloorEvery = 30 * time.Second
+)
+
+// reclaimSubjectsEvery is how long the stream-wide floor must stay where it
+// is before the pass purges, subject by subject, what each conversation
+// acked above it (a held conversation's first queued message or a message
+// waiting for a retry keeps it back), and how often it then does: those
+// purges remove messages one at a time, so they run seldom, and never
+// while the floor moves.
 const reclaimSubjectsEvery = 10 * time.Second
 
 // subjectBound is a conversation subject with a sequence below which every
@@ -45,14 +58,17 @@ type subjectBound struct {
 // the per-subject counts (taken before the consumers' infos: a message
 // published after it has a later sequence than any bound found here):
 //
-//   - stream-wide below the floor, the lowest of each conversation
+//   - stream-wide below the floor (once it is reclaimFloorBatch past the
+//     stream's first message, or reclaimFloorEvery after the last), the lowest of each conversation
 //     consumer's ack floor + 1 and each consumer-less subject's first
 //     message (a subject whose consumer this worker does not know yet
 //     counts as unacked);
 //   - each conversation whose consumer has acked all it delivered and has
 //     nothing pending: its subject below its last delivered message + 1,
 //     which empties it, so that discovery deletes its consumer;
-//   - every reclaimSubjectsEvery, each subject below its ack floor + 1 where
+//   - when the floor has not moved for reclaimSubjectsEvery (a held
+//     conversation's first queued message, a message waiting for a retry),
+//     every reclaimSubjectsEvery, each subject below its ack floor + 1 where
 //     that is above the stream-wide floor.
 //
 // A consumer's info that cannot be read stops the pass: nothing is removed
@@ -66,14 +82,18 @@ func (s *bulkSource) reclaim(ctx context.Context, info *jetstream.StreamInfo, no
 	if !ok {
 		return
 	}
-	if floor > info.State.FirstSeq {
+	if floor > info.State.FirstSeq && (floor-info.State.FirstSeq >= reclaimFloorBatch || now.Sub(s.floorReclaimedAt) >= reclaimFloorEvery) {
+		s.floorReclaimedAt = now
 		s.purgeReclaimed(ctx, "floor", "", floor)
 	}
 	for _, b := range drained {
 		s.purgeReclaimed(ctx, "drained", b.subject, b.below)
 	}
-	if now.Sub(s.subjectsReclaimedAt) < reclaimSubjectsEvery {
-		return
+	if floor != s.floor {
+		s.floor, s.floorMovedAt = floor, now
+	}
+	if now.Sub(s.floorMovedAt) < reclaimSubjectsEvery || now.Sub(s.subjectsReclaimedAt) < reclaimSubjectsEvery {
+		return // the floor moves: the stream-wide purges reclaim in blocks
 	}
 	s.subjectsReclaimedAt = now
 	for _, b := range behind {
