@@ -11,9 +11,9 @@
 // once: SLUICE_TRANSACTIONAL (sluice.act.transactional.*.*), WorkQueue
 // retention (a message is removed once acked or terminated), and SLUICE_BULK
 // (sluice.act.bulk.*.*), Limits retention: an acked message stays until the
-// workers' reclaim pass removes, every second, what every conversation
-// consumer has acked (stream-wide below their lowest ack floor, whole blocks
-// at a time, and each drained conversation's subject), so that an ack costs
+// workers' reclaim pass removes what every conversation consumer has acked
+// (stream-wide below their lowest ack floor, whole blocks at a time, and
+// each drained conversation's subject), so that an ack costs
 // the server no interest check across the conversations' consumers, no
 // delete and tombstone, no Raft proposal (BENCHMARKS.md, 2026-12-07, fourth
 // session). Purging a conversation therefore counts only what no worker

@@ -446,7 +446,7 @@ func (s *bulkSource) deleteConsumer(ctx context.Context, subj, why string) {
 // consumer: if it vanishes with a server restart (every replica, in a
 // cluster), the one the next discovery creates delivers again, besides what
 // was in flight, the acked messages the reclaim pass had not yet removed
-// (about reclaimEvery's worth, and those acked above a message waiting for
+// (up to reclaimFloorBatch of them, and those acked above a message waiting for
 // a retry); the error log counts each once (by stream sequence), but valid
 // ones are sent again. A consumer stored the other way by an earlier
 // configuration cannot be changed, so it is deleted and created anew, with

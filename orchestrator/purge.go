@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/wire"
@@ -47,22 +48,37 @@ func PurgeConversation(ctx context.Context, js jetstream.JetStream, tenant, conv
 
 // purgeBulk is PurgeConversation's bulk part, for one conversation subject.
 func purgeBulk(ctx context.Context, js jetstream.JetStream, subj string) (uint64, error) {
-	cons, err := js.Consumer(ctx, StreamName, bulkConsumerName(subj))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		// No consumer: none of the subject's messages was acked (a
-		// consumer is deleted only once its subject is empty).
-		return purgeSubject(ctx, js, StreamName, subj, 0)
+	n, err := purgeThroughConsumer(ctx, js, subj)
+	if errors.Is(err, errNoConsumer) {
+		// No consumer, or it went meanwhile: none of the subject's messages
+		// was acked (a consumer is deleted only once its subject is empty,
+		// here by discovery after a concurrent purge emptied it).
+		m, err := purgeSubject(ctx, js, StreamName, subj, 0)
+		return n + m, err
 	}
+	return n, err
+}
+
+// errNoConsumer is purgeThroughConsumer's answer when the conversation has
+// no consumer, or it was deleted while the purge ran.
+var errNoConsumer = errors.New("orchestrator: no conversation consumer")
+
+// purgeThroughConsumer is purgeBulk with the conversation's consumer: what
+// it delivered and got back is taken through it, then the subject is purged
+// up to its last delivered message uncounted and after it counted, unless
+// a message waits for a retry (see PurgeConversation).
+func purgeThroughConsumer(ctx context.Context, js jetstream.JetStream, subj string) (uint64, error) {
+	cons, err := js.Consumer(ctx, StreamName, bulkConsumerName(subj))
 	if err != nil {
-		return 0, fmt.Errorf("orchestrator: purge %s: %w", subj, err)
+		return 0, consumerErr(subj, err)
 	}
 	taken, err := takeGivenBack(ctx, cons)
 	if err != nil {
-		return taken, fmt.Errorf("orchestrator: purge %s: %w", subj, err)
+		return taken, consumerErr(subj, err)
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return taken, fmt.Errorf("orchestrator: purge %s: %w", subj, err)
+		return taken, consumerErr(subj, err)
 	}
 	if info.NumAckPending > 0 {
 		_, err := purgeSubject(ctx, js, StreamName, subj, info.AckFloor.Stream+1)
@@ -73,6 +89,15 @@ func purgeBulk(ctx context.Context, js jetstream.JetStream, subj string) (uint64
 	}
 	n, err := purgeSubject(ctx, js, StreamName, subj, 0)
 	return taken + n, err
+}
+
+// consumerErr is errNoConsumer for an error that says the consumer is gone
+// (a pull request to a deleted consumer finds no responder), else err.
+func consumerErr(subj string, err error) error {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrNoResponders) {
+		return errNoConsumer
+	}
+	return fmt.Errorf("orchestrator: purge %s: %w", subj, err)
 }
 
 // takeGivenBack fetches what cons delivered and got back unacked (the

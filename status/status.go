@@ -120,7 +120,7 @@ type Replica struct {
 
 // Lane is one lane's consumers, summed: Queued is what the stream holds for
 // the lane (in the bulk lane that includes acked messages the workers'
-// reclaim pass has not yet removed, about a second's worth while the lane
+// reclaim pass has not yet removed, up to about 200,000 while the lane
 // drains), Pending what its consumers have yet to deliver, AckPending what
 // they delivered and wait for the ack of. A conversation's messages
 // published before discovery made its consumer (within a quarter second)
