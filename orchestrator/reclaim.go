@@ -58,11 +58,11 @@ type subjectBound struct {
 // the per-subject counts (taken before the consumers' infos: a message
 // published after it has a later sequence than any bound found here):
 //
-//   - stream-wide below the floor (once it is reclaimFloorBatch past the
-//     stream's first message, or reclaimFloorEvery after the last), the lowest of each conversation
+//   - stream-wide below the floor, the lowest of each conversation
 //     consumer's ack floor + 1 and each consumer-less subject's first
 //     message (a subject whose consumer this worker does not know yet
-//     counts as unacked);
+//     counts as unacked), once the floor is reclaimFloorBatch past the
+//     stream's first message or reclaimFloorEvery after the last such purge;
 //   - each conversation whose consumer has acked all it delivered and has
 //     nothing pending: its subject below its last delivered message + 1,
 //     which empties it, so that discovery deletes its consumer;
