@@ -378,7 +378,7 @@ func (s *bulkSource) discover(ctx context.Context) error {
 		s.m.consumerChanges.WithLabelValues("created").Inc()
 	}
 	for _, subj := range remove {
-		s.deleteConsumer(ctx, subj, "deleted")
+		s.deleteConsumer(ctx, subj)
 	}
 	s.mu.Lock()
 	s.m.bulkConsumers.Set(float64(len(s.convs)))
@@ -420,8 +420,8 @@ func (s *bulkSource) plan(subjects map[string]uint64) (add, remove []string) {
 }
 
 // deleteConsumer forgets subject's consumer and deletes it, counting the
-// change as why.
-func (s *bulkSource) deleteConsumer(ctx context.Context, subj, why string) {
+// change.
+func (s *bulkSource) deleteConsumer(ctx context.Context, subj string) {
 	s.mu.Lock()
 	delete(s.convs, subj)
 	s.mu.Unlock()
@@ -432,7 +432,7 @@ func (s *bulkSource) deleteConsumer(ctx context.Context, subj, why string) {
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		s.log.Warn("delete conversation consumer failed", "subject", subj, "err", err)
 	}
-	s.m.consumerChanges.WithLabelValues(why).Inc()
+	s.m.consumerChanges.WithLabelValues("deleted").Inc()
 }
 
 // createConsumer creates (or finds) subject's conversation consumer, its

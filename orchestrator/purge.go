@@ -105,9 +105,9 @@ func consumerErr(subj string, err error) error {
 // how many the server confirmed. It stops at the first message the consumer
 // had not delivered before, which it takes too (it is unhandled as well).
 func takeGivenBack(ctx context.Context, cons jetstream.Consumer) (uint64, error) {
-	info, err := cons.Info(ctx)
-	if err != nil || info.NumAckPending == 0 {
-		return 0, err
+	info := cons.CachedInfo() // as of the lookup, just before
+	if info.NumAckPending == 0 {
+		return 0, nil
 	}
 	delivered := info.Delivered.Stream
 	var taken uint64
