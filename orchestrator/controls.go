@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,6 +108,38 @@ func parkID(l wire.Lane, seq uint64) string {
 	return prefix + strconv.FormatUint(seq, 10)
 }
 
+// OriginHeader names, on a parked copy, the message it stands for: the
+// stream (Source) and stream sequence of the message first parked, kept
+// through further parkings. The copy's outcome is counted under that
+// sequence, so that two copies of one message are counted once: a worker
+// killed between publishing a copy and acknowledging the original leaves the
+// original to be redelivered after AckWait, when the copy's Nats-Msg-Id may
+// have left the duplicate window, and parked again.
+const OriginHeader = "Sluice-Origin"
+
+// origin is the error log's identity of a message: its stream's Source and
+// its sequence there.
+type origin struct {
+	source string
+	seq    uint64
+}
+
+func (o origin) String() string { return strconv.FormatUint(o.seq, 10) + " " + o.source }
+
+// parseOrigin reads an OriginHeader value; ok is false for none or a
+// malformed one.
+func parseOrigin(v string) (o origin, ok bool) {
+	seq, source, found := strings.Cut(v, " ")
+	if !found || source == "" {
+		return origin{}, false
+	}
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if err != nil || n == 0 {
+		return origin{}, false
+	}
+	return origin{source: source, seq: n}, true
+}
+
 // heldSubject reports whether the conversation of an activation subject is
 // not active.
 func (c *Controls) heldSubject(subject string) bool {
@@ -120,8 +153,12 @@ func (c *Controls) heldSubject(subject string) bool {
 // active again: a paused transactional conversation resumes at bulk
 // priority, a held bulk message goes to the end of its conversation's
 // queue. The copy is published (deduplicated by the original's lane and
-// stream sequence, so a retry after a crash publishes nothing twice) before
-// the original is acknowledged; purging by conversation removes either.
+// stream sequence within the duplicate window) before the original is
+// acknowledged; purging by conversation removes either. A retry after the
+// window (a worker killed between the two steps: the original comes back
+// after AckWait) publishes a second copy: both carry the first original's
+// OriginHeader, so the second is sent again at most (a duplicate send,
+// reported apart) and counted once.
 func (s *Service) park(ctx context.Context, msg jetstream.Msg, a *wire.Activation) error {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -133,12 +170,19 @@ func (s *Service) park(ctx context.Context, msg jetstream.Msg, a *wire.Activatio
 	if err != nil {
 		return err
 	}
+	from := msg.Headers().Get(OriginHeader)
+	if _, ok := parseOrigin(from); !ok {
+		from = origin{source: s.pipe.sourceOf(meta.Stream), seq: meta.Sequence.Stream}.String()
+	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, err = s.js.PublishMsg(pctx, &nats.Msg{
 		Subject: wire.Subject(wire.LaneBulk, a.Tenant, a.Conversation),
 		Data:    data,
-		Header:  nats.Header{jetstream.MsgIDHeader: []string{parkID(a.Lane, meta.Sequence.Stream)}},
+		Header: nats.Header{
+			jetstream.MsgIDHeader: []string{parkID(a.Lane, meta.Sequence.Stream)},
+			OriginHeader:          []string{from},
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("orchestrator: park %s: %w", msg.Subject(), err)

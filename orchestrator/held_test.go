@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/dispatch"
@@ -127,4 +129,87 @@ func startWorkers(t *testing.T, b *bundle, n int, providers map[dispatch.Channel
 		svcs[i] = b.startRegistered(t, js, elog, providers, cfg, regs[i])
 	}
 	return svcs, regs
+}
+
+// TestParkedTwiceCountedOnce: a worker killed between publishing a held
+// message's parked copy and acknowledging the original gets the original
+// back after AckWait, when the copy's Nats-Msg-Id may have left the
+// duplicate window, and parks it again: two copies. Both carry the original
+// as their origin, so once the conversation resumes each is sent (at least
+// once: twice here) and counted once, delivered or invalid. The second copy
+// is made here as that second parking would make it, with a fresh
+// Nats-Msg-Id.
+func TestParkedTwiceCountedOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	stream, err := b.js.Stream(ctx, orchestrator.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sends := &countingProvider{next: funcProvider(func(ctx context.Context, m *dispatch.Message) error {
+		time.Sleep(20 * time.Millisecond) // messages fetched and waiting when the pause comes
+		return nil
+	})}
+	svc := b.start(t, b.js, allChannels(sends), orchestrator.Config{SendTimeout: time.Second, DiscoverInterval: 50 * time.Millisecond})
+
+	var acts []*wire.Activation
+	valid := 0
+	for i := range 400 {
+		to := fmt.Sprintf("u%d@example.com", i)
+		if i%2 == 1 {
+			to = "not-an-address"
+		} else {
+			valid++
+		}
+		acts = append(acts, activation(fmt.Sprintf("m-%d", i), wire.LaneBulk, "acme", "c", dispatch.ChannelEmail, to))
+	}
+	b.publish(t, acts)
+	waitFor(t, 10*time.Second, "the first sends", func() bool { return sends.distinct("") >= 20 })
+	svc.Controls().SetConversation("acme", "c", control.StatePaused)
+	time.Sleep(time.Second) // the fetched messages are parked
+
+	// Every parked copy, copied again.
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := 0
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil || m.Header.Get(orchestrator.OriginHeader) == "" {
+			continue
+		}
+		hdr := nats.Header{}
+		hdr.Set(orchestrator.OriginHeader, m.Header.Get(orchestrator.OriginHeader))
+		hdr.Set(jetstream.MsgIDHeader, fmt.Sprintf("parked-again:%d", seq))
+		if _, err := b.js.PublishMsg(ctx, &nats.Msg{Subject: m.Subject, Data: m.Data, Header: hdr}); err != nil {
+			t.Fatal(err)
+		}
+		again++
+	}
+	if again == 0 {
+		t.Fatal("no message was parked at the pause: the test did not exercise parking")
+	}
+
+	svc.Controls().SetConversation("acme", "c", control.StateActive)
+	waitFor(t, 30*time.Second, "every valid message sent", func() bool { return sends.distinct("") == valid })
+	waitFor(t, 10*time.Second, "the stream emptied", func() bool { return b.streamMsgs(t) == 0 })
+	var delivered int64
+	if err := b.db.Pool.QueryRow(ctx, `SELECT coalesce(sum(count), 0)::bigint FROM delivery_counts`).Scan(&delivered); err != nil {
+		t.Fatal(err)
+	}
+	invalid := sum(b.errorCounts(t))
+	if delivered != int64(valid) || invalid != int64(len(acts)-valid) {
+		t.Errorf("counted %d delivered and %d invalid, want %d and %d (%d parked copies copied again)", delivered, invalid, valid, len(acts)-valid, again)
+	}
+	twice := 0
+	for _, a := range acts {
+		if n := sends.count(a.ID); n == 2 {
+			twice++
+		} else if n > 2 {
+			t.Errorf("%s sent %d times", a.ID, n)
+		}
+	}
+	t.Logf("%d parked copies copied again; %d valid messages sent twice", again, twice)
 }

@@ -357,6 +357,13 @@ func (p *pipeline) deliveredEvent(msg jetstream.Msg, meta *jetstream.MsgMetadata
 func (p *pipeline) event(msg jetstream.Msg, meta *jetstream.MsgMetadata, a *wire.Activation, reason wire.Reason, detail string) errorlog.Event {
 	ev := errorlog.Event{Outcome: wire.OutcomeOf(reason), Reason: string(reason), Detail: detail, Time: meta.Timestamp, Channel: "unknown",
 		Seq: meta.Sequence.Stream, Source: p.sourceOf(meta.Stream)}
+	if meta.Stream == StreamName {
+		// A parked copy (only ever in the bulk stream) is counted as the
+		// message it stands for.
+		if o, ok := parseOrigin(msg.Headers().Get(OriginHeader)); ok {
+			ev.Seq, ev.Source = o.seq, o.source
+		}
+	}
 	if l, t, c, ok := wire.SubjectParts(msg.Subject()); ok {
 		ev.Lane, ev.Tenant, ev.Conversation = string(l), t, c
 	}
