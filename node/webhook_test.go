@@ -81,7 +81,11 @@ func TestWebhooksEndToEnd(t *testing.T) {
 // not slow message delivery (the time to deliver a conversation with it
 // registered stays within a generous bound of the time without webhooks,
 // in the same test), and a second endpoint of the same tenant still
-// receives every event.
+// receives every event. The bound is 10×: outcomes that waited for the
+// endpoint (its 500 ms timeouts) would stretch 2,000 deliveries from under a
+// second to minutes, while under the race detector on a shared CI machine
+// the uncoupled design has measured up to 5.2× (2026-12-07), which the
+// earlier bound of 3 failed.
 func TestHangingWebhookLeavesThroughput(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0, fastWebhooks)
@@ -102,8 +106,8 @@ func TestHangingWebhookLeavesThroughput(t *testing.T) {
 	with := run("with")
 	ratio := float64(with) / float64(max(without, 200*time.Millisecond))
 	t.Logf("%d messages: %v without webhooks, %v with a hanging endpoint (ratio %.2f)", n, without, with, ratio)
-	if ratio > 3 {
-		t.Fatalf("a hanging endpoint slowed delivery: %v with, %v without (ratio %.2f > 3)", with, without, ratio)
+	if ratio > 10 {
+		t.Fatalf("a hanging endpoint slowed delivery: %v with, %v without (ratio %.2f > 10)", with, without, ratio)
 	}
 	waitFor(t, 30*time.Second, "the healthy endpoint's events", func() bool { return healthy.Stats().Distinct == n })
 	checkReceived(t, "healthy", healthy, map[string]int{webhook.EventDelivered: n})
