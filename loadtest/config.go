@@ -98,6 +98,15 @@ type Config struct {
 	SyncMessages int
 	// Ceiling measures the raw JetStream ceiling even without Compare.
 	Ceiling bool
+	// NoBracket turns off, with Compare or Ceiling, the ceiling measured
+	// again after each mode (sync aside: it runs fewer messages), which
+	// gives each mode its ratio to the mean of the ceilings measured just
+	// before and just after it (ModeReport.RatioToAdjacent) besides its
+	// ratio to the run's ceiling. A long run spans minutes in which a
+	// shared machine's speed drifts: the same binary's off mode measured
+	// 44.6k, 48.1k and 33.4k msgs/s at 8M within the hour, its CPU per
+	// message 1.5× apart (BENCHMARKS.md, 2026-12-07, fifth session).
+	NoBracket bool
 
 	// Sinks is recorder (in-process, default) or protocol (SMTP, Twilio,
 	// FCM, APNs sinks on loopback).

@@ -97,7 +97,12 @@
 // ratio_to_per_conversation is then the pipeline's own cost), and backlog,
 // the whole burst queued first and then consumed by one consumer (the
 // incident's situation; its time is the consuming alone). Each reports
-// this process's CPU time, as the ceiling does. PhaseProfiles writes a CPU
+// this process's CPU time, as the ceiling does. The ceiling runs after the
+// references, just before the first mode, and again after each mode but
+// sync (Config.NoBracket skips it): a mode's ratio_to_adjacent is its rate
+// over the mean of the ceilings just before and just after it, the
+// comparison a long run on a shared machine, whose speed drifts over
+// minutes, can stand by. PhaseProfiles writes a CPU
 // profile of each ceiling and each mode's burst, to set one against the
 // other, and heap profiles at each one's start and end (what it allocated).
 //

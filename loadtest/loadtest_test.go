@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,6 +80,17 @@ func TestIncidentCompare(t *testing.T) {
 		if m.RatioToCeiling <= 0 || m.RatioToPerConversation <= 0 || m.DrainSeconds <= 0 || m.PeakRSSBytes <= 0 {
 			t.Errorf("%s: ratio %v, drain %v, rss %v", m.Mode, m.RatioToCeiling, m.DrainSeconds, m.PeakRSSBytes)
 		}
+		if m.CeilingAfterMsgsPerSec <= 0 {
+			t.Errorf("%s: no ceiling measured after it", m.Mode)
+		}
+		if mean := (m.CeilingBeforeMsgsPerSec + m.CeilingAfterMsgsPerSec) / 2; mean <= 0 || math.Abs(m.RatioToAdjacent-m.MsgsPerSec/mean) > 1e-9 {
+			t.Errorf("%s: ratio to the adjacent ceilings %v, want msgs/s %v over the mean of %v and %v", m.Mode, m.RatioToAdjacent, m.MsgsPerSec, m.CeilingBeforeMsgsPerSec, m.CeilingAfterMsgsPerSec)
+		}
+	}
+	// Brackets chain: the first mode's "before" is the run's ceiling, each
+	// next mode's is the ceiling measured after the previous one.
+	if full.CeilingBeforeMsgsPerSec != rep.CeilingMsgsPerSec || off.CeilingBeforeMsgsPerSec != full.CeilingAfterMsgsPerSec {
+		t.Errorf("brackets: full %v..%v, off %v..%v, the run's ceiling %v", full.CeilingBeforeMsgsPerSec, full.CeilingAfterMsgsPerSec, off.CeilingBeforeMsgsPerSec, off.CeilingAfterMsgsPerSec, rep.CeilingMsgsPerSec)
 	}
 
 	dir := t.TempDir()

@@ -103,16 +103,10 @@ func Summary(w io.Writer, rep *Report) {
 	for _, r := range rep.References {
 		fmt.Fprintf(w, "reference, %s: %.0f msgs/s (%d consumers, %.1fs, CPU %.2fs%s)\n", referenceName(r.Shape), r.MsgsPerSec, r.Consumers, r.Seconds, r.CPUSeconds, serverShare(r.NATSSeconds))
 	}
-	fmt.Fprintf(w, "%-8s %9s %9s %10s %7s %10s %9s %9s %9s %10s %11s %9s %s\n",
-		"mode", "messages", "drain_s", "msgs/s", "ratio", "ratio_conv", "tx_p50ms", "tx_p99ms", "base_p99", "after_max", "error_rows", "rss_MiB", "accounting")
+	fmt.Fprintf(w, "%-8s %9s %9s %10s %7s %9s %10s %9s %9s %9s %10s %11s %9s %s\n",
+		"mode", "messages", "drain_s", "msgs/s", "ratio", "ratio_adj", "ratio_conv", "tx_p50ms", "tx_p99ms", "base_p99", "after_max", "error_rows", "rss_MiB", "accounting")
 	for _, m := range rep.Modes {
-		ratio, ratioConv := "-", "-"
-		if m.RatioToCeiling > 0 {
-			ratio = fmt.Sprintf("%.2f", m.RatioToCeiling)
-		}
-		if m.RatioToPerConversation > 0 {
-			ratioConv = fmt.Sprintf("%.2f", m.RatioToPerConversation)
-		}
+		ratio, ratioAdj, ratioConv := fmtRatio(m.RatioToCeiling), fmtRatio(m.RatioToAdjacent), fmtRatio(m.RatioToPerConversation)
 		base := "-"
 		if m.TransactionalBase != nil && m.TransactionalBase.Count > 0 {
 			base = fmt.Sprintf("%.1f", m.TransactionalBase.P99)
@@ -125,9 +119,14 @@ func Summary(w io.Writer, rep *Report) {
 		if !m.AccountingExact {
 			acc = "NOT EXACT"
 		}
-		fmt.Fprintf(w, "%-8s %9d %9.1f %10.0f %7s %10s %9s %9s %9s %10s %11d %9.0f %s\n",
-			m.Mode, m.Messages, m.DrainSeconds, m.MsgsPerSec, ratio, ratioConv, fmtMs(m.TransactionalP50Ms), fmtMs(m.TransactionalP99Ms), base, after,
+		fmt.Fprintf(w, "%-8s %9d %9.1f %10.0f %7s %9s %10s %9s %9s %9s %10s %11d %9.0f %s\n",
+			m.Mode, m.Messages, m.DrainSeconds, m.MsgsPerSec, ratio, ratioAdj, ratioConv, fmtMs(m.TransactionalP50Ms), fmtMs(m.TransactionalP99Ms), base, after,
 			m.ErrorRowsWritten, float64(m.PeakRSSBytes)/(1<<20), acc)
+	}
+	for _, m := range rep.Modes {
+		if m.RatioToAdjacent > 0 {
+			fmt.Fprintf(w, "%s: the ceiling measured just before it %.0f msgs/s, just after %.0f (ratio_adj: to their mean)\n", m.Mode, m.CeilingBeforeMsgsPerSec, m.CeilingAfterMsgsPerSec)
+		}
 	}
 	smtpSummary(w, rep)
 	for _, m := range rep.Modes {
@@ -264,8 +263,8 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 Target: {{.R.Target}}. Quarantine: {{.R.Quarantine}}. Machine: {{.R.Machine.CPUs}} CPUs {{.R.Machine.CPUModel}}, {{mib .R.Machine.MemBytes}} MiB, {{.R.Machine.GoVersion}}{{if .R.Machine.GOGC}} GOGC={{.R.Machine.GOGC}}{{end}}{{if .R.Machine.GOMEMLIMIT}} GOMEMLIMIT={{.R.Machine.GOMEMLIMIT}}{{end}}, Postgres {{.R.Machine.Postgres}}. Started {{.R.StartedAt.Format "2006-01-02 15:04:05Z07:00"}}.</p>
 {{if gt .R.CeilingMsgsPerSec 0.0}}<p>Raw JetStream ceiling (publish + consume-with-ack, no processing): <b>{{f0 .R.CeilingMsgsPerSec}} msgs/s</b> ({{.R.CeilingMessages}} messages in {{f1 .R.CeilingSeconds}}s, CPU {{f2 .R.CeilingCPUSeconds}}s).</p>{{end}}
 {{range .R.References}}<p>Reference, {{ref .Shape}}: {{f0 .MsgsPerSec}} msgs/s ({{.Consumers}} consumers, {{f1 .Seconds}}s, CPU {{f2 .CPUSeconds}}s).</p>
-{{end}}<table><tr><th>mode</th><th>messages</th><th>publish s</th><th>drain s</th><th>msgs/s</th><th>ratio to ceiling</th><th>ratio to per-conversation</th><th>tx p50 ms</th><th>tx p99 ms</th><th>tx max ms</th><th>baseline p99 ms</th><th>after-drain max ms</th><th>error rows</th><th>rows/s</th><th>PG write s</th><th>peak RSS MiB</th><th>goroutines</th><th>accounting</th></tr>
-{{range .R.Modes}}<tr><td>{{.Mode}}</td><td>{{.Messages}}</td><td>{{f1 .PublishSeconds}}</td><td>{{f1 .DrainSeconds}}</td><td>{{f0 .MsgsPerSec}}</td><td>{{f2 .RatioToCeiling}}</td><td>{{f2 .RatioToPerConversation}}</td><td>{{ms .TransactionalP50Ms}}</td><td>{{ms .TransactionalP99Ms}}</td><td>{{ms .TransactionalMaxMs}}</td><td>{{if .TransactionalBase}}{{f1 .TransactionalBase.P99}}{{else}}-{{end}}</td><td>{{if .TransactionalAfter}}{{f1 .TransactionalAfter.Max}}{{else}}-{{end}}</td><td>{{.ErrorRowsWritten}}</td><td>{{f0 .ErrorRowsPerSec}}</td><td>{{ms .ErrorLogWriteSeconds}}</td><td>{{mib .PeakRSSBytes}}</td><td>{{.PeakGoroutines}}</td><td>{{if .AccountingExact}}exact{{else}}<span class="bad">not exact</span>{{end}}</td></tr>
+{{end}}<table><tr><th>mode</th><th>messages</th><th>publish s</th><th>drain s</th><th>msgs/s</th><th>ratio to ceiling</th><th>ratio to adjacent ceilings</th><th>ratio to per-conversation</th><th>tx p50 ms</th><th>tx p99 ms</th><th>tx max ms</th><th>baseline p99 ms</th><th>after-drain max ms</th><th>error rows</th><th>rows/s</th><th>PG write s</th><th>peak RSS MiB</th><th>goroutines</th><th>accounting</th></tr>
+{{range .R.Modes}}<tr><td>{{.Mode}}</td><td>{{.Messages}}</td><td>{{f1 .PublishSeconds}}</td><td>{{f1 .DrainSeconds}}</td><td>{{f0 .MsgsPerSec}}</td><td>{{f2 .RatioToCeiling}}</td><td>{{f2 .RatioToAdjacent}}</td><td>{{f2 .RatioToPerConversation}}</td><td>{{ms .TransactionalP50Ms}}</td><td>{{ms .TransactionalP99Ms}}</td><td>{{ms .TransactionalMaxMs}}</td><td>{{if .TransactionalBase}}{{f1 .TransactionalBase.P99}}{{else}}-{{end}}</td><td>{{if .TransactionalAfter}}{{f1 .TransactionalAfter.Max}}{{else}}-{{end}}</td><td>{{.ErrorRowsWritten}}</td><td>{{f0 .ErrorRowsPerSec}}</td><td>{{ms .ErrorLogWriteSeconds}}</td><td>{{mib .PeakRSSBytes}}</td><td>{{.PeakGoroutines}}</td><td>{{if .AccountingExact}}exact{{else}}<span class="bad">not exact</span>{{end}}</td></tr>
 {{end}}</table>
 <h2>Throughput</h2>{{.Throughput}}
 <h2>Transactional latency (p99 per second)</h2>{{.Latency}}
@@ -304,4 +303,12 @@ func writeHTML(w io.Writer, rep *Report) error {
 		"Latency":    svgChart("Transactional latency p99 per second (log scale when wide)", "ms", lat, true),
 		"Rows":       svgChart("Error-log rows written per second", "rows/s", rows, false),
 	})
+}
+
+// fmtRatio is a ratio for the summary, "-" when not measured.
+func fmtRatio(r float64) string {
+	if r <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", r)
 }

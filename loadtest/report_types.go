@@ -106,6 +106,13 @@ type ModeReport struct {
 	// reference's rate: the pipeline's own cost, JetStream's cost of the
 	// bulk lane's topology set aside. 0 when not measured.
 	RatioToPerConversation float64 `json:"ratio_to_per_conversation,omitempty"`
+	// CeilingBeforeMsgsPerSec and CeilingAfterMsgsPerSec are the ceiling
+	// measured just before the mode (the run's ceiling, or the one after
+	// the previous mode) and just after it; RatioToAdjacent is MsgsPerSec
+	// over their mean. 0 without bracketing (Config.NoBracket, sync).
+	CeilingBeforeMsgsPerSec float64 `json:"ceiling_before_msgs_per_sec,omitempty"`
+	CeilingAfterMsgsPerSec  float64 `json:"ceiling_after_msgs_per_sec,omitempty"`
+	RatioToAdjacent         float64 `json:"ratio_to_adjacent,omitempty"`
 	// Transactional latency during the burst, and with no burst (baseline);
 	// nil when not measured (running target).
 	TransactionalP50Ms *float64     `json:"transactional_p50_ms"`

@@ -70,6 +70,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 		if rep.CeilingMsgsPerSec > 0 {
 			m.RatioToCeiling = m.MsgsPerSec / rep.CeilingMsgsPerSec
 		}
+		if m.CeilingBeforeMsgsPerSec > 0 && m.CeilingAfterMsgsPerSec > 0 {
+			m.RatioToAdjacent = m.MsgsPerSec / ((m.CeilingBeforeMsgsPerSec + m.CeilingAfterMsgsPerSec) / 2)
+		}
 		for _, r := range rep.References {
 			if r.Shape == string(ceilingPerConversation) && r.MsgsPerSec > 0 {
 				m.RatioToPerConversation = m.MsgsPerSec / r.MsgsPerSec
@@ -113,30 +116,21 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 			return err
 		}
 	}
+	before := rep.CeilingMsgsPerSec
 	for _, m := range cfg.Modes {
-		n := cfg.Messages
-		if m == errorlog.ModeSync && cfg.Compare {
-			n = cfg.SyncMessages
-			if n < cfg.Messages {
-				rep.Notes = append(rep.Notes, fmt.Sprintf("mode sync ran %d messages instead of %d (one INSERT per event; --sync-messages)", n, cfg.Messages))
+		mr, err := runStackMode(ctx, cfg, rep, st, m, logger)
+		if mr != nil && before > 0 && !cfg.NoBracket && m != errorlog.ModeSync {
+			// The ceiling again, right after the mode: the next mode's
+			// "before".
+			after, cerr := runCeilingPhase(ctx, cfg, st, ceilingOne, "ceiling-after-"+string(m))
+			if cerr != nil && err == nil {
+				err = cerr
+			}
+			if cerr == nil {
+				mr.CeilingBeforeMsgsPerSec, mr.CeilingAfterMsgsPerSec = before, after.MsgsPerSec
+				before = after.MsgsPerSec
 			}
 		}
-		// A tag per mode keeps ids distinct; each mode has fresh streams and
-		// a fresh database anyway.
-		sc := newScenario(cfg, "")
-		lat := newLatency(sc.TrickleConversation(), time.Now())
-		ms, err := st.startMode(ctx, cfg, m, lat)
-		if err != nil {
-			return fmt.Errorf("loadtest: mode %s: %w", m, err)
-		}
-		var q Quarantiner
-		if cfg.Quarantine != nil && !cfg.Compare {
-			q = cfg.Quarantine(QuarantineTarget{JS: ms.node.JS, Control: ms.node.Control})
-		}
-		mr, err := runMode(ctx, cfg, string(m), n, sc, lat, ms.ns.url, ms, q, ms.node.Registry)
-		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		ms.stop(sctx, logger)
-		cancel()
 		if mr != nil {
 			rep.Modes = append(rep.Modes, *mr)
 		}
@@ -148,6 +142,34 @@ func runStack(ctx context.Context, cfg *Config, rep *Report, logger *slog.Logger
 		return compareSMTPSource(ctx, cfg, rep, st.smtpSink.addr)
 	}
 	return nil
+}
+
+// runStackMode runs mode m on a fresh system of the stack.
+func runStackMode(ctx context.Context, cfg *Config, rep *Report, st *stack, m errorlog.ModeName, logger *slog.Logger) (*ModeReport, error) {
+	n := cfg.Messages
+	if m == errorlog.ModeSync && cfg.Compare {
+		n = cfg.SyncMessages
+		if n < cfg.Messages {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("mode sync ran %d messages instead of %d (one INSERT per event; --sync-messages)", n, cfg.Messages))
+		}
+	}
+	// A tag per mode keeps ids distinct; each mode has fresh streams and
+	// a fresh database anyway.
+	sc := newScenario(cfg, "")
+	lat := newLatency(sc.TrickleConversation(), time.Now())
+	ms, err := st.startMode(ctx, cfg, m, lat)
+	if err != nil {
+		return nil, err
+	}
+	var q Quarantiner
+	if cfg.Quarantine != nil && !cfg.Compare {
+		q = cfg.Quarantine(QuarantineTarget{JS: ms.node.JS, Control: ms.node.Control})
+	}
+	mr, err := runMode(ctx, cfg, string(m), n, sc, lat, ms.ns.url, ms, q, ms.node.Registry)
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ms.stop(sctx, logger)
+	cancel()
+	return mr, err
 }
 
 // compareSMTPSource runs smtp-source into the sink the modes sent to, with

@@ -69,6 +69,7 @@ func parseLoadtest(args []string, stderr io.Writer) (*loadtestRun, error) {
 	modes := fs.String("modes", "", "error-log modes, comma-separated (default with --compare: full,sample,off,sync; without: full)")
 	fs.IntVar(&cfg.SyncMessages, "sync-messages", 0, "burst size of the sync mode under --compare (default the smaller of --messages and 100000)")
 	fs.BoolVar(&cfg.Ceiling, "ceiling", false, "measure the raw JetStream ceiling without --compare")
+	bracket := fs.Bool("bracket", true, "with --compare or --ceiling: measure the ceiling again after each mode (sync aside) and give each mode its ratio to the ceilings just before and after it (ratio_adj), as the machine's speed drifts over a long run")
 	fs.StringVar(&cfg.Sinks, "sinks", loadtest.SinksRecorder, "providers of the self-contained stack: recorder (in process), protocol (SMTP, Twilio, FCM and APNs sinks on loopback) or smtp-sink (postfix's smtp-sink behind the real SMTP provider, then smtp-source into the same sink for comparison)")
 	fs.IntVar(&cfg.SMTPConns, "smtp-conns", loadtest.SMTPConnsDefault, "with --sinks smtp-sink: the SMTP provider's connections and smtp-source's sessions")
 	fs.IntVar(&cfg.SMTPMessagesPerConn, "smtp-messages-per-conn", 0, "with --sinks smtp-sink: messages per SMTP connection before it is replaced (0: the provider's default)")
@@ -104,6 +105,7 @@ func parseLoadtest(args []string, stderr io.Writer) (*loadtestRun, error) {
 	if cfg.Modes, err = loadtest.ParseModes(*modes); err != nil {
 		return nil, fmt.Errorf("loadtest: --modes: %w", err)
 	}
+	cfg.NoBracket = !*bracket
 	if cfg.Baseline == 0 {
 		cfg.Baseline = -1
 	}
