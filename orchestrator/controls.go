@@ -170,8 +170,10 @@ func (s *Service) park(ctx context.Context, msg jetstream.Msg, a *wire.Activatio
 	if err != nil {
 		return err
 	}
+	// A copy parked again keeps its origin (read, as the pipeline reads it,
+	// from the bulk stream only).
 	from := msg.Headers().Get(OriginHeader)
-	if _, ok := parseOrigin(from); !ok {
+	if _, ok := parseOrigin(from); !ok || meta.Stream != StreamName {
 		from = origin{source: s.pipe.sourceOf(meta.Stream), seq: meta.Sequence.Stream}.String()
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
