@@ -183,6 +183,37 @@ func (b *bundle) streamMsgs(tb testing.TB) uint64 {
 	return n
 }
 
+// unhandled is the number of messages no worker has finished with: the
+// transactional stream's (a work queue: an ack removes the message) and what
+// the bulk stream's consumers have not had acked (that stream keeps acked
+// messages until the reclaim pass purges them, so its message count is no
+// measure of progress).
+func (b *bundle) unhandled(tb testing.TB) uint64 {
+	tb.Helper()
+	ctx := context.Background()
+	ts, err := b.js.Stream(ctx, orchestrator.TransactionalStreamName)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := ts.Info(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := info.State.Msgs
+	bs, err := b.js.Stream(ctx, orchestrator.StreamName)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	consumers := bs.ListConsumers(ctx)
+	for ci := range consumers.Info() {
+		n += ci.NumPending + uint64(ci.NumAckPending)
+	}
+	if err := consumers.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
 	tb.Helper()
