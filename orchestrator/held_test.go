@@ -40,10 +40,7 @@ func TestHeldConversation(t *testing.T) {
 func testHeldConversation(t *testing.T, workers int) {
 	b := setup(t)
 	ctx := context.Background()
-	stream, err := b.js.Stream(ctx, orchestrator.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := b.stream(t, orchestrator.StreamName)
 	sends := &countingProvider{next: funcProvider(func(ctx context.Context, m *dispatch.Message) error {
 		if m.Conversation == "big" {
 			time.Sleep(20 * time.Millisecond) // sends in flight when the pause comes
@@ -143,10 +140,7 @@ func TestParkedTwiceCountedOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	stream, err := b.js.Stream(ctx, orchestrator.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := b.stream(t, orchestrator.StreamName)
 	sends := &countingProvider{next: funcProvider(func(ctx context.Context, m *dispatch.Message) error {
 		time.Sleep(20 * time.Millisecond) // messages fetched and waiting when the pause comes
 		return nil

@@ -25,10 +25,7 @@ func TestConversationConsumersInMemory(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	stream, err := b.js.Stream(ctx, orchestrator.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := b.stream(t, orchestrator.StreamName)
 	var acts []*wire.Activation
 	for i := range 60 {
 		conv := []string{"c1", "c2"}[i%2]

@@ -165,16 +165,22 @@ func sum(m map[string]int64) int64 {
 	return n
 }
 
+// stream looks up one of the lanes' streams.
+func (b *bundle) stream(tb testing.TB, name string) jetstream.Stream {
+	tb.Helper()
+	s, err := b.js.Stream(context.Background(), name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
 // streamMsgs is the number of messages still in both lanes' streams.
 func (b *bundle) streamMsgs(tb testing.TB) uint64 {
 	tb.Helper()
 	var n uint64
 	for _, name := range []string{orchestrator.StreamName, orchestrator.TransactionalStreamName} {
-		s, err := b.js.Stream(context.Background(), name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		info, err := s.Info(context.Background())
+		info, err := b.stream(tb, name).Info(context.Background())
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -191,20 +197,12 @@ func (b *bundle) streamMsgs(tb testing.TB) uint64 {
 func (b *bundle) unhandled(tb testing.TB) uint64 {
 	tb.Helper()
 	ctx := context.Background()
-	ts, err := b.js.Stream(ctx, orchestrator.TransactionalStreamName)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	info, err := ts.Info(ctx)
+	info, err := b.stream(tb, orchestrator.TransactionalStreamName).Info(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	n := info.State.Msgs
-	bs, err := b.js.Stream(ctx, orchestrator.StreamName)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	consumers := bs.ListConsumers(ctx)
+	consumers := b.stream(tb, orchestrator.StreamName).ListConsumers(ctx)
 	for ci := range consumers.Info() {
 		n += ci.NumPending + uint64(ci.NumAckPending)
 	}
