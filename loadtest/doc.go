@@ -32,7 +32,10 @@
 // with as many sessions, and each mode reports its ratio to it and the
 // stack's CPU per 1,000 delivered, this process plus Postgres). Each
 // mode of a comparison gets a fresh NATS server (fresh streams and control
-// bucket) and a fresh database in the same Postgres cluster.
+// bucket) and a fresh database in the same Postgres cluster, dropped once
+// the mode's accounting is read (its NATS store is removed too), so that
+// no mode pays for an earlier one's tables: autovacuum on the full mode's
+// millions of error_log rows, say.
 //
 // With NATSURL the burst goes into a running sluice instead, under
 // conversation ids tagged with the run so that earlier runs do not mix in.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -500,5 +501,46 @@ func TestDurablePostgres(t *testing.T) {
 				t.Errorf("Postgres %q, want it to end %q", got, want)
 			}
 		})
+	}
+}
+
+// TestModeDatabaseDropped: a mode's database goes when the mode stops, so
+// a finished mode's tables (and autovacuum's work on them) do not cost the
+// modes after it on the shared cluster.
+func TestModeDatabaseDropped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres and a node")
+	}
+	t.Parallel()
+	ctx := t.Context()
+	st, err := startStack(ctx, tempDataDir(t), false, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.close(context.Background()) })
+	admin := st.pg.AdminURL("postgres")
+	exists := func(name string) bool {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	ms, err := st.startMode(ctx, &Config{}, errorlog.ModeOff, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exists(ms.dbName) {
+		t.Fatalf("database %s missing while its mode runs", ms.dbName)
+	}
+	ms.stop(ctx, discardLogger())
+	if exists(ms.dbName) {
+		t.Errorf("database %s still there after its mode stopped", ms.dbName)
 	}
 }
