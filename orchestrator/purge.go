@@ -34,6 +34,12 @@ import (
 // and keeps the second step from running: then only the acked messages
 // below the consumer's ack floor go, and the sweep of stopped conversations
 // (Service.SweepStopped) takes the rest, counted, once the retry is due.
+//
+// The count is of messages removed, not of the messages they stand for: two
+// parked copies of one message (see Service.park: a worker killed between
+// the copy's publish and the original's ack, the original parked again past
+// the duplicate window) are both counted as purged. Telling them apart
+// would mean reading every message the purge removes.
 func PurgeConversation(ctx context.Context, js jetstream.JetStream, tenant, conversation string) (uint64, error) {
 	if !wire.ValidToken(tenant) || !wire.ValidToken(conversation) {
 		return 0, fmt.Errorf("orchestrator: purge: invalid tenant or conversation id %q/%q", tenant, conversation)
