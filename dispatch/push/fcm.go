@@ -118,16 +118,10 @@ func NewFCM(cfg FCMConfig) (*FCM, error) {
 	if cfg.MaxConns < 0 || cfg.ThrottleRetryAfter < 0 {
 		return nil, errors.New("push: FCMConfig.MaxConns and ThrottleRetryAfter must not be negative")
 	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = 16
-	}
 	if cfg.ThrottleRetryAfter == 0 {
 		cfg.ThrottleRetryAfter = time.Minute
 	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = httpc.New(cfg.MaxConns, cfg.TLSConfig)
-	}
+	client := httpc.Client(cfg.HTTPClient, cfg.MaxConns, cfg.TLSConfig)
 	return &FCM{
 		cfg:      cfg,
 		endpoint: strings.TrimRight(cfg.BaseURL, "/") + "/v1/projects/" + cfg.ProjectID + "/messages:send",

@@ -124,20 +124,13 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = "https://api.twilio.com"
 	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = 16
-	}
 	if cfg.ThrottleRetryAfter == 0 {
 		cfg.ThrottleRetryAfter = time.Second
-	}
-	client := cfg.HTTPClient
-	if client == nil {
-		client = httpc.New(cfg.MaxConns, cfg.TLSConfig)
 	}
 	return &Provider{
 		cfg:      cfg,
 		endpoint: strings.TrimRight(cfg.BaseURL, "/") + "/2010-04-01/Accounts/" + cfg.AccountSID + "/Messages.json",
-		client:   client,
+		client:   httpc.Client(cfg.HTTPClient, cfg.MaxConns, cfg.TLSConfig),
 	}, nil
 }
 

@@ -41,6 +41,22 @@ func UnwrapURL(err error) error {
 	return err
 }
 
+// DefaultMaxConns bounds an HTTP provider's connections to its API when its
+// configuration leaves MaxConns 0.
+const DefaultMaxConns = 16
+
+// Client is a provider's client: c when its configuration set one, else
+// New's with maxConns connections (DefaultMaxConns when 0).
+func Client(c *http.Client, maxConns int, tlsConfig *tls.Config) *http.Client {
+	if c != nil {
+		return c
+	}
+	if maxConns == 0 {
+		maxConns = DefaultMaxConns
+	}
+	return New(maxConns, tlsConfig)
+}
+
 // New returns a client whose connections to one host are bounded by
 // maxConns and kept alive between requests. It has no overall timeout: each
 // request's context bounds it.
