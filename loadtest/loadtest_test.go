@@ -457,16 +457,24 @@ func TestRunningTargetQuarantine(t *testing.T) {
 	}
 }
 
+// testStack starts the self-contained stack's long-lived part (its
+// Postgres cluster) in a temporary directory, closed when the test ends.
+func testStack(ctx context.Context, t *testing.T, durable bool) *stack {
+	t.Helper()
+	st, err := startStack(ctx, tempDataDir(t), durable, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.close(context.Background()) })
+	return st
+}
+
 // runningTarget starts a node as `sluice serve --api --worker` would run it,
 // on its own NATS and database, for runs against a running target; cfg sets
 // its sinks and quarantine. It is stopped when the test ends.
 func runningTarget(ctx context.Context, t *testing.T, cfg Config) *modeStack {
 	t.Helper()
-	st, err := startStack(ctx, tempDataDir(t), false, discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.close(context.Background()) })
+	st := testStack(ctx, t, false)
 	ms, err := st.startMode(ctx, &cfg, errorlog.ModeFull, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -487,11 +495,7 @@ func TestDurablePostgres(t *testing.T) {
 		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			st, err := startStack(ctx, tempDataDir(t), durable, discardLogger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.close(context.Background()) })
+			st := testStack(ctx, t, durable)
 			got := postgresSettings(ctx, st.pg.AdminURL("postgres"))
 			want := "(fsync off, synchronous_commit off)"
 			if durable {
@@ -513,11 +517,7 @@ func TestModeDatabaseDropped(t *testing.T) {
 	}
 	t.Parallel()
 	ctx := t.Context()
-	st, err := startStack(ctx, tempDataDir(t), false, discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.close(context.Background()) })
+	st := testStack(ctx, t, false)
 	admin := st.pg.AdminURL("postgres")
 	exists := func(name string) bool {
 		t.Helper()
