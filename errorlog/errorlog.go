@@ -150,8 +150,9 @@ type Log struct {
 	masker  *masker
 	breaker *gobreaker.CircuitBreaker[int64]
 
-	mu      sync.Mutex // guards cur, stopped, started
+	mu      sync.Mutex // guards cur, spare, stopped, started
 	cur     *batch
+	spare   *batch // the last batch written, emptied, for swap to reuse
 	stopped bool
 	started bool
 	kick    chan struct{} // a batch is full
@@ -413,8 +414,24 @@ func (l *Log) swap() *batch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.cur
-	l.cur = newBatch()
+	if l.cur = l.spare; l.cur == nil {
+		l.cur = newBatch()
+	}
+	l.spare = nil
 	return b
+}
+
+// recycle takes back a batch the writer has finished with, emptied, for the
+// next swap; one that grew past four batches (a backlog while Postgres was
+// away) is left to the collector.
+func (l *Log) recycle(b *batch) {
+	if cap(b.events) > 4*l.cfg.BatchSize {
+		return
+	}
+	b.reset()
+	l.mu.Lock()
+	l.spare = b
+	l.mu.Unlock()
 }
 
 // depth is the number of events pending, for the buffer-depth gauge.

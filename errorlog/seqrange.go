@@ -69,3 +69,13 @@ func parseMultirange(s string) (rangeSet, error) {
 	}
 	return out, nil
 }
+
+// repeats reports whether sorted holds a sequence twice.
+func repeats(sorted []uint64) bool {
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			return true
+		}
+	}
+	return false
+}

@@ -118,7 +118,9 @@ func (l *Log) runWriter() {
 			l.flush(l.swap())
 			return
 		}
-		l.flush(l.swap())
+		b := l.swap()
+		l.flush(b)
+		l.recycle(b)
 	}
 }
 
@@ -260,13 +262,13 @@ func (l *Log) writeDB(b *batch, source string) (written int64, err error) {
 func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) error {
 	deltas := make([]int64, len(b.keys))
 	sources, events := b.bySource(source)
-	seen, err := lookupSeen(ctx, tx, sources, events)
+	seen, dups, err := lookupSeen(ctx, tx, sources, events)
 	if err != nil {
 		return err
 	}
 	var added, ranges []string
 	for i, src := range sources {
-		if fresh := l.unseen(b.keys, events[src], seen[i], deltas); len(fresh) > 0 {
+		if fresh := l.unseen(b.keys, events[src], seen[i], dups[i], deltas); len(fresh) > 0 {
 			added, ranges = append(added, src), append(ranges, multirange(fresh))
 		}
 	}
@@ -302,9 +304,14 @@ func (l *Log) count(ctx context.Context, tx pgx.Tx, b *batch, source string) err
 
 // unseen adds to deltas the events of one source that no earlier batch
 // counted (seen holds those that one did), and returns their sequences.
-func (l *Log) unseen(keys []countKey, events []pending, seen rangeSet, deltas []int64) []uint64 {
-	var fresh []uint64
-	inBatch := make(map[uint64]struct{}, len(events))
+// dups says whether a sequence occurs twice in events (a redelivery within
+// the batch), which only then are told apart by a set.
+func (l *Log) unseen(keys []countKey, events []pending, seen rangeSet, dups bool, deltas []int64) []uint64 {
+	fresh := make([]uint64, 0, len(events))
+	var inBatch map[uint64]struct{}
+	if dups {
+		inBatch = make(map[uint64]struct{}, len(events))
+	}
 	for _, e := range events {
 		if e.seq != 0 {
 			if _, dup := inBatch[e.seq]; dup || seen.has(e.seq) {
@@ -313,7 +320,9 @@ func (l *Log) unseen(keys []countKey, events []pending, seen rangeSet, deltas []
 				l.m.recounted.WithLabelValues(string(keys[e.key].Outcome)).Inc()
 				continue
 			}
-			inBatch[e.seq] = struct{}{}
+			if dups {
+				inBatch[e.seq] = struct{}{}
+			}
 			fresh = append(fresh, e.seq)
 		}
 		deltas[e.key]++
@@ -322,9 +331,10 @@ func (l *Log) unseen(keys []countKey, events []pending, seen rangeSet, deltas []
 }
 
 // lookupSeen returns, for each of sources, which of its events' sequences
-// earlier batches counted, in one query.
-func lookupSeen(ctx context.Context, tx pgx.Tx, sources []string, events map[string][]pending) ([]rangeSet, error) {
-	out := make([]rangeSet, len(sources))
+// earlier batches counted, in one query, and whether one of its sequences
+// occurs more than once among its events.
+func lookupSeen(ctx context.Context, tx pgx.Tx, sources []string, events map[string][]pending) (out []rangeSet, dups []bool, err error) {
+	out, dups = make([]rangeSet, len(sources)), make([]bool, len(sources))
 	var src, mrs []string
 	var lo, hi []int64
 	var at []int // index in sources of each queried source
@@ -339,34 +349,35 @@ func lookupSeen(ctx context.Context, tx pgx.Tx, sources []string, events map[str
 			continue
 		}
 		mr := multirange(seqs) // sorts seqs
+		dups[i] = repeats(seqs)
 		src, mrs = append(src, s), append(mrs, mr)
 		lo, hi = append(lo, int64(seqs[0])), append(hi, int64(seqs[len(seqs)-1]))
 		at = append(at, i)
 	}
 	if len(src) == 0 {
-		return out, nil
+		return out, dups, nil
 	}
 	rows, err := tx.Query(ctx, seenIn, src, mrs, lo, hi)
 	if err != nil {
-		return nil, fmt.Errorf("seen: %w", err)
+		return nil, nil, fmt.Errorf("seen: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var i int64
 		var text string
 		if err := rows.Scan(&i, &text); err != nil {
-			return nil, fmt.Errorf("seen: %w", err)
+			return nil, nil, fmt.Errorf("seen: %w", err)
 		}
 		set, err := parseMultirange(text)
 		if err != nil {
-			return nil, fmt.Errorf("seen: %w", err)
+			return nil, nil, fmt.Errorf("seen: %w", err)
 		}
 		out[at[i-1]] = set
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("seen: %w", err)
+		return nil, nil, fmt.Errorf("seen: %w", err)
 	}
-	return out, nil
+	return out, dups, nil
 }
 
 // counterRows are counter deltas as the columns of an unnest.

@@ -82,13 +82,14 @@ func Decode(data []byte, maxVars int) (*Activation, error) {
 
 // decode is Decode, through encoding/json alone unless fast.
 func decode(data []byte, maxVars int, fast bool) (*Activation, error) {
-	var w wireActivation
+	var w wireActivation // on the stack: only the slow path's copy escapes
 	fast = fast && decodeFast(data, &w)
 	if !fast {
-		w = wireActivation{}
-		if err := json.Unmarshal(data, &w); err != nil {
+		slow := new(wireActivation)
+		if err := json.Unmarshal(data, slow); err != nil {
 			return nil, &EnvelopeError{Reason: ReasonUndecodable, Detail: trimDetail(err.Error())}
 		}
+		w = *slow
 	}
 	if w.Version != SchemaVersion {
 		return nil, &EnvelopeError{Reason: ReasonUnknownSchema, Detail: fmt.Sprintf("version %d, this build reads %d", w.Version, SchemaVersion)}

@@ -155,10 +155,12 @@ func decodeField(s *scanner, key string, w *wireActivation) bool {
 		dst = &w.Conversation
 	case "lane":
 		body, _, ok := s.str()
-		w.Lane = Lane(body)
+		w.Lane = Lane(known(body, string(LaneBulk), string(LaneTransactional)))
 		return ok
 	case "channel":
-		dst = &w.Channel
+		body, _, ok := s.str()
+		w.Channel = known(body, "email", "sms", "push")
+		return ok
 	case "to":
 		dst = &w.To
 	case "vars":
@@ -179,6 +181,19 @@ func decodeField(s *scanner, key string, w *wireActivation) bool {
 	body, _, ok := s.str()
 	*dst = string(body)
 	return ok
+}
+
+// known returns body as a string, one of names without allocating when it
+// is one (a lane or a channel: the same few values on every message). The
+// channel names are package dispatch's; one it adds is decoded the same,
+// with an allocation.
+func known(body []byte, names ...string) string {
+	for _, n := range names {
+		if string(body) == n {
+			return n
+		}
+	}
+	return string(body)
 }
 
 func decodeTime(s *scanner, t *time.Time) bool {

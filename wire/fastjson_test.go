@@ -53,6 +53,12 @@ func envelopeCorpus() []string {
 		{`"expires_at":"2026-11-22T08:00:00+02:00"`, `"expires_at":null`},
 		{`"expires_at":"2026-11-22T08:00:00+02:00"`, `"expires_at":"2026-11-22T08:00:00+02:00","expires_at":null`},
 		{`"lane":"bulk"`, `"lane":"fast"`},
+		{`"lane":"bulk"`, `"lane":"transactional"`},
+		{`"lane":"bulk"`, `"lane":"bul"`},
+		{`"channel":"email"`, `"channel":"sms"`},
+		{`"channel":"email"`, `"channel":"push"`},
+		{`"channel":"email"`, `"channel":"fax"`},
+		{`"channel":"email"`, `"channel":"emails"`},
 		{`"lane":"bulk"`, `"lane":1`},
 		{`"tenant":"t"`, `"tenant":"a.b"`},
 		{`}`, `},`},
@@ -158,5 +164,20 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestDecodeAllocations pins what the fast path allocates for an envelope
+// without vars or expiry: the Activation and the strings of its id, tenant,
+// conversation and address. The lane and the channel are the known names,
+// not copies (issue 14: the bulk lane decodes every message).
+func TestDecodeAllocations(t *testing.T) {
+	data := []byte(`{"v":1,"id":"act-1","tenant":"acme","conversation":"spring","lane":"bulk","channel":"email","to":"x@example.com","enqueued_at":"2026-11-21T08:00:00Z"}`)
+	a, err := Decode(data, 0)
+	if err != nil || a.Lane != LaneBulk || a.Channel != "email" || a.Tenant != "acme" {
+		t.Fatalf("Decode = %+v, %v", a, err)
+	}
+	if n := testing.AllocsPerRun(200, func() { _, _ = Decode(data, 0) }); n != 5 {
+		t.Errorf("Decode allocates %v times per envelope, want 5", n)
 	}
 }
