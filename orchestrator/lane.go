@@ -86,6 +86,15 @@ func (c *LaneConfig) validate(l wire.Lane) error {
 	return nil
 }
 
+// consumerConfig is a lane consumer's configuration. Acks are explicit, one
+// per message. A cumulative policy (AckAll) would settle every pending
+// message below the one acked, whoever holds it, and the bulk lane's
+// conversation consumers are shared by every worker of a fleet: one worker's
+// ack would settle another's messages in flight, and a kill -9 of that one
+// would leave them with no outcome. One ack per message is the largest cost
+// a consumer adds to JetStream's own; what cumulative acks, or purges standing
+// for them, would save is measured in BENCHMARKS.md (2026-12-07, eighth
+// session).
 func consumerConfig(name, filter string, c LaneConfig, inactive time.Duration) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:           name,
