@@ -141,6 +141,17 @@ func (b *bundle) conversation(t *testing.T, id string, ch dispatch.Channel, lane
 	}, http.StatusCreated)
 }
 
+// pause pauses conv (tenant acme) and waits for this node's workers to
+// learn it: the control plane's watch brings a pause to the lanes within a
+// second, so activations submitted before then may be delivered.
+func (b *bundle) pause(t *testing.T, conv string, body any) {
+	t.Helper()
+	b.must(t, "POST", "/v1/admin/conversations/acme/"+conv+"/pause", body, http.StatusOK)
+	waitFor(t, 10*time.Second, "the workers to learn the pause of "+conv, func() bool {
+		return b.n.Service.Controls().Conversation("acme", conv) == control.StatePaused
+	})
+}
+
 // activate sends n activations to conv, every invalidEvery-th one (if not 0)
 // with an invalid address.
 func (b *bundle) activate(t *testing.T, conv string, ch dispatch.Channel, n, invalidEvery int) {
@@ -307,7 +318,7 @@ func TestPausedConversationCost(t *testing.T) {
 	waitFor(t, 60*time.Second, "baseline delivered", func() bool { return b.rec.delivered(base) == n })
 	baseline := time.Since(start)
 
-	b.must(t, "POST", "/v1/admin/conversations/acme/"+big+"/pause", nil, http.StatusOK)
+	b.pause(t, big, nil)
 	for i := 0; i < backlog/10000; i++ {
 		b.activate(t, big, dispatch.ChannelEmail, 10000, 0)
 	}
@@ -339,7 +350,7 @@ func TestPausedTransactionalCost(t *testing.T) {
 	b := setup(t, 0)
 	b.conversation(t, "txbig", dispatch.ChannelEmail, wire.LaneTransactional)
 	b.conversation(t, "txclean", dispatch.ChannelEmail, wire.LaneTransactional)
-	b.must(t, "POST", "/v1/admin/conversations/acme/txbig/pause", nil, http.StatusOK)
+	b.pause(t, "txbig", nil)
 	const backlog, n = 5000, 500
 	b.activate(t, "txbig", dispatch.ChannelEmail, backlog, 0)
 	start := time.Now()

@@ -54,7 +54,7 @@ func TestStatusEveryItem(t *testing.T) {
 	ctx := t.Context()
 	b.conversation(t, "held", dispatch.ChannelEmail, wire.LaneBulk)
 	b.conversation(t, "bad", dispatch.ChannelEmail, wire.LaneBulk)
-	b.must(t, "POST", "/v1/admin/conversations/acme/held/pause", map[string]string{"reason": "status test"}, http.StatusOK)
+	b.pause(t, "held", map[string]string{"reason": "status test"})
 	if _, err := b.n.Control.Quarantine(ctx, "acme", "bad", "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestStatusWithoutPostgres(t *testing.T) {
 	})
 	b.must(t, "POST", "/v1/admin/conversations/acme/x/pause", nil, http.StatusNotFound) // needs Postgres: it is up
 	b.conversation(t, "held", dispatch.ChannelEmail, wire.LaneBulk)
-	b.must(t, "POST", "/v1/admin/conversations/acme/held/pause", nil, http.StatusOK)
+	b.pause(t, "held", nil)
 	// Keys: an operator key used while Postgres answers, one never used,
 	// a tenant's admin key used.
 	used, _, err1 := api.CreateOperatorKey(t.Context(), b.db.Pool, "ops")

@@ -176,7 +176,7 @@ func TestExpiredAfterPause(t *testing.T) {
 		"id": "otp", "name": "otp", "channel": "sms", "lane": "transactional", "ttl": 1,
 		"template": map[string]string{"text": "code {{.name}}"},
 	}, http.StatusCreated)
-	b.must(t, "POST", "/v1/admin/conversations/acme/otp/pause", map[string]string{"reason": "outage"}, http.StatusOK)
+	b.pause(t, "otp", map[string]string{"reason": "outage"})
 	later := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	soon := time.Now().Add(time.Second)
 	b.must(t, "POST", "/v1/conversations/otp/activations", []map[string]any{

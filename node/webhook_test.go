@@ -68,7 +68,7 @@ func TestWebhooksEndToEnd(t *testing.T) {
 	checkReceived(t, "invalid", invalid, map[string]int{webhook.EventInvalid: n / 5, webhook.EventDelivered: 0})
 
 	b.conversation(t, "held", dispatch.ChannelEmail, wire.LaneBulk)
-	b.must(t, "POST", "/v1/admin/conversations/acme/held/pause", map[string]string{"reason": "test"}, http.StatusOK)
+	b.pause(t, "held", map[string]string{"reason": "test"})
 	b.activate(t, "held", dispatch.ChannelEmail, 10, 0)
 	b.must(t, "POST", "/v1/admin/conversations/acme/held/stop", map[string]string{"reason": "test"}, http.StatusOK)
 	b.conversation(t, "bad", dispatch.ChannelEmail, wire.LaneBulk)
