@@ -518,6 +518,9 @@ func TestChannelDisable(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
 	b.must(t, "PUT", "/v1/admin/channels/sms", map[string]bool{"disabled": true}, http.StatusOK)
+	waitFor(t, 10*time.Second, "the workers to learn that sms is disabled", func() bool {
+		return b.n.Service.Controls().ChannelDisabled(dispatch.ChannelSMS)
+	})
 	b.conversation(t, "sms-bulk", dispatch.ChannelSMS, wire.LaneBulk)
 	b.conversation(t, "sms-tx", dispatch.ChannelSMS, wire.LaneTransactional)
 	b.conversation(t, "mail", dispatch.ChannelEmail, wire.LaneBulk)
